@@ -1,0 +1,124 @@
+"""Every setting of the identity provider, documented once.
+
+Each can be overridden by an environment variable named IDP_<SETTING> (values are parsed as
+JSON when they can be, so IDP_MAIL_PORT=25 is a number and IDP_MAIL_USE_TLS=false a boolean).
+The files development.py, testing.py and production.py beside this one change only what differs
+in that environment; IDP_CONFIG chooses one of them (default: production).
+"""
+
+# --- Core -------------------------------------------------------------------------------------
+# Signs cookies, links and CSRF tokens and derives the key that encrypts signing keys at rest.
+# Required outside development and testing: the app refuses to start without it.
+SECRET_KEY = None
+# Database URL. Unset: SQLite in the instance folder. Production: postgresql+psycopg://...
+SQLALCHEMY_DATABASE_URI = None
+# Production refuses SQLite unless this is true (a single-host installation that knows the cost).
+ALLOW_SQLITE = False
+# The issuer URL. Discovery lives under it, and every link in a mail is built from it, never from
+# the Host header of a request.
+ISSUER = "http://127.0.0.1:5000"
+# The e:service portal link put in the activation mail.
+PORTAL_URL = "http://127.0.0.1:5001/"
+# The product name shown on pages, in mails and in the SMS.
+PRODUCT_NAME = "e:service"
+
+# --- Mail -------------------------------------------------------------------------------------
+# smtp (production), console or file (development only: they print or write the mail).
+MAIL_BACKEND = "console"
+MAIL_SERVER = "localhost"
+MAIL_PORT = 587
+# STARTTLS after connecting (port 587). Certificates are always verified.
+MAIL_USE_TLS = True
+# Implicit TLS from the first byte (port 465). Excludes MAIL_USE_TLS.
+MAIL_USE_SSL = False
+MAIL_USERNAME = None
+MAIL_PASSWORD = None
+MAIL_DEFAULT_SENDER = "e:service <no-reply@localhost>"
+# Seconds to wait for the SMTP server before giving up.
+MAIL_TIMEOUT = 10
+# A CA bundle to trust for the SMTP server instead of the system's (private CAs, tests).
+MAIL_CA_FILE = None
+
+# --- SMS --------------------------------------------------------------------------------------
+# vonage (production), console or file (development only).
+SMS_BACKEND = "console"
+VONAGE_API_KEY = None
+VONAGE_API_SECRET = None
+# Sender id shown on the phone (alphanumeric, at most 11 characters).
+VONAGE_SMS_FROM = "ecotel"
+# Host of Vonage's SMS REST API; tests point it at a local TLS fake.
+VONAGE_REST_HOST = "rest.nexmo.com"
+# Seconds to wait for Vonage before the send counts as failed.
+SMS_TIMEOUT = 10
+
+# Where the file mail and SMS backends write. Unset: "outbox" in the instance folder.
+OUTBOX_DIR = None
+
+# --- Shared state -----------------------------------------------------------------------------
+# Redis URL for state shared by several workers and hosts (rate limits). Unset: in-process.
+REDIS_URL = None
+
+# --- Passwords (NIST SP 800-63B) -------------------------------------------------------------
+# argon2id cost. OWASP's minimum is t=2, m=19 MiB, p=1; see docs/performance.md for timings.
+ARGON2_TIME_COST = 2
+ARGON2_MEMORY_COST_KIB = 19456
+ARGON2_PARALLELISM = 1
+# How many argon2 computations may run at once in one process: more only queue for the CPU and
+# use memory (each takes ARGON2_MEMORY_COST_KIB).
+ARGON2_MAX_CONCURRENT = 2
+PASSWORD_MIN_LENGTH = 12
+# Longest password in characters (NIST: at least 64 must be accepted).
+PASSWORD_MAX_LENGTH = 256
+# Longest password in UTF-8 bytes, against hashing floods with huge inputs.
+PASSWORD_MAX_BYTES = 1024
+
+# --- Activation links ------------------------------------------------------------------------
+# Lifetime of an activation or password-reset link, in seconds (72 hours).
+INVITATION_LIFETIME = 72 * 3600
+
+# --- SMS PIN ----------------------------------------------------------------------------------
+# Seconds a PIN stays valid.
+PIN_LIFETIME = 300
+# Wrong PINs allowed per login or activation attempt before it ends.
+PIN_MAX_ATTEMPTS = 5
+# Seconds before "send a new PIN" works again.
+PIN_RESEND_COOLDOWN = 60
+# New PINs allowed per login or activation attempt.
+PIN_MAX_RESENDS = 3
+# Seconds a started login or activation (password accepted, PIN pending) stays open.
+TRANSACTION_LIFETIME = 900
+
+# --- Brute force ------------------------------------------------------------------------------
+# Failed passwords (or PINs) on one account before it is locked for a while.
+LOCKOUT_THRESHOLD = 5
+# First lock in seconds; it doubles with every further failure up to LOCKOUT_MAX_SECONDS.
+LOCKOUT_BASE_SECONDS = 30
+LOCKOUT_MAX_SECONDS = 900
+
+# --- Sessions ---------------------------------------------------------------------------------
+# A login session ends after this many seconds without use...
+SESSION_IDLE_TIMEOUT = 1800
+# ...and at the latest this many seconds after the login.
+SESSION_ABSOLUTE_TIMEOUT = 10 * 3600
+# Cookie that carries the random session id (the database holds its hash). Production uses the
+# __Host- prefix, which forces Secure, Path=/ and no Domain.
+AUTH_COOKIE_NAME = "idp_session"
+# Flask's own signed cookie (CSRF token and the login or activation in progress).
+SESSION_COOKIE_NAME = "idp_flow"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = False
+
+# --- Web --------------------------------------------------------------------------------------
+# Send Strict-Transport-Security (production, behind TLS).
+HSTS = False
+# CSRF tokens live as long as the flow cookie; a form left open for hours still works.
+WTF_CSRF_TIME_LIMIT = None
+# Largest request body accepted, in bytes.
+MAX_CONTENT_LENGTH = 64 * 1024
+# Languages of the hosted pages, first is the default.
+LANGUAGES = ["de", "en"]
+BABEL_DEFAULT_LOCALE = "de"
+BABEL_DEFAULT_TIMEZONE = "Europe/Berlin"
+# Development-only pages (the outbox). Never on in production.
+DEV_PAGES = False

@@ -1,0 +1,12 @@
+"""Production: secure cookies with the __Host- prefix, HSTS, real senders.
+
+The app refuses to start here without IDP_SECRET_KEY, with a development sender, or with SQLite
+unless IDP_ALLOW_SQLITE=true.
+"""
+
+MAIL_BACKEND = "smtp"
+SMS_BACKEND = "vonage"
+SESSION_COOKIE_SECURE = True
+SESSION_COOKIE_NAME = "__Host-idp_flow"
+AUTH_COOKIE_NAME = "__Host-idp_session"
+HSTS = True

@@ -1,0 +1,105 @@
+"""The identity provider: create_app() is the only place that wires things together."""
+
+import logging
+import os
+from collections.abc import Mapping
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from idp.config import environment_from_env, load_config
+from idp.resources import resource_dir
+
+
+def create_app(environment: str | None = None, overrides: Mapping | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("IDP_INSTANCE_PATH") or None,
+        instance_relative_config=True,
+        template_folder=str(resource_dir("templates")),
+    )
+    load_config(app, environment or environment_from_env(), overrides)
+    _configure_database(app)
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    from idp.extensions import babel, csrf, db, migrate
+    from idp.i18n import select_locale
+    from idp.senders import init_senders
+    from idp.services.passwords import PasswordHashing
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(resource_dir("migrations")))
+    babel.init_app(app, locale_selector=select_locale)
+    csrf.init_app(app)
+    init_senders(app)
+    app.extensions["idp.passwords"] = PasswordHashing.from_config(app.config)
+
+    _register_blueprints(app)
+    _install_request_hooks(app)
+    _configure_logging(app)
+
+    from idp.cli import register_commands
+
+    register_commands(app)
+    return app
+
+
+def _configure_database(app: Flask) -> None:
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    if uri.startswith("sqlite"):
+        # Wait for a writer instead of failing at once when requests run in parallel.
+        options.setdefault("connect_args", {"timeout": 30})
+    else:
+        options.setdefault("pool_pre_ping", True)
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_foreign_keys(dbapi_connection, connection_record):
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+
+def _register_blueprints(app: Flask) -> None:
+    from idp import i18n
+    from idp.views import account, activation, health, login, pin
+
+    for blueprint in (account.bp, activation.bp, pin.bp, login.bp, health.bp, i18n.bp):
+        app.register_blueprint(blueprint)
+
+
+def _install_request_hooks(app: Flask) -> None:
+    from flask_babel import get_locale
+
+    from idp.headers import install_security_headers
+    from idp.views.errors import register_error_handlers
+
+    install_security_headers(app)
+    register_error_handlers(app)
+
+    from flask_babel import lazy_gettext as _l
+
+    journey = (
+        _l("Set password"),
+        _l("2-factor authentication"),
+        _l("Login"),
+        _l("2-factor authentication"),
+    )
+
+    @app.context_processor
+    def page_context():
+        return {
+            "product": app.config["PRODUCT_NAME"],
+            "current_locale": str(get_locale() or app.config["LANGUAGES"][0]),
+            "languages": app.config["LANGUAGES"],
+            "journey_steps": lambda: [str(step) for step in journey],
+        }
+
+
+def _configure_logging(app: Flask) -> None:
+    if not app.debug and not app.testing:
+        app.logger.setLevel(logging.INFO)

@@ -1,0 +1,258 @@
+"""The operator's commands: `idp users ...`, `idp db upgrade` (Flask-Migrate), and more.
+
+Bad input exits non-zero with one clear line on stderr and changes nothing."""
+
+import getpass
+import json
+import os
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup, with_appcontext
+
+from idp import create_app
+from idp.config import ConfigurationError
+from idp.extensions import db
+from idp.models import InvitationPurpose, User, UserState
+from idp.senders import SendError
+from idp.services import audit, clock, invitations, lockout, users
+from idp.services.users import UserError
+
+
+def operator() -> str:
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # containers may run with a uid that has no passwd entry
+        name = f"uid{os.getuid()}"
+    return f"cli:{name}"
+
+
+def app_for_cli() -> Flask:
+    try:
+        return create_app()
+    except ConfigurationError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def main() -> None:
+    FlaskGroup(
+        name="idp",
+        create_app=app_for_cli,
+        help="Operate the identity provider.",
+        set_debug_flag=False,
+        load_dotenv=False,
+    ).main(prog_name="idp")
+
+
+def register_commands(app: Flask) -> None:
+    from idp.demo import demo_command
+
+    app.cli.add_command(users_group)
+    app.cli.add_command(demo_command)
+
+
+def fail_on_user_error(func):
+    """UserError and SendError become one line on stderr, after a rollback."""
+
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except UserError as error:
+            db.session.rollback()
+            raise click.ClickException(str(error)) from None
+        except SendError as error:
+            db.session.rollback()
+            raise click.ClickException(f"{error}; nothing was changed") from None
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
+def user_summary(user: User) -> dict:
+    return {
+        "username": user.username,
+        "sub": user.subject,
+        "name": user.name,
+        "email": user.email,
+        "phone": user.phone,
+        "state": user.state,
+        "locked": lockout.is_locked(user, clock.now()),
+        "created_at": user.created_at.isoformat(),
+        "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None,
+    }
+
+
+@click.group("users", help="Accounts of portal administrators.")
+def users_group():
+    pass
+
+
+@users_group.command("invite")
+@click.argument("username")
+@click.option("--email", required=True, help="Where the activation mail goes.")
+@click.option("--phone", required=True, help="Mobile number for the SMS PIN, as +49...")
+@click.option("--name", default=None, help="Full name.")
+@click.option(
+    "--locale",
+    type=click.Choice(["de", "en"]),
+    default="de",
+    show_default=True,
+    help="Language of mails and SMS.",
+)
+@with_appcontext
+@fail_on_user_error
+def invite(username, email, phone, name, locale):
+    """Create an invited account and send the activation mail (the link is never printed)."""
+    moment = clock.now()
+    user = users.create_user(username, email=email, phone=phone, name=name, now=moment)
+    user.locale = locale
+    invitation, url = invitations.issue(user, InvitationPurpose.ACTIVATION, moment)
+    audit.record("user.invited", now=moment, actor=operator(), user=user)
+    invitations.send(invitation, url, moment)
+    db.session.commit()
+    click.echo(f"invited {user.username}: activation mail sent to {user.email}")
+
+
+@users_group.command("resend-invite")
+@click.argument("username")
+@with_appcontext
+@fail_on_user_error
+def resend_invite(username):
+    """Send a new activation mail; the previous link stops working."""
+    moment = clock.now()
+    user = users.get_by_username(username)
+    if user.state != UserState.INVITED:
+        raise UserError(f"user {user.username!r} is {user.state}, not invited")
+    invitation, url = invitations.issue(user, InvitationPurpose.ACTIVATION, moment)
+    audit.record("user.invite_resent", now=moment, actor=operator(), user=user)
+    invitations.send(invitation, url, moment)
+    db.session.commit()
+    click.echo(f"activation mail sent again to {user.email}; the previous link is dead")
+
+
+@users_group.command("reset-password")
+@click.argument("username")
+@with_appcontext
+@fail_on_user_error
+def reset_password(username):
+    """Send a set-password link (confirmed by SMS PIN, like the activation)."""
+    moment = clock.now()
+    user = users.get_by_username(username)
+    if user.state == UserState.DISABLED:
+        raise UserError(f"user {user.username!r} is disabled; enable it first")
+    purpose = (
+        InvitationPurpose.ACTIVATION if user.state == UserState.INVITED else InvitationPurpose.RESET
+    )
+    invitation, url = invitations.issue(user, purpose, moment)
+    audit.record("password.reset_requested", now=moment, actor=operator(), user=user)
+    invitations.send(invitation, url, moment)
+    db.session.commit()
+    click.echo(f"set-password mail sent to {user.email}")
+
+
+@users_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array.")
+@click.option("--state", type=click.Choice([s.value for s in UserState]), default=None)
+@with_appcontext
+def list_users(as_json, state):
+    """List accounts."""
+    query = db.select(User).order_by(User.username_key)
+    if state:
+        query = query.where(User.state == state)
+    found = [user_summary(user) for user in db.session.scalars(query)]
+    if as_json:
+        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+        return
+    for entry in found:
+        click.echo(
+            f"{entry['username']:<24} {entry['state']:<9} {entry['email']:<32} {entry['phone']}"
+        )
+
+
+@users_group.command("show")
+@click.argument("username")
+@with_appcontext
+@fail_on_user_error
+def show(username):
+    """Show one account as JSON."""
+    user = users.get_by_username(username)
+    summary = user_summary(user)
+    invitation = invitations.latest_for(user)
+    summary["invitation"] = (
+        {
+            "purpose": invitation.purpose,
+            "state": invitation.state,
+            "expires_at": invitation.expires_at.isoformat(),
+        }
+        if invitation
+        else None
+    )
+    click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+
+
+@users_group.command("disable")
+@click.argument("username")
+@with_appcontext
+@fail_on_user_error
+def disable(username):
+    """Disable an account: its sessions end and its links die."""
+    moment = clock.now()
+    user = users.get_by_username(username)
+    users.disable(user, moment)
+    audit.record("user.disabled", now=moment, actor=operator(), user=user)
+    db.session.commit()
+    click.echo(f"disabled {user.username}")
+
+
+@users_group.command("enable")
+@click.argument("username")
+@with_appcontext
+@fail_on_user_error
+def enable(username):
+    """Enable a disabled account again."""
+    moment = clock.now()
+    user = users.get_by_username(username)
+    if user.state != UserState.DISABLED:
+        raise UserError(f"user {user.username!r} is not disabled")
+    user.state = UserState.ACTIVE if user.password_hash else UserState.INVITED
+    audit.record("user.enabled", now=moment, actor=operator(), user=user)
+    db.session.commit()
+    click.echo(f"enabled {user.username} ({user.state})")
+
+
+@users_group.command("set-phone")
+@click.argument("username")
+@click.argument("phone")
+@with_appcontext
+@fail_on_user_error
+def set_phone(username, phone):
+    """Change the mobile number that receives the PINs."""
+    moment = clock.now()
+    user = users.get_by_username(username)
+    old = user.phone
+    user.phone = users.check_phone(phone)
+    audit.record(
+        "user.phone_changed",
+        now=moment,
+        actor=operator(),
+        user=user,
+        old=users.masked_phone(old),
+        new=users.masked_phone(user.phone),
+    )
+    db.session.commit()
+    click.echo(f"phone of {user.username} is now {user.phone}")
+
+
+@users_group.command("unlock")
+@click.argument("username")
+@with_appcontext
+@fail_on_user_error
+def unlock(username):
+    """Lift a temporary lock after failed passwords or PINs."""
+    moment = clock.now()
+    user = users.get_by_username(username)
+    lockout.reset(user)
+    audit.record("user.unlocked", now=moment, actor=operator(), user=user)
+    db.session.commit()
+    click.echo(f"unlocked {user.username}")

@@ -1,0 +1,72 @@
+"""Loading and checking the configuration: config/default.py, then the file of the chosen
+environment, then IDP_* environment variables, then explicit overrides (tests)."""
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from flask import Flask
+
+from idp.resources import resource_dir
+
+ENVIRONMENTS = ("development", "testing", "production")
+DEV_SENDERS = ("console", "file")
+
+
+class ConfigurationError(RuntimeError):
+    """The configuration cannot run safely; the message says which setting to fix."""
+
+
+def load_config(app: Flask, environment: str, overrides: Mapping | None) -> None:
+    if environment not in ENVIRONMENTS:
+        raise ConfigurationError(
+            f"IDP_CONFIG must be one of {', '.join(ENVIRONMENTS)}, not {environment!r}"
+        )
+    config_dir = resource_dir("config")
+    app.config.from_pyfile(str(config_dir / "default.py"))
+    app.config.from_pyfile(str(config_dir / f"{environment}.py"))
+    app.config.from_prefixed_env("IDP")
+    if overrides:
+        app.config.update(overrides)
+    app.config["ENVIRONMENT"] = environment
+    _fill_defaults(app)
+    check_config(app.config)
+
+
+def _fill_defaults(app: Flask) -> None:
+    instance = Path(app.instance_path)
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'idp.sqlite3'}"
+    if not app.config.get("OUTBOX_DIR"):
+        app.config["OUTBOX_DIR"] = str(instance / "outbox")
+    app.config["ISSUER"] = app.config["ISSUER"].rstrip("/")
+
+
+def check_config(config: Mapping) -> None:
+    if not config.get("SECRET_KEY"):
+        raise ConfigurationError("IDP_SECRET_KEY is not set: refusing to start without it")
+    if config["MAIL_USE_TLS"] and config["MAIL_USE_SSL"]:
+        raise ConfigurationError("IDP_MAIL_USE_TLS and IDP_MAIL_USE_SSL exclude each other")
+    if config["ENVIRONMENT"] != "production":
+        return
+    if len(str(config["SECRET_KEY"])) < 32:
+        raise ConfigurationError("IDP_SECRET_KEY must be at least 32 characters in production")
+    for setting in ("MAIL_BACKEND", "SMS_BACKEND"):
+        if config[setting] in DEV_SENDERS:
+            raise ConfigurationError(
+                f"IDP_{setting}={config[setting]} is for development only: "
+                "refusing to start in production"
+            )
+    if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite") and not config["ALLOW_SQLITE"]:
+        raise ConfigurationError(
+            "SQLite in production needs IDP_ALLOW_SQLITE=true; "
+            "set IDP_SQLALCHEMY_DATABASE_URI=postgresql+psycopg://..."
+        )
+    if not config["ISSUER"].startswith("https://"):
+        raise ConfigurationError("IDP_ISSUER must be an https:// URL in production")
+    if config["DEV_PAGES"]:
+        raise ConfigurationError("IDP_DEV_PAGES cannot be on in production")
+
+
+def environment_from_env() -> str:
+    return os.environ.get("IDP_CONFIG", "production")

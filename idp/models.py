@@ -1,0 +1,196 @@
+"""Tables only. Behaviour lives in idp/services."""
+
+import enum
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from idp.extensions import db
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC, returns aware UTC: the same on SQLite (which drops time zones) and on
+    PostgreSQL, so that comparisons with an aware `now` never fail."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use aware UTC datetimes")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_subject() -> str:
+    return str(uuid.uuid4())
+
+
+class UserState(enum.StrEnum):
+    INVITED = "invited"
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class User(db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Opaque and stable: the OIDC `sub`. Never the username, which a person may want changed.
+    subject: Mapped[str] = mapped_column(String(36), unique=True, default=new_subject)
+    username: Mapped[str] = mapped_column(String(64))
+    # NFKC + casefold of the username: "Anna" and "anna" are one account.
+    username_key: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(254))
+    phone: Mapped[str] = mapped_column(String(20))  # E.164
+    locale: Mapped[str] = mapped_column(String(8), default="de")
+    state: Mapped[str] = mapped_column(String(16), default=UserState.INVITED)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed_passwords: Mapped[int] = mapped_column(default=0)
+    failed_pins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class InvitationPurpose(enum.StrEnum):
+    ACTIVATION = "activation"
+    RESET = "reset"
+
+
+class InvitationState(enum.StrEnum):
+    CREATED = "created"
+    SENT = "sent"
+    OPENED = "opened"
+    ACTIVATED = "activated"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+class Invitation(db.Model):
+    """A personal set-password link (activation or reset); its nonce makes it single-use."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    nonce_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default=InvitationState.CREATED)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class TransactionPurpose(enum.StrEnum):
+    ACTIVATION = "activation"
+    LOGIN = "login"
+
+
+class TransactionState(enum.StrEnum):
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class AuthTransaction(db.Model):
+    """A login or activation whose first step passed and whose SMS PIN is pending. Bound to one
+    browser: the flow cookie holds a random token, this row its hash."""
+
+    __tablename__ = "auth_transactions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default=TransactionState.PENDING)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    invitation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("invitations.id", ondelete="CASCADE")
+    )
+    # Activation: the new password's hash, stored only once the PIN is confirmed.
+    pending_password_hash: Mapped[str | None] = mapped_column(String(255))
+    # Where the browser goes when the login completes (a path on this server).
+    return_to: Mapped[str | None] = mapped_column(Text)
+    pin_attempts: Mapped[int] = mapped_column(default=0)
+    pins_sent: Mapped[int] = mapped_column(default=0)
+    last_pin_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+    invitation: Mapped[Invitation | None] = relationship()
+
+
+class PinChallenge(db.Model):
+    """One SMS PIN sent for a transaction; only the newest unexpired one counts."""
+
+    __tablename__ = "pin_challenges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(
+        ForeignKey("auth_transactions.id", ondelete="CASCADE"), index=True
+    )
+    purpose: Mapped[str] = mapped_column(String(16))
+    # HMAC of the PIN under a server key: six digits hashed plainly would fall to a table scan.
+    pin_digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Session(db.Model):
+    """A login session (single sign-on). The cookie holds a random token, this row its hash."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Public session id for OIDC (`sid` claim, back-channel logout); not a credential.
+    sid: Mapped[str] = mapped_column(String(43), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    amr: Mapped[list] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+
+    user: Mapped[User] = relationship()
+
+
+class AuditEvent(db.Model):
+    """What happened, to whom, by whom, from where. Rows are only ever added."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    event: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    # Who acted: "user", "cli:<os user>", "client:<client_id>", "system".
+    actor: Mapped[str] = mapped_column(String(128))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    details: Mapped[dict] = mapped_column(JSON, default=dict)

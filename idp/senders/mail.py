@@ -1,0 +1,88 @@
+"""Mail senders: smtp (production), console and file (development)."""
+
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+
+from idp.senders import Mail, SendError
+from idp.senders.outbox import FileOutbox, print_loudly
+
+
+def build(config):
+    backend = config["MAIL_BACKEND"]
+    if backend == "smtp":
+        return SmtpMailer(config)
+    if backend == "console":
+        return ConsoleMailer()
+    if backend == "file":
+        return FileMailer(config["OUTBOX_DIR"])
+    raise ValueError(f"IDP_MAIL_BACKEND must be smtp, console or file, not {backend!r}")
+
+
+def to_email_message(message: Mail, sender: str) -> EmailMessage:
+    email = EmailMessage()
+    email["From"] = sender
+    email["To"] = message.to
+    email["Subject"] = message.subject
+    email["Date"] = formatdate(localtime=False)
+    email["Message-ID"] = make_msgid()
+    email["Auto-Submitted"] = "auto-generated"
+    email.set_content(message.text)
+    if message.html:
+        email.add_alternative(message.html, subtype="html")
+    return email
+
+
+class SmtpMailer:
+    def __init__(self, config):
+        self.host = config["MAIL_SERVER"]
+        self.port = config["MAIL_PORT"]
+        self.use_tls = config["MAIL_USE_TLS"]
+        self.use_ssl = config["MAIL_USE_SSL"]
+        self.username = config["MAIL_USERNAME"]
+        self.password = config["MAIL_PASSWORD"]
+        self.sender = config["MAIL_DEFAULT_SENDER"]
+        self.timeout = config["MAIL_TIMEOUT"]
+        self.ca_file = config["MAIL_CA_FILE"]
+
+    def _tls_context(self) -> ssl.SSLContext:
+        # Verifying: the server's certificate must be valid for its host name.
+        return ssl.create_default_context(cafile=self.ca_file)
+
+    def _connect(self) -> smtplib.SMTP:
+        if self.use_ssl:
+            return smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout, context=self._tls_context()
+            )
+        connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        if self.use_tls:
+            connection.starttls(context=self._tls_context())
+        return connection
+
+    def send(self, message: Mail) -> None:
+        email = to_email_message(message, self.sender)
+        try:
+            with self._connect() as connection:
+                if self.username:
+                    connection.login(self.username, self.password or "")
+                connection.send_message(email)
+        except (OSError, smtplib.SMTPException) as error:
+            # The error names the server's answer, never the message (it carries the link).
+            raise SendError(f"SMTP delivery to {self.host}:{self.port} failed: {error!r}") from None
+
+
+class ConsoleMailer:
+    def send(self, message: Mail) -> None:
+        print_loudly("mail", [f"To: {message.to}", f"Subject: {message.subject}", "", message.text])
+
+
+class FileMailer:
+    def __init__(self, directory: str):
+        self.outbox = FileOutbox(directory, "mail")
+
+    def send(self, message: Mail) -> None:
+        try:
+            self.outbox.write(message)
+        except OSError as error:
+            raise SendError(f"could not write to the outbox: {error}") from None

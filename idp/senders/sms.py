@@ -1,0 +1,69 @@
+"""SMS senders: vonage (production, through the official SDK), console and file (development)."""
+
+import logging
+
+from idp.senders import SendError, Sms, SmsReceipt
+from idp.senders.outbox import FileOutbox, print_loudly
+
+# The SDK logs request bodies (the PIN, the API secret) at DEBUG and error bodies at WARNING.
+for _name in ("vonage", "vonage_http_client", "vonage_sms"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+
+
+def build(config):
+    backend = config["SMS_BACKEND"]
+    if backend == "vonage":
+        return VonageSmsSender(config)
+    if backend == "console":
+        return ConsoleSmsSender()
+    if backend == "file":
+        return FileSmsSender(config["OUTBOX_DIR"])
+    raise ValueError(f"IDP_SMS_BACKEND must be vonage, console or file, not {backend!r}")
+
+
+class VonageSmsSender:
+    def __init__(self, config):
+        from vonage import Auth, HttpClientOptions, Vonage
+
+        self.sender_id = config["VONAGE_SMS_FROM"]
+        self.client = Vonage(
+            Auth(api_key=config["VONAGE_API_KEY"], api_secret=config["VONAGE_API_SECRET"]),
+            HttpClientOptions(
+                rest_host=config["VONAGE_REST_HOST"],
+                timeout=config["SMS_TIMEOUT"],
+                # A retried POST could deliver a PIN twice and bill it twice.
+                max_retries=0,
+            ),
+        )
+
+    def send(self, message: Sms) -> SmsReceipt:
+        from vonage_sms import SmsMessage
+
+        try:
+            response = self.client.sms.send(
+                SmsMessage(to=message.to.lstrip("+"), from_=self.sender_id, text=message.text)
+            )
+        except Exception as error:  # the SDK raises many types; all mean "not sent"
+            raise SendError(f"Vonage SMS failed: {type(error).__name__}") from None
+        sent = response.messages[0] if response.messages else None
+        if sent is None or sent.status != "0":
+            raise SendError(f"Vonage SMS rejected with status {getattr(sent, 'status', None)!r}")
+        return SmsReceipt(message_id=sent.message_id, price=sent.message_price)
+
+
+class ConsoleSmsSender:
+    def send(self, message: Sms) -> SmsReceipt:
+        print_loudly("sms", [f"To: {message.to}", message.text])
+        return SmsReceipt()
+
+
+class FileSmsSender:
+    def __init__(self, directory: str):
+        self.outbox = FileOutbox(directory, "sms")
+
+    def send(self, message: Sms) -> SmsReceipt:
+        try:
+            self.outbox.write(message)
+        except OSError as error:
+            raise SendError(f"could not write to the outbox: {error}") from None
+        return SmsReceipt()

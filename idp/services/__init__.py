@@ -1,0 +1,1 @@
+"""Plain functions with explicit arguments: the domain. No Authlib, no request parsing."""

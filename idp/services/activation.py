@@ -1,0 +1,59 @@
+"""Setting a password through a personal link: the new password takes effect only when the SMS
+PIN sent to the phone on record is confirmed, so that a leaked e-mail alone yields nothing."""
+
+from datetime import datetime
+
+from idp.models import (
+    AuthTransaction,
+    Invitation,
+    InvitationPurpose,
+    TransactionPurpose,
+    User,
+    UserState,
+)
+from idp.services import audit, invitations, lockout, sessions, transactions
+from idp.services.passwords import PolicyViolation, check_policy, hashing
+
+
+def begin(
+    invitation: Invitation, password: str, confirmation: str, now: datetime, ip: str | None
+) -> tuple[AuthTransaction, str] | PolicyViolation:
+    """Checks the password and sends the PIN. Raises SendError when the SMS fails; the caller
+    rolls back. Returns the transaction and the token for the browser."""
+    user = invitation.user
+    violation = check_policy(password, confirmation, username=user.username, email=user.email)
+    if violation is not None:
+        return violation
+    transaction, token = transactions.start(
+        user,
+        TransactionPurpose.ACTIVATION,
+        now,
+        invitation_id=invitation.id,
+        pending_password_hash=hashing().hash(password),
+    )
+    invitations.mark_opened(invitation, now)
+    transactions.send_pin(transaction, now)
+    audit.record("pin.sent", now=now, actor="user", user=user, ip=ip, purpose="activation")
+    return transaction, token
+
+
+def complete(transaction: AuthTransaction, now: datetime, ip: str | None) -> User | None:
+    """After the right PIN: the password takes effect and the link dies. None when the link
+    was used or revoked in the meantime (the caller rolls back)."""
+    user = transaction.user
+    invitation = transaction.invitation
+    if invitation is None or not invitations.consume(invitation.id, now):
+        return None
+    user.password_hash = transaction.pending_password_hash
+    user.password_changed_at = now
+    lockout.reset(user)
+    if invitation.purpose == InvitationPurpose.RESET:
+        # A new password ends every session that the old one opened.
+        sessions.revoke_all(user, now)
+        audit.record("password.reset", now=now, actor="user", user=user, ip=ip)
+    else:
+        audit.record("user.activated", now=now, actor="user", user=user, ip=ip)
+    if user.state == UserState.INVITED:
+        user.state = UserState.ACTIVE
+    audit.record("password.set", now=now, actor="user", user=user, ip=ip)
+    return user

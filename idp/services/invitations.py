@@ -1,0 +1,126 @@
+"""Set-password links: the activation of a new account and the reset of a password. Both lead
+through the same page, and both end with an SMS PIN to the phone on record."""
+
+from datetime import datetime, timedelta
+
+from flask import current_app, render_template
+from flask_babel import force_locale, gettext
+from sqlalchemy import select, update
+
+from idp.extensions import db
+from idp.models import Invitation, InvitationPurpose, InvitationState, User, UserState
+from idp.senders import Mail, send_mail
+from idp.services import links
+from idp.services.secrets import digest, new_token, same
+
+OPEN_STATES = (InvitationState.CREATED, InvitationState.SENT, InvitationState.OPENED)
+
+
+class LinkProblem(Exception):
+    """Why a link cannot be used: 'invalid', 'expired' or 'used'."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def revoke_open_invitations(user: User, now: datetime) -> int:
+    result = db.session.execute(
+        update(Invitation)
+        .where(Invitation.user_id == user.id, Invitation.state.in_(OPEN_STATES))
+        .values(state=InvitationState.REVOKED, ended_at=now)
+    )
+    return result.rowcount
+
+
+def issue(user: User, purpose: InvitationPurpose, now: datetime) -> tuple[Invitation, str]:
+    """A new link for the user; any older one dies with it. Returns the row and the URL."""
+    revoke_open_invitations(user, now)
+    nonce = new_token()
+    invitation = Invitation(
+        user_id=user.id,
+        purpose=purpose,
+        nonce_hash=digest(nonce),
+        state=InvitationState.CREATED,
+        created_at=now,
+        expires_at=now + timedelta(seconds=current_app.config["INVITATION_LIFETIME"]),
+    )
+    db.session.add(invitation)
+    db.session.flush()
+    token = links.sign(links.SET_PASSWORD_SALT, [invitation.id, nonce])
+    return invitation, links.absolute_url(f"/activate/{token}")
+
+
+def send(invitation: Invitation, url: str, now: datetime) -> None:
+    """Sends the mail; raises SendError and changes nothing when it cannot be sent."""
+    user = invitation.user
+    config = current_app.config
+    context = {
+        "user": user,
+        "url": url,
+        "portal_url": config["PORTAL_URL"],
+        "product": config["PRODUCT_NAME"],
+        "purpose": invitation.purpose,
+        "valid_hours": config["INVITATION_LIFETIME"] // 3600,
+    }
+    with force_locale(user.locale):
+        if invitation.purpose == InvitationPurpose.ACTIVATION:
+            subject = gettext("Your access to %(product)s", product=config["PRODUCT_NAME"])
+        else:
+            subject = gettext("Set a new password for %(product)s", product=config["PRODUCT_NAME"])
+        text = render_template("mail/set_password.txt", **context)
+        html = render_template("mail/set_password.html", **context)
+    send_mail(Mail(to=user.email, subject=subject, text=text, html=html))
+    invitation.state = InvitationState.SENT
+    invitation.sent_at = now
+
+
+def resolve(token: str, now: datetime) -> Invitation:
+    """The open invitation behind a link, or LinkProblem. Never consumes the link."""
+    try:
+        payload = links.unsign(
+            links.SET_PASSWORD_SALT, token, max_age=current_app.config["INVITATION_LIFETIME"]
+        )
+    except links.LinkExpired:
+        raise LinkProblem("expired") from None
+    except links.LinkInvalid:
+        raise LinkProblem("invalid") from None
+    if len(payload) != 2 or not isinstance(payload[0], int) or not isinstance(payload[1], str):
+        raise LinkProblem("invalid")
+    invitation_id, nonce = payload
+    invitation = db.session.get(Invitation, invitation_id)
+    if invitation is None or not same(invitation.nonce_hash, digest(nonce)):
+        raise LinkProblem("invalid")
+    if invitation.user.state == UserState.DISABLED:
+        raise LinkProblem("invalid")
+    if invitation.state in (InvitationState.ACTIVATED, InvitationState.REVOKED):
+        raise LinkProblem("used")
+    if invitation.state == InvitationState.EXPIRED or invitation.expires_at <= now:
+        if invitation.state != InvitationState.EXPIRED:
+            invitation.state = InvitationState.EXPIRED
+            invitation.ended_at = now
+            db.session.commit()
+        raise LinkProblem("expired")
+    return invitation
+
+
+def mark_opened(invitation: Invitation, now: datetime) -> None:
+    if invitation.state in (InvitationState.CREATED, InvitationState.SENT):
+        invitation.state = InvitationState.OPENED
+        invitation.opened_at = now
+
+
+def consume(invitation_id: int, now: datetime) -> bool:
+    """Marks the link used. False when it was no longer open: a parallel request won."""
+    result = db.session.execute(
+        update(Invitation)
+        .where(Invitation.id == invitation_id, Invitation.state.in_(OPEN_STATES))
+        .values(state=InvitationState.ACTIVATED, activated_at=now, ended_at=now)
+    )
+    return result.rowcount == 1
+
+
+def latest_for(user: User) -> Invitation | None:
+    return db.session.scalar(
+        select(Invitation).where(Invitation.user_id == user.id).order_by(Invitation.id.desc())
+    )

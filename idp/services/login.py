@@ -1,0 +1,59 @@
+"""The password step of a login. It yields only a pending transaction, never a session: that
+comes when the SMS PIN is confirmed."""
+
+from datetime import datetime
+
+from idp.models import AuthTransaction, Session, TransactionPurpose, User, UserState
+from idp.services import audit, lockout, sessions, transactions, users
+from idp.services.passwords import hashing
+
+AMR = ["pwd", "sms", "mfa"]
+
+
+def check_password(username: str, password: str, now: datetime, ip: str | None) -> User | None:
+    """The user when the password is right and the account may log in; else None. Unknown
+    users, disabled or locked accounts and wrong passwords cost one argon2 verify each, so
+    that neither the answer nor its timing tells them apart."""
+    user = users.find_by_username(username) if username else None
+    usable = (
+        user is not None and user.state == UserState.ACTIVE and not lockout.is_locked(user, now)
+    )
+    ok = hashing().verify(user.password_hash if usable else None, password)
+    if not ok:
+        if usable:
+            lockout.register_failure(user.id, "failed_passwords", now)
+        audit.record(
+            "login.failed",
+            now=now,
+            actor="user",
+            user=user,
+            ip=ip,
+            reason="password" if usable else "unusable-account",
+        )
+        return None
+    if hashing().needs_rehash(user.password_hash):
+        user.password_hash = hashing().hash(password)
+    return user
+
+
+def begin(
+    user: User, now: datetime, ip: str | None, return_to: str | None
+) -> tuple[AuthTransaction, str]:
+    """Starts the PIN step; raises SendError when the SMS fails (the caller rolls back)."""
+    transaction, token = transactions.start(
+        user, TransactionPurpose.LOGIN, now, return_to=return_to
+    )
+    transactions.send_pin(transaction, now)
+    audit.record("pin.sent", now=now, actor="user", user=user, ip=ip, purpose="login")
+    return transaction, token
+
+
+def complete(
+    transaction: AuthTransaction, now: datetime, ip: str | None, user_agent: str | None
+) -> tuple[Session, str]:
+    user = transaction.user
+    lockout.reset(user)
+    user.last_login_at = now
+    session, token = sessions.create(user, amr=AMR, now=now, ip=ip, user_agent=user_agent)
+    audit.record("login.succeeded", now=now, actor="user", user=user, ip=ip, sid=session.sid)
+    return session, token

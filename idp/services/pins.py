@@ -1,0 +1,45 @@
+"""SMS PINs: six digits from `secrets`, stored as a keyed digest, sent as a GSM-7 text whose last
+line lets the browser fill the PIN in (WebOTP)."""
+
+import secrets
+from urllib.parse import urlsplit
+
+from flask import current_app, render_template
+from flask_babel import force_locale
+
+from idp.models import User
+from idp.services.secrets import keyed_digest
+
+PIN_LENGTH = 6
+
+# The GSM 03.38 basic character set: a text made only of these is one 160-character SMS.
+GSM7_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+
+
+def new_pin() -> str:
+    return f"{secrets.randbelow(10**PIN_LENGTH):0{PIN_LENGTH}d}"
+
+
+def pin_digest(challenge_scope: str, pin: str) -> str:
+    return keyed_digest("idp.pin", f"{challenge_scope}:{pin}")
+
+
+def sms_text(user: User, pin: str, purpose: str) -> str:
+    config = current_app.config
+    with force_locale(user.locale):
+        body = render_template(
+            "sms/pin.txt",
+            pin=pin,
+            purpose=purpose,
+            product=config["PRODUCT_NAME"],
+            minutes=max(1, config["PIN_LIFETIME"] // 60),
+        ).strip()
+    host = urlsplit(config["ISSUER"]).hostname
+    return f"{body}\n\n@{host} #{pin}"
+
+
+def is_gsm7(text: str) -> bool:
+    return set(text) <= GSM7_BASIC

@@ -1,0 +1,100 @@
+"""Accounts of portal administrators: creation, lookup by username, state changes."""
+
+import unicodedata
+from datetime import datetime
+
+import phonenumbers
+from sqlalchemy import select
+
+from idp.extensions import db
+from idp.models import User, UserState
+
+USERNAME_ALLOWED = set("abcdefghijklmnopqrstuvwxyz0123456789._-@")
+MAX_USERNAME = 64
+MAX_EMAIL = 254
+
+
+class UserError(ValueError):
+    """Input an operator or a provisioning client must correct; the message says how."""
+
+
+def username_key(username: str) -> str:
+    return unicodedata.normalize("NFKC", username).casefold().strip()
+
+
+def check_username(username: str) -> str:
+    key = username_key(username)
+    if not key or len(key) > MAX_USERNAME or not set(key) <= USERNAME_ALLOWED:
+        raise UserError(
+            f"invalid username {username!r}: use 1 to {MAX_USERNAME} of a-z 0-9 . _ - @"
+        )
+    return key
+
+
+def check_email(email: str) -> str:
+    email = email.strip()
+    local, at, domain = email.rpartition("@")
+    if (
+        not at
+        or not local
+        or "." not in domain
+        or len(email) > MAX_EMAIL
+        or any(c.isspace() or c in '<>,;"' for c in email)
+    ):
+        raise UserError(f"invalid e-mail address {email!r}")
+    return email
+
+
+def check_phone(phone: str) -> str:
+    """The number in E.164 form, or UserError. Numbers must be given internationally (+49...)."""
+    try:
+        parsed = phonenumbers.parse(phone, None)
+    except phonenumbers.NumberParseException as error:
+        raise UserError(f"invalid phone number {phone!r}: give it as +<country code>...") from error
+    if not phonenumbers.is_valid_number(parsed):
+        raise UserError(f"invalid phone number {phone!r}")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def find_by_username(username: str) -> User | None:
+    return db.session.scalar(select(User).where(User.username_key == username_key(username)))
+
+
+def get_by_username(username: str) -> User:
+    user = find_by_username(username)
+    if user is None:
+        raise UserError(f"no user {username!r}")
+    return user
+
+
+def create_user(username: str, *, email: str, phone: str, name: str | None, now: datetime) -> User:
+    key = check_username(username)
+    if find_by_username(username) is not None:
+        raise UserError(f"user {username!r} exists already")
+    user = User(
+        username=username.strip(),
+        username_key=key,
+        email=check_email(email),
+        phone=check_phone(phone),
+        name=(name or "").strip() or None,
+        state=UserState.INVITED,
+        created_at=now,
+        updated_at=now,
+    )
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def disable(user: User, now: datetime) -> None:
+    """Disables the account: every session ends and every open link dies."""
+    from idp.services import invitations, sessions
+
+    user.state = UserState.DISABLED
+    sessions.revoke_all(user, now)
+    invitations.revoke_open_invitations(user, now)
+
+
+def masked_phone(phone: str) -> str:
+    """The number as shown on the PIN page: enough to recognise, not enough to harvest."""
+    return f"{phone[:3]} … {phone[-2:]}"

@@ -1,0 +1,1 @@
+"""One blueprint per flow; views parse, call a service, render."""

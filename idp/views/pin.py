@@ -1,0 +1,119 @@
+"""The SMS PIN page, shared by activation and login: confirm, or ask for a new PIN."""
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+
+from idp.extensions import db
+from idp.models import TransactionPurpose
+from idp.senders import SendError
+from idp.services import activation, audit, clock, login, transactions
+from idp.services.transactions import PinResult, ResendRefused
+from idp.services.users import masked_phone
+from idp.web import (
+    client_ip,
+    end_flow,
+    flow_transaction_token,
+    set_session_cookie,
+    user_agent,
+)
+
+bp = Blueprint("pin", __name__)
+
+
+def pin_page(transaction, *, error=None, notice=None, status=200):
+    return (
+        render_template(
+            "pin/pin.html",
+            purpose=transaction.purpose,
+            phone=masked_phone(transaction.user.phone),
+            resend_wait=transactions.resend_wait(transaction, clock.now()),
+            error=error,
+            notice=notice,
+            tries_left=transactions.tries_left(transaction),
+        ),
+        status,
+    )
+
+
+def ended_page(purpose: str | None, reason: str, status: int = 410):
+    return render_template("pin/ended.html", purpose=purpose, reason=reason), status
+
+
+@bp.get("/pin")
+def form():
+    transaction = transactions.load(flow_transaction_token(), clock.now())
+    if transaction is None:
+        return ended_page(None, "expired")
+    return pin_page(transaction)
+
+
+@bp.post("/pin")
+def submit():
+    transaction = transactions.load(flow_transaction_token(), clock.now())
+    if transaction is None:
+        return ended_page(None, "expired")
+    if "resend" in request.form:
+        return resend(transaction)
+    result = transactions.verify(transaction, request.form.get("pin", ""), clock.now())
+    if result is PinResult.OK:
+        return complete(transaction)
+    audit.record(
+        "pin.failed",
+        now=clock.now(),
+        actor="user",
+        user=transaction.user,
+        ip=client_ip(),
+        purpose=transaction.purpose,
+        result=result.value,
+    )
+    db.session.commit()
+    if result is PinResult.ENDED:
+        end_flow()
+        return ended_page(transaction.purpose, "attempts")
+    error = "expired" if result is PinResult.EXPIRED else "wrong"
+    return pin_page(transaction, error=error, status=422)
+
+
+def resend(transaction):
+    try:
+        transactions.claim_resend(transaction, clock.now())
+        transactions.send_pin(transaction, clock.now())
+    except ResendRefused as refused:
+        return pin_page(transaction, error=f"resend_{refused.reason}", status=429)
+    except SendError as error:
+        db.session.rollback()
+        current_app.logger.warning("PIN SMS not re-sent: %s", error)
+        return pin_page(transaction, error="sms_failed", status=503)
+    audit.record(
+        "pin.sent",
+        now=clock.now(),
+        actor="user",
+        user=transaction.user,
+        ip=client_ip(),
+        purpose=transaction.purpose,
+        resend=True,
+    )
+    db.session.commit()
+    return pin_page(transaction, notice="resent")
+
+
+def complete(transaction):
+    if transaction.purpose == TransactionPurpose.ACTIVATION:
+        user = activation.complete(transaction, clock.now(), client_ip())
+        if user is None:
+            db.session.rollback()
+            end_flow()
+            return render_template("activation/link_problem.html", reason="used"), 410
+        db.session.commit()
+        end_flow()
+        return render_template(
+            "activation/done.html",
+            user=user,
+            portal_url=current_app.config["PORTAL_URL"],
+        )
+    _, session_token = login.complete(transaction, clock.now(), client_ip(), user_agent())
+    return_to = transaction.return_to or url_for("account.home")
+    db.session.commit()
+    end_flow()
+    response = redirect(return_to, code=303)
+    set_session_cookie(response, session_token)
+    return response

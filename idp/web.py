@@ -1,0 +1,74 @@
+"""What the browser-facing views share: the client's address, the login session cookie, the
+flow state kept in Flask's signed cookie, and safe return paths."""
+
+from flask import current_app, g, request, session
+
+from idp.models import Session
+from idp.services import clock, sessions
+
+FLOW_TRANSACTION = "tx"
+
+
+def client_ip() -> str | None:
+    return request.remote_addr
+
+
+def user_agent() -> str | None:
+    return request.headers.get("User-Agent")
+
+
+def current_session() -> Session | None:
+    """The live login session of this browser (cached for the request)."""
+    if "idp_session" not in g:
+        token = request.cookies.get(current_app.config["AUTH_COOKIE_NAME"])
+        g.idp_session = sessions.load(token, clock.now())
+    return g.idp_session
+
+
+def set_session_cookie(response, token: str) -> None:
+    config = current_app.config
+    response.set_cookie(
+        config["AUTH_COOKIE_NAME"],
+        token,
+        # A browser-session cookie: the server enforces idle and absolute lifetimes.
+        secure=config["SESSION_COOKIE_SECURE"],
+        httponly=True,
+        samesite="Lax",
+        path="/",
+    )
+
+
+def clear_session_cookie(response) -> None:
+    config = current_app.config
+    response.delete_cookie(
+        config["AUTH_COOKIE_NAME"],
+        secure=config["SESSION_COOKIE_SECURE"],
+        httponly=True,
+        samesite="Lax",
+        path="/",
+    )
+
+
+def start_flow(transaction_token: str) -> None:
+    """A new login or activation step: drop whatever flow state the browser had (another
+    person's half-done login on a shared computer must not carry over)."""
+    session.clear()
+    session[FLOW_TRANSACTION] = transaction_token
+
+
+def flow_transaction_token() -> str | None:
+    return session.get(FLOW_TRANSACTION)
+
+
+def end_flow() -> None:
+    # A new CSRF token and no leftover state after every change of who is logged in.
+    session.clear()
+
+
+def safe_return_path(path: str | None) -> str | None:
+    """A path on this server, or None: never another origin (open redirect)."""
+    if not path or not path.startswith("/") or path.startswith(("//", "/\\")):
+        return None
+    if any(c in path for c in "\\\r\n\t") or any(ord(c) < 32 for c in path):
+        return None
+    return path

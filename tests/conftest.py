@@ -1,0 +1,173 @@
+"""Fixtures: an app per test on a real database (SQLite by default, PostgreSQL when
+IDP_TEST_DATABASE_URI says so), the file senders' outbox, and a browser-like client."""
+
+import os
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from flask_migrate import upgrade
+from sqlalchemy import create_engine, text
+
+from idp import create_app
+from idp.extensions import db
+from idp.senders.outbox import read_outbox
+from idp.services import clock
+
+POSTGRES_URI = os.environ.get("IDP_TEST_DATABASE_URI")
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="session")
+def database_uri(tmp_path_factory) -> str:
+    """A fresh, migrated database for the whole run; tests empty its tables afterwards."""
+    if POSTGRES_URI:
+        engine = create_engine(POSTGRES_URI)
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+        uri = POSTGRES_URI
+    else:
+        uri = f"sqlite:///{tmp_path_factory.mktemp('db') / 'idp.sqlite3'}"
+    app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": uri})
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return uri
+
+
+def empty_tables() -> None:
+    with db.engine.begin() as connection:
+        for table in reversed(db.metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
+@pytest.fixture
+def make_app(database_uri, tmp_path):
+    """Builds an app with extra settings; every app of a test shares its database."""
+    apps = []
+
+    def build(**settings):
+        config = {
+            "SQLALCHEMY_DATABASE_URI": database_uri,
+            "OUTBOX_DIR": str(tmp_path / "outbox"),
+            **settings,
+        }
+        app = create_app("testing", config)
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            if app is apps[0]:
+                empty_tables()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    # No app context stays pushed: each request must get its own, as in production (a shared
+    # one would share `g`, and with it cached CSRF tokens and sessions, across requests).
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class Clock:
+    """Moves the services' clock without sleeping."""
+
+    def __init__(self):
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, **kwargs) -> None:
+        self.offset += timedelta(**kwargs)
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch) -> Clock:
+    moved = Clock()
+    monkeypatch.setattr(clock, "now", moved.now)
+    return moved
+
+
+class Outbox:
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def mails(self) -> list[dict]:
+        return read_outbox(str(self.directory), "mail")
+
+    def sms(self) -> list[dict]:
+        return read_outbox(str(self.directory), "sms")
+
+    def last_link(self) -> str:
+        match = re.search(r"https?://\S+/activate/\S+", self.mails()[0]["text"])
+        assert match, "no activation link in the newest mail"
+        return match.group(0)
+
+    def last_pin(self) -> str:
+        match = re.search(r"#(\d{6})$", self.sms()[0]["text"])
+        assert match, "no PIN in the newest SMS"
+        return match.group(1)
+
+
+@pytest.fixture
+def outbox(app) -> Outbox:
+    return Outbox(Path(app.config["OUTBOX_DIR"]))
+
+
+def csrf_token(page: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+def path_of(url: str) -> str:
+    return "/" + url.split("/", 3)[3]
+
+
+def post_form(client, url: str, data: dict, page_url: str | None = None, **kwargs):
+    """Like a browser: load the page, take its CSRF token, submit."""
+    page = client.get(page_url or url)
+    return client.post(url, data={"csrf_token": csrf_token(page.text), **data}, **kwargs)
+
+
+def invite(app, username="anna", phone="+4915112345678", email=None, name="Anna Admin"):
+    result = app.test_cli_runner().invoke(
+        args=["users", "invite", username, "--email", email or f"{username}@example.com",
+              "--phone", phone, "--name", name]
+    )
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def activate(app, client, outbox, password=PASSWORD, username="anna"):
+    """Invites a user and walks the activation with link, password and SMS PIN."""
+    invite(app, username=username)
+    link = path_of(outbox.last_link())
+    response = post_form(client, link, {"password": password, "password_confirm": password})
+    assert response.status_code == 303, response.text
+    response = post_form(client, "/pin", {"pin": outbox.last_pin()})
+    assert response.status_code == 200, response.text
+    return link
+
+
+def login(client, outbox, username="anna", password=PASSWORD, next_path=None):
+    data = {"username": username, "password": password}
+    if next_path:
+        data["next"] = next_path
+    response = post_form(client, "/login", data)
+    assert response.status_code == 303, response.text
+    response = post_form(client, "/pin", {"pin": outbox.last_pin()})
+    assert response.status_code == 303, response.text
+    return response
