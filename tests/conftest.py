@@ -144,8 +144,17 @@ def post_form(client, url: str, data: dict, page_url: str | None = None, **kwarg
 
 def invite(app, username="anna", phone="+4915112345678", email=None, name="Anna Admin"):
     result = app.test_cli_runner().invoke(
-        args=["users", "invite", username, "--email", email or f"{username}@example.com",
-              "--phone", phone, "--name", name]
+        args=[
+            "users",
+            "invite",
+            username,
+            "--email",
+            email or f"{username}@example.com",
+            "--phone",
+            phone,
+            "--name",
+            name,
+        ]
     )
     assert result.exit_code == 0, result.output
     return result
