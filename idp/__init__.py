@@ -70,14 +70,20 @@ def _register_blueprints(app: Flask) -> None:
 
     for blueprint in (account.bp, activation.bp, pin.bp, login.bp, health.bp, i18n.bp):
         app.register_blueprint(blueprint)
+    if app.config["DEV_PAGES"]:
+        from idp.views import devtools
+
+        app.register_blueprint(devtools.bp)
 
 
 def _install_request_hooks(app: Flask) -> None:
     from flask_babel import get_locale
 
+    from idp.assets import install_assets
     from idp.headers import install_security_headers
     from idp.views.errors import register_error_handlers
 
+    install_assets(app)
     install_security_headers(app)
     register_error_handlers(app)
 

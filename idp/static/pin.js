@@ -26,6 +26,4 @@
       else { resend.textContent = label + " (" + wait + " s)"; }
     }, 1000);
   }
-  var firstError = document.querySelector('[aria-invalid="true"]');
-  if (firstError) { firstError.focus(); }
 })();
