@@ -180,3 +180,65 @@ def login(client, outbox, username="anna", password=PASSWORD, next_path=None):
     response = post_form(client, "/pin", {"pin": outbox.last_pin()})
     assert response.status_code == 303, response.text
     return response
+
+
+# --- Real senders: SMTP and an HTTPS fake of Vonage (tests/servers.py) ------------------------
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory):
+    from tests.servers import Certificates
+
+    return Certificates.create(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def _smtp_servers(certificates):
+    from tests.servers import SmtpServer
+
+    servers = {mode: SmtpServer(certificates, mode).start() for mode in ("starttls", "implicit")}
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture
+def smtp_server(_smtp_servers):
+    """aiosmtpd with STARTTLS; `smtp_server.mailbox.messages` holds what arrived."""
+    server = _smtp_servers["starttls"]
+    server.mailbox.reset()
+    yield server
+    server.mailbox.reset()
+
+
+@pytest.fixture
+def smtps_server(_smtp_servers):
+    """aiosmtpd with implicit TLS (port 465 style)."""
+    server = _smtp_servers["implicit"]
+    server.mailbox.reset()
+    yield server
+    server.mailbox.reset()
+
+
+@pytest.fixture(scope="session")
+def _vonage_server(certificates):
+    from tests.servers import VonageServer
+
+    server = VonageServer(certificates).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def vonage(_vonage_server, certificates, monkeypatch):
+    """The Vonage fake, reset; requests (inside the SDK) trusts its CA for this test."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificates.ca_file))
+    _vonage_server.reset()
+    yield _vonage_server
+    _vonage_server.reset()
+
+
+@pytest.fixture
+def real_senders_app(make_app, smtp_server, vonage, certificates):
+    """An app that sends mail through aiosmtpd (STARTTLS) and SMS through the Vonage fake."""
+    return make_app(**smtp_server.settings(certificates.ca_file), **vonage.settings())
