@@ -86,15 +86,16 @@ def create_user(username: str, *, email: str, phone: str, name: str | None, now:
     return user
 
 
-def disable(user: User, now: datetime) -> None:
-    """Disables the account: every session ends and every open link dies."""
-    from idp.services import invitations, sessions
+def disable(user: User, now: datetime) -> list[tuple[str, str]]:
+    """Disables the account: every session ends, every token and open link dies. Returns the
+    back-channel logouts to send once this is committed (tokens_logout.send)."""
+    from idp.services import invitations, tokens_logout
 
     user.state = UserState.DISABLED
-    sessions.revoke_all(user, now)
     invitations.revoke_open_invitations(user, now)
+    return tokens_logout.end_user_sessions(user, now)
 
 
 def masked_phone(phone: str) -> str:
     """The number as shown on the PIN page: enough to recognise, not enough to harvest."""
-    return f"{phone[:3]} … {phone[-2:]}"
+    return f"{phone[:3]}\u00a0…\u00a0{phone[-2:]}"  # no-break spaces: shown as one unit

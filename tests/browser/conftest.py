@@ -1,0 +1,87 @@
+"""Real browser tests: Playwright driving Debian's Chromium against live servers on 127.0.0.1.
+Screenshots of every step go to test-artifacts/screenshots/<language>/."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from idp.demo_apps.servers import BackgroundServer, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+# Without these, Chromium keeps trying to reach Google's services from a closed network.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def live_idp(make_app):
+    """The identity provider served on a free port, with the development outbox page."""
+    port = free_port()
+    app = make_app(ISSUER=f"http://127.0.0.1:{port}", DEV_PAGES=True)
+    server = BackgroundServer(app, port).start()
+    yield app, server.url
+    server.stop()
+
+
+def new_page(browser, language: str) -> Page:
+    # bypass_csp: our CSP rightly refuses the injected axe-core script.
+    context = browser.new_context(
+        locale=language, extra_http_headers={"Accept-Language": language}, bypass_csp=True
+    )
+    return context.new_page()
+
+
+class Steps:
+    """Screenshots and an accessibility check (axe-core) of every page the journey shows."""
+
+    def __init__(self, page: Page, folder: Path):
+        self.page = page
+        self.folder = folder
+        self.count = 0
+        self.violations: dict[str, list] = {}
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def record(self, name: str) -> None:
+        self.count += 1
+        self.page.screenshot(path=str(self.folder / f"{self.count:02d}-{name}.png"), full_page=True)
+        self.page.add_script_tag(path=str(AXE))
+        result = self.page.evaluate("async () => JSON.stringify(await axe.run(document))")
+        serious = [
+            {"id": v["id"], "impact": v["impact"], "help": v["help"]}
+            for v in json.loads(result)["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
+        self.violations[name] = serious
+
+
+def newest_link(page: Page, outbox_url: str, pattern: str) -> str:
+    page.goto(outbox_url)
+    link = page.locator("pre a", has_text=re.compile(pattern)).first
+    return link.get_attribute("href")
+
+
+def newest_pin(page: Page, outbox_url: str) -> str:
+    page.goto(outbox_url)
+    text = page.locator("article", has_text="SMS").first.inner_text()
+    return re.search(r"#(\d{6})", text).group(1)
