@@ -1,0 +1,430 @@
+"""The defences of the login: no user enumeration, bounded PIN tries, resend rules, account
+lock with backoff, expiry of PINs, transactions and sessions, session fixation, flow isolation
+and open redirects. Each test fails when its defence is taken away."""
+
+import re
+from urllib.parse import urlsplit
+
+import pytest
+from argon2 import PasswordHasher
+
+from idp.extensions import db
+from idp.models import AuthTransaction, Session, User
+from tests.conftest import PASSWORD, activate, csrf_token, login, post_form
+
+EN = {"Accept-Language": "en"}
+
+
+def wrong(pin: str) -> str:
+    return "000000" if pin != "000000" else "111111"
+
+
+def cli(app, *args):
+    result = app.test_cli_runner().invoke(args=list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def start_login(client, username="anna", password=PASSWORD, **extra):
+    return post_form(client, "/login", {"username": username, "password": password, **extra})
+
+
+def submit_pin(client, pin):
+    """POST /pin with the CSRF token of the current flow (taken from the login page when the
+    flow is over and the PIN page is gone)."""
+    page = client.get("/pin", headers=EN)
+    if 'name="csrf_token"' not in page.text:
+        page = client.get("/login", headers=EN)
+    return client.post(
+        "/pin", data={"csrf_token": csrf_token(page.text), "pin": pin}, headers=EN
+    )
+
+
+def strip_token(html: str) -> str:
+    return re.sub(r'name="csrf_token" value="[^"]+"', 'name="csrf_token" value=""', html)
+
+
+# --- Enumeration ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def counted_verifies(monkeypatch):
+    """Counts argon2 verifications (the real hasher, under PasswordHashing)."""
+    calls = []
+    original = PasswordHasher.verify
+
+    def counting(self, hash, password):
+        calls.append(1)
+        return original(self, hash, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counting)
+    return calls
+
+
+def test_unknown_wrong_disabled_locked_and_invited_look_the_same(
+    app, client, outbox, counted_verifies
+):
+    activate(app, client, outbox, username="anna")
+    activate(app, client, outbox, username="dora")
+    activate(app, client, outbox, username="lena")
+    with app.app_context():
+        dora = db.session.scalar(db.select(User).where(User.username_key == "dora"))
+        dora.state = "disabled"
+        lena = db.session.scalar(db.select(User).where(User.username_key == "lena"))
+        lena.locked_until = lena.created_at.replace(year=2999)
+        db.session.commit()
+    cli(app, "users", "invite", "ivan", "--email", "ivan@example.com", "--phone", "+4915100000001")
+    sms_before = len(outbox.sms())
+
+    attempts = {
+        "unknown": ("ghost", PASSWORD),
+        "wrong password": ("anna", PASSWORD + "x"),
+        "disabled": ("dora", PASSWORD),
+        "locked": ("lena", PASSWORD),
+        "invited": ("ivan", PASSWORD),
+    }
+    pages, statuses, verifies = {}, {}, {}
+    for case, (username, password) in attempts.items():
+        counted_verifies.clear()
+        browser = app.test_client()
+        response = post_form(browser, "/login", {"username": username, "password": password})
+        verifies[case] = len(counted_verifies)
+        statuses[case] = response.status_code
+        # The form echoes the typed username; the rest must not differ.
+        pages[case] = strip_token(response.text).replace(f'value="{username}"', 'value="?"')
+        assert browser.get_cookie(app.config["AUTH_COOKIE_NAME"]) is None
+
+    assert set(statuses.values()) == {200}
+    assert len(set(pages.values())) == 1, [case for case in pages]
+    assert set(verifies.values()) == {1}, verifies
+    assert len(outbox.sms()) == sms_before
+
+
+# --- PIN tries --------------------------------------------------------------------------------
+
+
+def test_five_wrong_pins_end_the_attempt_even_for_the_right_pin_afterwards(app, client, outbox):
+    activate(app, client, outbox)
+    start_login(client)
+    right = outbox.last_pin()
+    for left in (4, 3, 2, 1):
+        response = submit_pin(client, wrong(right))
+        assert response.status_code == 422
+        assert f"Tries left: {left}" in response.text
+    saved_flow = client.get_cookie(app.config["SESSION_COOKIE_NAME"]).value
+    response = submit_pin(client, wrong(right))
+    assert response.status_code == 410 and "Please start again" in response.text
+
+    response = submit_pin(client, right)
+    assert response.status_code == 410 and "Please start again" in response.text
+    # Even a browser that kept the flow cookie of the ended attempt gets nowhere.
+    client.set_cookie(app.config["SESSION_COOKIE_NAME"], saved_flow)
+    response = client.post(
+        "/pin", data={"csrf_token": csrf_token(client.get("/login").text), "pin": right}
+    )
+    assert response.status_code == 410
+    assert client.get_cookie(app.config["AUTH_COOKIE_NAME"]) is None
+    with app.app_context():
+        assert db.session.scalars(db.select(Session)).all() == []
+        assert db.session.scalars(db.select(AuthTransaction)).all()[-1].state == "failed"
+
+
+def test_ended_attempt_cannot_be_reused_with_a_kept_flow_cookie(app, client, outbox):
+    activate(app, client, outbox)
+    start_login(client)
+    right = outbox.last_pin()
+    pin_page = client.get("/pin")
+    token = csrf_token(pin_page.text)
+    saved_flow = client.get_cookie(app.config["SESSION_COOKIE_NAME"]).value
+    for _ in range(5):
+        client.set_cookie(app.config["SESSION_COOKIE_NAME"], saved_flow)
+        client.post("/pin", data={"csrf_token": token, "pin": wrong(right)})
+    client.set_cookie(app.config["SESSION_COOKIE_NAME"], saved_flow)
+    response = client.post("/pin", data={"csrf_token": token, "pin": right})
+    assert response.status_code == 410
+    assert client.get_cookie(app.config["AUTH_COOKIE_NAME"]) is None
+
+
+# --- Resend -----------------------------------------------------------------------------------
+
+
+def resend(client):
+    page = client.get("/pin", headers=EN)
+    return client.post(
+        "/pin", data={"csrf_token": csrf_token(page.text), "resend": "1"}, headers=EN
+    )
+
+
+def test_resend_waits_for_the_cooldown(app, client, outbox, frozen_clock):
+    activate(app, client, outbox)
+    start_login(client)
+    sent = len(outbox.sms())
+    response = resend(client)
+    assert response.status_code == 429
+    assert "Please wait a moment" in response.text
+    frozen_clock.advance(seconds=59)
+    assert resend(client).status_code == 429
+    assert len(outbox.sms()) == sent
+    frozen_clock.advance(seconds=2)
+    response = resend(client)
+    assert response.status_code == 200 and "A new PIN is on its way" in response.text
+    assert len(outbox.sms()) == sent + 1
+    assert resend(client).status_code == 429
+
+
+def test_at_most_three_resends(app, client, outbox, frozen_clock):
+    activate(app, client, outbox)
+    start_login(client)
+    sent = len(outbox.sms())
+    for _ in range(3):
+        frozen_clock.advance(seconds=61)
+        assert resend(client).status_code == 200
+    frozen_clock.advance(seconds=61)
+    response = resend(client)
+    assert response.status_code == 429
+    assert "No more PINs can be sent" in response.text
+    assert len(outbox.sms()) == sent + 3
+
+
+def test_resend_keeps_the_try_counter_and_only_the_newest_pin_counts(
+    app, client, outbox, frozen_clock
+):
+    activate(app, client, outbox)
+    start_login(client)
+    first = outbox.last_pin()
+    for _ in range(2):
+        assert submit_pin(client, wrong(first)).status_code == 422
+    frozen_clock.advance(seconds=61)
+    assert resend(client).status_code == 200
+    newest = outbox.last_pin()
+    if newest != first:
+        response = submit_pin(client, first)
+        assert response.status_code == 422 and "Tries left: 2" in response.text
+    else:
+        assert submit_pin(client, wrong(first)).status_code == 422
+    assert submit_pin(client, wrong(newest)).status_code == 422
+    response = submit_pin(client, wrong(newest))
+    assert response.status_code == 410
+    assert submit_pin(client, newest).status_code == 410
+
+
+# --- Account lock -----------------------------------------------------------------------------
+
+
+def test_account_locks_after_threshold_with_backoff(app, client, outbox, frozen_clock):
+    activate(app, client, outbox)
+    threshold = app.config["LOCKOUT_THRESHOLD"]
+    base = app.config["LOCKOUT_BASE_SECONDS"]
+    for _ in range(threshold):
+        assert start_login(client, password="wrong " + PASSWORD).status_code == 200
+    sent = len(outbox.sms())
+    # Locked: even the right password answers like a wrong one, and no SMS goes out.
+    response = start_login(client)
+    assert response.status_code == 200 and 'role="alert"' in response.text
+    assert len(outbox.sms()) == sent
+    with app.app_context():
+        assert db.session.scalar(db.select(User)).failed_passwords == threshold
+
+    frozen_clock.advance(seconds=base + 1)
+    assert start_login(client, password="wrong " + PASSWORD).status_code == 200
+    # One more failure after the lock: twice as long.
+    frozen_clock.advance(seconds=base + 1)
+    assert start_login(client).status_code == 200
+    assert len(outbox.sms()) == sent
+    frozen_clock.advance(seconds=base)
+    assert start_login(client).status_code == 303
+    response = submit_pin(client, outbox.last_pin())
+    assert response.status_code == 303
+    with app.app_context():
+        user = db.session.scalar(db.select(User))
+        assert user.failed_passwords == 0 and user.locked_until is None
+
+
+def test_unlock_command_lifts_the_lock(app, client, outbox):
+    activate(app, client, outbox)
+    for _ in range(app.config["LOCKOUT_THRESHOLD"]):
+        start_login(client, password="wrong " + PASSWORD)
+    assert start_login(client).status_code == 200
+    cli(app, "users", "unlock", "anna")
+    assert start_login(client).status_code == 303
+
+
+def test_wrong_pins_count_towards_the_lock(app, client, outbox):
+    activate(app, client, outbox)
+    start_login(client)
+    right = outbox.last_pin()
+    for _ in range(app.config["PIN_MAX_ATTEMPTS"]):
+        submit_pin(client, wrong(right))
+    with app.app_context():
+        user = db.session.scalar(db.select(User))
+        assert user.failed_pins == app.config["PIN_MAX_ATTEMPTS"]
+    assert start_login(client).status_code == 200  # locked: no new PIN for a while
+
+
+# --- Expiry -----------------------------------------------------------------------------------
+
+
+def test_pin_expires(app, client, outbox, frozen_clock):
+    activate(app, client, outbox)
+    start_login(client)
+    pin = outbox.last_pin()
+    frozen_clock.advance(seconds=app.config["PIN_LIFETIME"] + 1)
+    response = submit_pin(client, pin)
+    assert response.status_code == 422 and "This PIN has expired" in response.text
+    assert client.get_cookie(app.config["AUTH_COOKIE_NAME"]) is None
+    # A new PIN rescues the attempt.
+    assert resend(client).status_code == 200
+    assert submit_pin(client, outbox.last_pin()).status_code == 303
+
+
+def test_transaction_expires(app, client, outbox, frozen_clock):
+    activate(app, client, outbox)
+    start_login(client)
+    pin = outbox.last_pin()
+    for _ in range(3):
+        frozen_clock.advance(seconds=app.config["PIN_RESEND_COOLDOWN"] + 1)
+        assert resend(client).status_code == 200
+    pin = outbox.last_pin()
+    frozen_clock.advance(
+        seconds=app.config["TRANSACTION_LIFETIME"] - 3 * (app.config["PIN_RESEND_COOLDOWN"] + 1)
+    )
+    response = submit_pin(client, pin)
+    assert response.status_code == 410 and "Please start again" in response.text
+    assert client.get_cookie(app.config["AUTH_COOKIE_NAME"]) is None
+
+
+def test_session_idle_timeout(app, client, outbox, frozen_clock):
+    activate(app, client, outbox)
+    login(client, outbox)
+    idle = app.config["SESSION_IDLE_TIMEOUT"]
+    frozen_clock.advance(seconds=idle - 10)
+    assert client.get("/").status_code == 200  # use keeps it alive
+    frozen_clock.advance(seconds=idle - 10)
+    assert client.get("/").status_code == 200
+    frozen_clock.advance(seconds=idle + 1)
+    assert client.get("/").status_code == 302
+
+
+def test_session_absolute_timeout(app, client, outbox, frozen_clock):
+    activate(app, client, outbox)
+    login(client, outbox)
+    idle = app.config["SESSION_IDLE_TIMEOUT"]
+    absolute = app.config["SESSION_ABSOLUTE_TIMEOUT"]
+    elapsed = 0
+    while elapsed + idle // 2 < absolute:
+        frozen_clock.advance(seconds=idle // 2)
+        elapsed += idle // 2
+        assert client.get("/").status_code == 200
+    frozen_clock.advance(seconds=absolute - elapsed + 1)
+    assert client.get("/").status_code == 302
+
+
+# --- Logout and session fixation --------------------------------------------------------------
+
+
+def test_logout_revokes_the_session_server_side(app, client, outbox):
+    activate(app, client, outbox)
+    login(client, outbox)
+    stolen = client.get_cookie(app.config["AUTH_COOKIE_NAME"]).value
+    # GET shows a confirmation and changes nothing.
+    assert client.get("/logout").status_code == 200
+    assert client.get("/").status_code == 200
+    client.post("/logout", data={"csrf_token": csrf_token(client.get("/").text)})
+    assert client.get("/").status_code == 302
+    replay = app.test_client()
+    replay.set_cookie(app.config["AUTH_COOKIE_NAME"], stolen)
+    assert replay.get("/").status_code == 302
+    with app.app_context():
+        assert db.session.scalar(db.select(Session)).revoked_at is not None
+
+
+def test_every_login_gets_a_new_session_id(app, client, outbox):
+    activate(app, client, outbox)
+    name = app.config["AUTH_COOKIE_NAME"]
+    client.set_cookie(name, "planted-by-an-attacker")
+    login(client, outbox)
+    first = client.get_cookie(name).value
+    assert first != "planted-by-an-attacker"
+    planted = app.test_client()
+    planted.set_cookie(name, "planted-by-an-attacker")
+    assert planted.get("/").status_code == 302
+
+    # Logging in again while signed in still yields a new id.
+    response = post_form(
+        client, "/login", {"username": "anna", "password": PASSWORD}, page_url="/login?next=/"
+    )
+    assert response.status_code == 303
+    assert submit_pin(client, outbox.last_pin()).status_code == 303
+    second = client.get_cookie(name).value
+    assert second != first
+    with app.app_context():
+        sids = db.session.scalars(db.select(Session.sid)).all()
+        assert len(set(sids)) == 2
+
+
+def test_flow_of_a_half_done_login_does_not_carry_over(app, client, outbox):
+    activate(app, client, outbox, username="anna")
+    activate(app, client, outbox, username="bert")
+    start_login(client, username="anna")
+    annas_pin = outbox.last_pin()
+    flow_before = client.get_cookie(app.config["SESSION_COOKIE_NAME"]).value
+    # Someone else uses the same browser and starts a login of their own.
+    start_login(client, username="bert")
+    berts_pin = outbox.last_pin()
+    assert client.get_cookie(app.config["SESSION_COOKIE_NAME"]).value != flow_before
+    if annas_pin != berts_pin:
+        assert submit_pin(client, annas_pin).status_code == 422
+    assert submit_pin(client, berts_pin).status_code == 303
+    home = client.get("/")
+    assert "bert" in home.text and "anna" not in home.text
+    with app.app_context():
+        sessions = db.session.scalars(db.select(Session)).all()
+        assert [s.user.username for s in sessions] == ["bert"]
+        # Anna's half-done login is still pending, but nothing in this browser points to it.
+    assert client.get("/pin").status_code == 410
+
+
+# --- Open redirects ---------------------------------------------------------------------------
+
+EVIL_NEXT = [
+    "//evil.example",
+    "//evil.example/path",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "/\\/evil.example",
+    "https://evil.example",
+    "http:evil.example",
+    "https:/evil.example",
+    "javascript:alert(1)",
+    "/%0d%0aLocation: https://evil.example",
+    "/\r\nLocation: https://evil.example",
+    "/\t/evil.example",
+    " //evil.example",
+    "///evil.example",
+]
+
+
+def assert_on_site(location: str) -> None:
+    assert "\r" not in location and "\n" not in location
+    parts = urlsplit(location)
+    assert parts.scheme in ("", "http") and parts.netloc in ("", "localhost"), location
+    assert not location.startswith(("//", "/\\", "\\")), location
+
+
+@pytest.mark.parametrize("target", EVIL_NEXT)
+def test_next_never_redirects_off_site(app, client, outbox, target):
+    activate(app, client, outbox)
+    form_page = client.get("/login", query_string={"next": target})
+    assert form_page.status_code == 200
+    hidden = re.search(r'name="next" value="([^"]*)"', form_page.text)
+    assert hidden is None or not hidden.group(1).startswith(("//", "/\\", "http"))
+    response = login(client, outbox, next_path=target)
+    assert_on_site(response.headers["Location"])
+    switch = client.get("/language/en", query_string={"next": target})
+    assert_on_site(switch.headers["Location"])
+
+
+def test_next_on_this_site_is_honoured(app, client, outbox):
+    activate(app, client, outbox)
+    response = login(client, outbox, next_path="/logout?x=1")
+    assert response.headers["Location"] == "/logout?x=1"
