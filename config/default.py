@@ -54,6 +54,16 @@ SMS_TIMEOUT = 10
 # Where the file mail and SMS backends write. Unset: "outbox" in the instance folder.
 OUTBOX_DIR = None
 
+# --- Operations -------------------------------------------------------------------------------
+# Level of the application's JSON log lines on stderr (DEBUG, INFO, WARNING, ERROR).
+LOG_LEVEL = "INFO"
+# Serve Prometheus metrics at all. Off by default: they are for the cluster, not the public.
+METRICS_ENABLED = False
+# Serve them on this port of their own (from the gunicorn master); unset: at /metrics.
+METRICS_PORT = None
+# Address the metrics port listens on (0.0.0.0 in a pod, where a NetworkPolicy guards it).
+METRICS_ADDRESS = "127.0.0.1"
+
 # --- Shared state -----------------------------------------------------------------------------
 # Redis URL for state shared by several workers and hosts (rate limits). Unset: in-process.
 REDIS_URL = None

@@ -1,6 +1,5 @@
 """The identity provider: create_app() is the only place that wires things together."""
 
-import logging
 import os
 from collections.abc import Mapping
 
@@ -38,6 +37,7 @@ def create_app(environment: str | None = None, overrides: Mapping | None = None)
     _register_blueprints(app)
     _install_request_hooks(app)
     _configure_logging(app)
+    _configure_monitoring(app)
 
     from idp.cli import register_commands
 
@@ -53,6 +53,8 @@ def _configure_database(app: Flask) -> None:
         options.setdefault("connect_args", {"timeout": 30})
     else:
         options.setdefault("pool_pre_ping", True)
+    # Error messages (and so logs) must not quote SQL parameters: hashes and token digests.
+    options.setdefault("hide_parameters", True)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
 
 
@@ -107,5 +109,14 @@ def _install_request_hooks(app: Flask) -> None:
 
 
 def _configure_logging(app: Flask) -> None:
-    if not app.debug and not app.testing:
-        app.logger.setLevel(logging.INFO)
+    from idp.logging_setup import configure_logging
+
+    configure_logging(app)
+
+
+def _configure_monitoring(app: Flask) -> None:
+    from idp import metrics
+    from idp.views.health import init_readiness
+
+    metrics.init_app(app)
+    init_readiness(app)

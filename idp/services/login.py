@@ -3,6 +3,7 @@ comes when the SMS PIN is confirmed."""
 
 from datetime import datetime
 
+from idp import metrics
 from idp.models import AuthTransaction, Session, TransactionPurpose, User, UserState
 from idp.services import audit, lockout, sessions, transactions, users
 from idp.services.passwords import hashing
@@ -30,6 +31,7 @@ def check_password(username: str, password: str, now: datetime, ip: str | None) 
             ip=ip,
             reason="password" if usable else "unusable-account",
         )
+        metrics.LOGINS.labels(result="password_rejected").inc()
         return None
     if hashing().needs_rehash(user.password_hash):
         user.password_hash = hashing().hash(password)
@@ -56,4 +58,5 @@ def complete(
     user.last_login_at = now
     session, token = sessions.create(user, amr=AMR, now=now, ip=ip, user_agent=user_agent)
     audit.record("login.succeeded", now=now, actor="user", user=user, ip=ip, sid=session.sid)
+    metrics.LOGINS.labels(result="ok").inc()
     return session, token

@@ -8,9 +8,10 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import select, update
 
+from idp import metrics
 from idp.extensions import db
 from idp.models import AuthTransaction, PinChallenge, TransactionState, User
-from idp.senders import Sms, send_sms
+from idp.senders import SendError, Sms, send_sms
 from idp.services import lockout, pins
 from idp.services.secrets import digest, new_token, same
 
@@ -86,12 +87,18 @@ def send_pin(transaction: AuthTransaction, now: datetime) -> None:
     challenge.pin_digest = pins.pin_digest(str(challenge.id), pin)
     transaction.pins_sent += 1
     transaction.last_pin_sent_at = now
-    send_sms(
-        Sms(
-            to=transaction.user.phone,
-            text=pins.sms_text(transaction.user, pin, transaction.purpose),
+    try:
+        receipt = send_sms(
+            Sms(
+                to=transaction.user.phone,
+                text=pins.sms_text(transaction.user, pin, transaction.purpose),
+            )
         )
-    )
+    except SendError:
+        metrics.PIN_SEND_FAILURES.labels(purpose=transaction.purpose).inc()
+        raise
+    metrics.PINS_SENT.labels(purpose=transaction.purpose).inc()
+    metrics.record_sms_cost(receipt.price)
 
 
 def resend_wait(transaction: AuthTransaction, now: datetime) -> int:
@@ -172,7 +179,9 @@ def verify(transaction: AuthTransaction, pin: str, now: datetime) -> PinResult:
             )
             .values(state=TransactionState.COMPLETED, ended_at=now)
         ).rowcount
-        return PinResult.OK if claimed == 1 else PinResult.ENDED
+        result = PinResult.OK if claimed == 1 else PinResult.ENDED
+        metrics.PIN_CHECKS.labels(purpose=transaction.purpose, result=result.value).inc()
+        return result
     else:
         lockout.register_failure(transaction.user_id, "failed_pins", now)
         result = PinResult.WRONG
@@ -181,6 +190,7 @@ def verify(transaction: AuthTransaction, pin: str, now: datetime) -> PinResult:
         end(transaction, now)
         result = PinResult.ENDED
     db.session.commit()
+    metrics.PIN_CHECKS.labels(purpose=transaction.purpose, result=result.value).inc()
     return result
 
 

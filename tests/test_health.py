@@ -1,0 +1,56 @@
+"""Liveness and readiness: /readyz names the check that fails and never its error text."""
+
+import socket
+
+from idp.views.health import register_readiness_check
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_healthz_answers(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}
+
+
+def test_readyz_is_ready_with_a_reachable_database(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json == {"status": "ready", "checks": {"database": "ok"}}
+
+
+def test_readyz_fails_when_the_database_is_unreachable(make_app, database_uri):
+    make_app()  # the fixture's first app owns the shared test database
+    unreachable = f"postgresql+psycopg://idp:s3cret-pw@127.0.0.1:{unused_port()}/idp"
+    app = make_app(SQLALCHEMY_DATABASE_URI=unreachable)
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json["failing"] == ["database"]
+    assert response.json["checks"] == {"database": "failed"}
+    assert "s3cret-pw" not in response.text and "127.0.0.1" not in response.text
+
+
+def test_readyz_checks_redis_when_configured(make_app):
+    app = make_app(REDIS_URL=f"redis://127.0.0.1:{unused_port()}/0")
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json == {
+        "status": "unavailable",
+        "failing": ["redis"],
+        "checks": {"database": "ok", "redis": "failed"},
+    }
+
+
+def test_other_parts_of_the_app_add_readiness_checks(app, client):
+    def signing_key():
+        raise LookupError("no usable signing key")
+
+    register_readiness_check(app, "signing_key", signing_key)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json["failing"] == ["signing_key"]
+    assert "no usable signing key" not in response.text

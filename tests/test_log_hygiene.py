@@ -1,0 +1,141 @@
+"""No secret reaches a log: every line logged during the whole journey is searched for the
+password, the PINs, the activation link's token, the cookies and the SECRET_KEY."""
+
+import json
+import logging
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from idp.logging_setup import GunicornLogger, JsonFormatter, loggable_path
+from tests.conftest import PASSWORD, invite, path_of, post_form
+
+
+class Collector(logging.Handler):
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def collected_logs():
+    root = logging.getLogger()
+    collector = Collector()
+    level = root.level
+    root.addHandler(collector)
+    yield collector, root
+    root.removeHandler(collector)
+    root.setLevel(level)
+
+
+def test_the_whole_journey_logs_no_secret(make_app, outbox, collected_logs):
+    collector, root = collected_logs
+    app = make_app()
+    root.setLevel(logging.DEBUG)  # after the app set its level: every record, all levels
+    client = app.test_client()
+    secrets = {"SECRET_KEY": app.config["SECRET_KEY"], "password": PASSWORD}
+
+    invite(app)
+    link = path_of(outbox.last_link())
+    secrets["activation token"] = link.rsplit("/", 1)[1]
+    post_form(client, link, {"password": PASSWORD, "password_confirm": PASSWORD + "x"})
+    post_form(client, link, {"password": PASSWORD, "password_confirm": PASSWORD})
+    secrets["activation PIN"] = outbox.last_pin()
+    wrong_pin = "000000" if outbox.last_pin() != "000000" else "111111"
+    post_form(client, "/pin", {"pin": wrong_pin})
+    assert post_form(client, "/pin", {"pin": outbox.last_pin()}).status_code == 200
+
+    assert post_form(client, "/login", {"username": "anna", "password": "wrong" + PASSWORD})
+    response = post_form(client, "/login", {"username": "anna", "password": PASSWORD})
+    assert response.status_code == 303
+    secrets["flow cookie"] = client.get_cookie(app.config["SESSION_COOKIE_NAME"]).value
+    secrets["login PIN"] = outbox.last_pin()
+    response = post_form(client, "/pin", {"pin": outbox.last_pin()})
+    assert response.status_code == 303
+    secrets["session cookie"] = client.get_cookie(app.config["AUTH_COOKIE_NAME"]).value
+    assert client.get("/").status_code == 200
+    assert post_form(client, "/logout", {}).status_code == 303
+    # A link used up and a request the CSRF check rejects take the paths that log problems.
+    client.get(link)
+    client.post("/login", data={"username": "anna", "password": PASSWORD})
+
+    assert len(set(secrets.values())) == len(secrets), "the secrets to look for are distinct"
+    everything = "\n".join(collector.lines)
+    assert collector.lines, "the rejected POST logged nothing: is the collector attached?"
+    for name, value in secrets.items():
+        assert value not in everything, f"the {name} appears in the logs"
+    for line in collector.lines:
+        json.loads(line)
+
+
+def test_request_id_is_echoed_when_safe_and_generated_otherwise(client):
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers[
+        "X-Request-ID"
+    ] == "abc-123"
+    for unsafe in ("a" * 65, "evil\\nline", "<script>", "has space"):
+        echoed = client.get("/healthz", headers={"X-Request-ID": unsafe}).headers["X-Request-ID"]
+        assert echoed != unsafe and len(echoed) == 32
+    first = client.get("/healthz").headers["X-Request-ID"]
+    assert first != client.get("/healthz").headers["X-Request-ID"]
+
+
+def test_log_lines_are_json_with_the_request_id(app, client, collected_logs):
+    collector, _ = collected_logs
+
+    @app.get("/_test/log")
+    def log_something():
+        app.logger.warning("something happened to %s", "someone")
+        return "ok"
+
+    client.get("/_test/log", headers={"X-Request-ID": "req-42"})
+    entry = json.loads(collector.lines[-1])
+    assert entry["message"] == "something happened to someone"
+    assert entry["level"] == "warning"
+    assert entry["request_id"] == "req-42"
+
+
+def test_paths_lose_query_strings_and_random_segments():
+    token = "WyIxIiwiYWJjIl0.Zx1y2A.k3Jd9sLq0PzXbV8wYtRmNcE4uIo"
+    assert loggable_path(f"/activate/{token}") == "/activate/[redacted]"
+    assert loggable_path("/authorize?code=secret&state=s") == "/authorize"
+    assert loggable_path("/.well-known/openid-configuration") == (
+        "/.well-known/openid-configuration"
+    )
+
+
+def test_gunicorn_access_line_has_neither_query_string_nor_token(capsys):
+    logger = GunicornLogger(gunicorn_config())
+    token = "WyIxIiwiYWJjIl0.Zx1y2A.k3Jd9sLq0PzXbV8wYtRmNcE4uIo"
+    request = SimpleNamespace(method="GET", path=f"/activate/{token}", query="code=c0de")
+    response = SimpleNamespace(
+        status="200 OK", headers=[("X-Request-ID", "req-7")], sent=123
+    )
+    environ = {
+        "REMOTE_ADDR": "127.0.0.1",
+        "QUERY_STRING": "code=c0de",
+        "RAW_URI": f"/activate/{token}?code=c0de",
+        "HTTP_REFERER": "https://rp.example/cb?code=c0de",
+    }
+    logger.access(response, request, environ, timedelta(milliseconds=12))
+    captured = capsys.readouterr()
+    line = (captured.out + captured.err).strip().splitlines()[-1]
+    entry = json.loads(line)
+    assert entry["access"]["path"] == "/activate/[redacted]"
+    assert entry["access"]["status"] == 200
+    assert entry["request_id"] == "req-7"
+    assert token not in line and "c0de" not in line
+
+
+def gunicorn_config():
+    """gunicorn's own configuration, as gunicorn.conf.py sets it, logging to stderr."""
+    from gunicorn.config import Config
+
+    config = Config()
+    config.set("accesslog", "-")
+    config.set("errorlog", "-")
+    return config

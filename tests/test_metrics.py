@@ -1,0 +1,114 @@
+"""Prometheus metrics: off by default, counted where the events happen, summed over gunicorn's
+worker processes in multiprocess mode."""
+
+import os
+import subprocess
+import sys
+import urllib.request
+
+from prometheus_client import REGISTRY
+
+from idp import metrics
+from idp.senders import SendError, SmsReceipt
+from tests.conftest import PASSWORD, activate, login, post_form
+from tests.test_health import unused_port
+
+
+def sample(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+class PricedSms:
+    def __init__(self, inner, price: str):
+        self.inner, self.price = inner, price
+
+    def send(self, message):
+        self.inner.send(message)
+        return SmsReceipt(message_id="m-1", price=self.price)
+
+
+class BrokenSms:
+    def send(self, message):
+        raise SendError("provider down")
+
+
+def test_metrics_are_not_served_unless_enabled(client):
+    assert client.get("/metrics").status_code == 404
+
+
+def test_metrics_on_their_own_port_are_not_served_by_the_app(make_app):
+    app = make_app(METRICS_ENABLED=True, METRICS_PORT=9100)
+    assert app.test_client().get("/metrics").status_code == 404
+
+
+def test_logins_pins_and_sms_cost_are_counted(make_app, outbox):
+    app = make_app(METRICS_ENABLED=True)
+    client = app.test_client()
+    app.extensions["idp.sms"] = PricedSms(app.extensions["idp.sms"], "0.0735")
+    before = {
+        "ok": sample("idp_logins_total", result="ok"),
+        "rejected": sample("idp_logins_total", result="password_rejected"),
+        "sent": sample("idp_pins_sent_total", purpose="login"),
+        "pin_ok": sample("idp_pin_checks_total", purpose="login", result="ok"),
+        "cost": sample("idp_sms_cost_eur_total"),
+        "timed": sample(
+            "idp_request_duration_seconds_count", endpoint="login.submit", method="POST"
+        ),
+    }
+    activate(app, client, outbox)
+    post_form(client, "/login", {"username": "anna", "password": "wrong " + PASSWORD})
+    login(client, outbox)
+
+    assert sample("idp_logins_total", result="ok") == before["ok"] + 1
+    assert sample("idp_logins_total", result="password_rejected") == before["rejected"] + 1
+    assert sample("idp_pins_sent_total", purpose="login") == before["sent"] + 1
+    assert sample("idp_pin_checks_total", purpose="login", result="ok") == before["pin_ok"] + 1
+    # Two SMS: the activation PIN and the login PIN.
+    assert round(sample("idp_sms_cost_eur_total") - before["cost"], 4) == 0.147
+    assert (
+        sample("idp_request_duration_seconds_count", endpoint="login.submit", method="POST")
+        == before["timed"] + 2
+    )
+    page = client.get("/metrics")
+    assert page.status_code == 200
+    assert 'idp_logins_total{result="ok"}' in page.text
+
+
+def test_a_failed_pin_sms_is_counted(make_app, outbox):
+    app = make_app()
+    client = app.test_client()
+    activate(app, client, outbox)
+    app.extensions["idp.sms"] = BrokenSms()
+    failures = sample("idp_pin_send_failures_total", purpose="login")
+    response = post_form(client, "/login", {"username": "anna", "password": PASSWORD})
+    assert response.status_code == 503
+    assert sample("idp_pin_send_failures_total", purpose="login") == failures + 1
+
+
+def test_metrics_port_serves_the_registry(make_app):
+    port = unused_port()
+    server, thread = metrics.start_metrics_server(
+        {"METRICS_ENABLED": True, "METRICS_PORT": port, "METRICS_ADDRESS": "127.0.0.1"}
+    )
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            assert b"idp_logins_total" in answer.read()
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+def test_multiprocess_mode_sums_what_every_process_counted(tmp_path):
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    count_one = "from idp import metrics; metrics.LOGINS.labels(result='ok').inc()"
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", count_one], env=env, check=True, timeout=60)
+    scrape = (
+        "from prometheus_client import generate_latest; from idp import metrics; "
+        "print(generate_latest(metrics.registry()).decode())"
+    )
+    text = subprocess.run(
+        [sys.executable, "-c", scrape], env=env, check=True, timeout=60, capture_output=True,
+        text=True,
+    ).stdout
+    assert 'idp_logins_total{result="ok"} 2.0' in text
