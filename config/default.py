@@ -132,3 +132,20 @@ BABEL_DEFAULT_LOCALE = "de"
 BABEL_DEFAULT_TIMEZONE = "Europe/Berlin"
 # Development-only pages (the outbox). Never on in production.
 DEV_PAGES = False
+
+# --- OpenID Connect ---------------------------------------------------------------------------
+# Seconds an authorization code can be redeemed (single use in any case).
+AUTHORIZATION_CODE_LIFETIME = 60
+# Seconds a JWT access token (RFC 9068) is valid.
+ACCESS_TOKEN_LIFETIME = 300
+# Seconds an ID token is valid.
+ID_TOKEN_LIFETIME = 600
+# Absolute lifetime in seconds of a refresh token family; rotation does not extend it.
+REFRESH_TOKEN_LIFETIME = 10 * 3600
+# Seconds a rotated-in signing key is published in JWKS before it signs (longer than JWKS caching).
+KEY_PUBLISH_LEAD_TIME = 3600
+# Secret that encrypts signing keys at rest. Unset: derived from SECRET_KEY (changing that then
+# makes the stored keys unusable: rotate keys after it).
+KEY_ENCRYPTION_SECRET = None
+# Seconds to wait for a relying party's back-channel logout endpoint.
+BACKCHANNEL_LOGOUT_TIMEOUT = 3

@@ -67,11 +67,17 @@ def _sqlite_foreign_keys(dbapi_connection, connection_record):
 
 
 def _register_blueprints(app: Flask) -> None:
-    from idp import i18n
-    from idp.views import account, activation, health, login, pin
+    from idp import i18n, oauth
+    from idp.views import account, activation, health, login, oidc, pin
 
     for blueprint in (account.bp, activation.bp, pin.bp, login.bp, health.bp, i18n.bp):
         app.register_blueprint(blueprint)
+
+    oauth.init_app(app)
+    oidc.precompute_discovery(app)
+    app.register_blueprint(oidc.bp)
+    app.register_blueprint(oidc.api)
+    app.config["JSON_ERROR_BLUEPRINTS"] = (*app.config.get("JSON_ERROR_BLUEPRINTS", ()), "oidc_api")
     if app.config["DEV_PAGES"]:
         from idp.views import devtools
 

@@ -15,7 +15,7 @@ from idp.config import ConfigurationError
 from idp.extensions import db
 from idp.models import InvitationPurpose, User, UserState
 from idp.senders import SendError
-from idp.services import audit, clock, invitations, lockout, users
+from idp.services import audit, clock, invitations, lockout, tokens_logout, users
 from idp.services.users import UserError
 
 
@@ -45,9 +45,12 @@ def main() -> None:
 
 
 def register_commands(app: Flask) -> None:
+    from idp.cli_oidc import clients_group, keys_group
     from idp.demo import demo_command
 
     app.cli.add_command(users_group)
+    app.cli.add_command(clients_group)
+    app.cli.add_command(keys_group)
     app.cli.add_command(demo_command)
 
 
@@ -196,12 +199,13 @@ def show(username):
 @with_appcontext
 @fail_on_user_error
 def disable(username):
-    """Disable an account: its sessions end and its links die."""
+    """Disable an account: its sessions, tokens and links die; relying parties are told."""
     moment = clock.now()
     user = users.get_by_username(username)
-    users.disable(user, moment)
+    deliveries = users.disable(user, moment)
     audit.record("user.disabled", now=moment, actor=operator(), user=user)
     db.session.commit()
+    tokens_logout.send(deliveries)
     click.echo(f"disabled {user.username}")
 
 

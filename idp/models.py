@@ -194,3 +194,101 @@ class AuditEvent(db.Model):
     actor: Mapped[str] = mapped_column(String(128))
     ip: Mapped[str | None] = mapped_column(String(45))
     details: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class Client(db.Model):
+    """A relying party registered by an operator. Its secret is high-entropy and random, so a
+    SHA-256 digest protects it as well as a slow hash would, at a fraction of the cost."""
+
+    __tablename__ = "oauth_clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # None for a public client (a browser or native app): it proves itself by PKCE alone.
+    secret_digest: Mapped[str | None] = mapped_column(String(64))
+    redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
+    post_logout_redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(Text)
+    # ES256 unless an older relying party can only verify RS256.
+    id_token_signed_response_alg: Mapped[str] = mapped_column(String(8), default="ES256")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Grant(db.Model):
+    """One authorization: the code issued at /authorize and the family of tokens that its
+    redemption and every refresh descend from. Revoking the grant revokes the whole family."""
+
+    __tablename__ = "oauth_grants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[int] = mapped_column(
+        ForeignKey("oauth_clients.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The login session the grant came from: back-channel logout finds its clients here.
+    session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sessions.id", ondelete="SET NULL"), index=True
+    )
+    sid: Mapped[str] = mapped_column(String(43))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str | None] = mapped_column(Text)
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    code_challenge_method: Mapped[str] = mapped_column(String(8))
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    amr: Mapped[list] = mapped_column(JSON)
+    acr: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    code_expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    code_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    client: Mapped[Client] = relationship()
+    user: Mapped[User] = relationship()
+
+
+class TokenKind(enum.StrEnum):
+    ACCESS = "access_token"
+    REFRESH = "refresh_token"
+
+
+class Token(db.Model):
+    """An access or refresh token of a grant, stored as the SHA-256 digest of what the client
+    holds. A refresh token is used once: its successor replaces it (rotation)."""
+
+    __tablename__ = "oauth_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    grant_id: Mapped[int] = mapped_column(
+        ForeignKey("oauth_grants.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    grant: Mapped[Grant] = relationship()
+
+
+class SigningKey(db.Model):
+    """A key that signs ID and access tokens. Published in JWKS from creation, it signs only
+    from `active_at` (so relying parties have fetched it first) and stays published until
+    what it signed has expired."""
+
+    __tablename__ = "signing_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kid: Mapped[str] = mapped_column(String(64), unique=True)
+    alg: Mapped[str] = mapped_column(String(8))
+    public_jwk: Mapped[dict] = mapped_column(JSON)
+    # The private key as PEM, encrypted under a key derived from SECRET_KEY (Fernet).
+    private_key_encrypted: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    active_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -4,7 +4,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 
 from idp.extensions import db
 from idp.senders import SendError
-from idp.services import audit, clock, login, sessions
+from idp.services import audit, clock, login, tokens_logout
 from idp.web import (
     clear_session_cookie,
     client_ip,
@@ -63,7 +63,7 @@ def confirm_logout():
 def logout():
     session = current_session()
     if session is not None:
-        sessions.revoke(session, clock.now())
+        deliveries = tokens_logout.end_session(session, clock.now())
         audit.record(
             "logout",
             now=clock.now(),
@@ -73,6 +73,7 @@ def logout():
             sid=session.sid,
         )
         db.session.commit()
+        tokens_logout.send(deliveries)
     end_flow()
     response = redirect(url_for("login.logged_out"), code=303)
     clear_session_cookie(response)

@@ -1,0 +1,162 @@
+"""The operator's commands for OpenID Connect: `idp clients ...` and `idp keys ...`."""
+
+import json
+
+import click
+from flask.cli import with_appcontext
+
+from idp.cli import fail_on_user_error, operator
+from idp.extensions import db
+from idp.services import audit, clients, clock, keys
+
+
+@click.group("clients", help="Relying parties (OpenID Connect clients).")
+def clients_group():
+    pass
+
+
+def _client_summary(client) -> dict:
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "public": clients.is_public(client),
+        "redirect_uris": client.redirect_uris,
+        "post_logout_redirect_uris": client.post_logout_redirect_uris,
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "id_token_signed_response_alg": client.id_token_signed_response_alg,
+        "created_at": client.created_at.isoformat(),
+    }
+
+
+def _print_credentials(client_id: str, secret: str | None, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"client_id": client_id, "client_secret": secret}))
+        return
+    click.echo(f"client_id: {client_id}")
+    if secret is not None:
+        click.echo(f"client_secret: {secret}")
+        click.echo("The secret is shown only now; it is stored hashed.", err=True)
+
+
+@clients_group.command("create")
+@click.argument("name")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="Exact, repeatable.")
+@click.option("--post-logout-redirect-uri", "post_logout_uris", multiple=True)
+@click.option("--backchannel-logout-uri", default=None)
+@click.option("--public", is_flag=True, help="No secret (browser or native app; PKCE only).")
+@click.option(
+    "--id-token-alg",
+    type=click.Choice(keys.ALGORITHMS),
+    default=keys.DEFAULT_ALG,
+    show_default=True,
+    help="RS256 only for relying parties that cannot verify ES256.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@with_appcontext
+@fail_on_user_error
+def create(
+    name, redirect_uris, post_logout_uris, backchannel_logout_uri, public, id_token_alg, as_json
+):
+    """Register a relying party; prints its client_id and, once, its secret."""
+    moment = clock.now()
+    client, secret = clients.create(
+        name,
+        redirect_uris=list(redirect_uris),
+        post_logout_redirect_uris=list(post_logout_uris),
+        backchannel_logout_uri=backchannel_logout_uri,
+        public=public,
+        alg=id_token_alg,
+        now=moment,
+    )
+    audit.record("client.created", now=moment, actor=operator(), client_id=client.client_id)
+    db.session.commit()
+    _print_credentials(client.client_id, secret, as_json)
+
+
+@clients_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array.")
+@with_appcontext
+def list_clients(as_json):
+    """List relying parties."""
+    found = [_client_summary(client) for client in clients.all_clients()]
+    if as_json:
+        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+        return
+    for entry in found:
+        kind = "public" if entry["public"] else "confidential"
+        click.echo(f"{entry['client_id']:<26} {kind:<12} {entry['name']}")
+
+
+@clients_group.command("delete")
+@click.argument("client_id")
+@with_appcontext
+@fail_on_user_error
+def delete(client_id):
+    """Delete a relying party and every grant and token it holds."""
+    moment = clock.now()
+    client = clients.get(client_id)
+    clients.delete(client)
+    audit.record("client.deleted", now=moment, actor=operator(), client_id=client_id)
+    db.session.commit()
+    click.echo(f"deleted client {client_id}")
+
+
+@clients_group.command("rotate-secret")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@with_appcontext
+@fail_on_user_error
+def rotate_secret(client_id, as_json):
+    """Give a confidential client a new secret; the old one stops working at once."""
+    moment = clock.now()
+    client = clients.get(client_id)
+    secret = clients.rotate_secret(client, moment)
+    audit.record("client.secret_rotated", now=moment, actor=operator(), client_id=client_id)
+    db.session.commit()
+    _print_credentials(client.client_id, secret, as_json)
+
+
+@click.group("keys", help="Keys that sign ID and access tokens.")
+def keys_group():
+    pass
+
+
+@keys_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array.")
+@with_appcontext
+def list_keys(as_json):
+    """List published keys: when each signs, and when it retires."""
+    moment = clock.now()
+    found = [
+        {
+            "kid": row.kid,
+            "alg": row.alg,
+            "created_at": row.created_at.isoformat(),
+            "active_at": row.active_at.isoformat(),
+            "retired_at": row.retired_at.isoformat() if row.retired_at else None,
+            "signing": row.active_at <= moment
+            and (row.retired_at is None or row.retired_at > moment),
+        }
+        for row in keys.published(moment)
+    ]
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    for entry in found:
+        state = "signing" if entry["signing"] else "published"
+        click.echo(f"{entry['kid']:<45} {entry['alg']:<6} {state:<9} from {entry['active_at']}")
+
+
+@keys_group.command("rotate")
+@click.option(
+    "--alg", type=click.Choice(keys.ALGORITHMS), default=keys.DEFAULT_ALG, show_default=True
+)
+@with_appcontext
+@fail_on_user_error
+def rotate(alg):
+    """Add a key; it is published now and signs after KEY_PUBLISH_LEAD_TIME."""
+    moment = clock.now()
+    row = keys.rotate(alg, moment)
+    audit.record("key.rotated", now=moment, actor=operator(), kid=row.kid, alg=alg)
+    db.session.commit()
+    click.echo(f"new {alg} key {row.kid}: published now, signs from {row.active_at.isoformat()}")

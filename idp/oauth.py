@@ -1,0 +1,291 @@
+"""All Authlib glue: the authorization server, its grants and endpoints, and thin adapters
+that show our rows to Authlib. Decisions live in idp.services; this module only translates."""
+
+from authlib.common.urls import add_params_to_uri
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import ClientMixin, InvalidGrantError, InvalidRequestError, grants
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oidc.core import OpenIDCode
+from flask import Flask, Response, current_app, redirect
+
+from idp.models import Client, Grant, Token, TokenKind
+from idp.services import clients, clock, tokens
+from idp.services.secrets import new_token
+
+SECRET_METHODS = ["client_secret_basic", "client_secret_post"]
+TOKEN_AUTH_METHODS = [*SECRET_METHODS, "none"]
+GRANT_TYPES = ("authorization_code", "refresh_token")
+
+
+class ClientAdapter(ClientMixin):
+    def __init__(self, row: Client):
+        self.row = row
+        self.client_id = row.client_id
+
+    def get_client_id(self):
+        return self.row.client_id
+
+    def get_default_redirect_uri(self):
+        # OpenID Connect requires redirect_uri in every request: no default.
+        return None
+
+    def get_allowed_scope(self, scope):
+        return " ".join(s for s in (scope or "").split() if s in tokens.SCOPES)
+
+    def check_redirect_uri(self, redirect_uri):
+        return clients.redirect_uri_registered(self.row, redirect_uri)
+
+    def check_client_secret(self, client_secret):
+        return clients.secret_matches(self.row, client_secret)
+
+    def check_endpoint_auth_method(self, method, endpoint):
+        if clients.is_public(self.row):
+            return method == "none"
+        return method in SECRET_METHODS
+
+    def check_response_type(self, response_type):
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type):
+        return grant_type in GRANT_TYPES
+
+
+class GrantAdapter:
+    """The authorization code as Authlib sees it."""
+
+    def __init__(self, row: Grant):
+        self.row = row
+        self.code_challenge = row.code_challenge
+        self.code_challenge_method = row.code_challenge_method
+
+    def get_redirect_uri(self):
+        return self.row.redirect_uri
+
+    def get_scope(self):
+        return self.row.scope
+
+
+class TokenAdapter:
+    def __init__(self, row: Token):
+        self.row = row
+
+    def check_client(self, client):
+        return self.row.grant.client_id == client.row.id
+
+    def get_scope(self):
+        return self.row.scope
+
+    def is_expired(self):
+        return not tokens.is_active(self.row, clock.now())
+
+    def is_revoked(self):
+        return self.row.revoked_at is not None
+
+
+def _query_client(client_id):
+    row = clients.find(client_id)
+    return ClientAdapter(row) if row is not None else None
+
+
+def _save_token(token, request):
+    # The grant travels as Authlib's "user": it carries the user, the session and the client.
+    tokens.store(request.user, token, clock.now())
+
+
+def _generate_token(grant_type, client, user, scope, expires_in=None, include_refresh_token=True):
+    grant: Grant = user
+    now = clock.now()
+    access, lifetime = tokens.access_token(grant, scope, now)
+    token = {"token_type": "Bearer", "access_token": access, "expires_in": lifetime, "scope": scope}
+    if include_refresh_token and tokens.refresh_allowed(scope):
+        token["refresh_token"] = new_token()
+    return token
+
+
+class S256Challenge(CodeChallenge):
+    """PKCE with S256 for every client: a missing challenge or `plain` is refused."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+    def validate_code_challenge(self, grant, redirect_uri):
+        payload = grant.request.payload.data
+        if not payload.get("code_challenge"):
+            raise InvalidRequestError("PKCE is required: send code_challenge (S256)")
+        if payload.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("code_challenge_method must be S256")
+        super().validate_code_challenge(grant, redirect_uri)
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_AUTH_METHODS
+
+    def save_authorization_code(self, code, request):
+        # Codes are issued by `authorization_response` below, never by Authlib's generator.
+        raise NotImplementedError
+
+    def query_authorization_code(self, code, client):
+        row = tokens.redeem_code(code, client.row, clock.now())
+        return GrantAdapter(row) if row is not None else None
+
+    def delete_authorization_code(self, authorization_code):
+        """The code was marked used when it was redeemed."""
+
+    def authenticate_user(self, authorization_code):
+        grant = authorization_code.row
+        return grant if tokens.grant_is_usable(grant) else None
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token):
+        row = tokens.find_refresh(refresh_token, clock.now())
+        return TokenAdapter(row) if row is not None else None
+
+    def validate_token_request(self):
+        super().validate_token_request()
+        if not tokens.claim_refresh(self.request.refresh_token.row, clock.now()):
+            raise InvalidGrantError()
+
+    def authenticate_user(self, refresh_token):
+        grant = refresh_token.row.grant
+        return grant if tokens.grant_is_usable(grant) else None
+
+    def revoke_old_credential(self, refresh_token):
+        """Claimed (marked used) before the new one was issued."""
+
+
+class IdToken(OpenIDCode):
+    def exists_nonce(self, nonce, request):
+        # A code is single-use and bound to its PKCE verifier: a replayed nonce gains nothing.
+        return False
+
+    def encode_id_token(self, token, request):
+        return tokens.id_token(request.user, token.get("access_token"), clock.now())
+
+
+class Revocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS = TOKEN_AUTH_METHODS
+
+    def query_token(self, token_string, token_type_hint):
+        row = tokens.find(token_string)
+        return TokenAdapter(row) if row is not None else None
+
+    def revoke_token(self, token, request):
+        tokens.revoke(token.row, clock.now())
+
+
+class Introspection(IntrospectionEndpoint):
+    # RFC 7662: only clients that authenticate may ask.
+    CLIENT_AUTH_METHODS = SECRET_METHODS
+
+    def query_token(self, token_string, token_type_hint):
+        row = tokens.find(token_string)
+        if row is not None and row.kind == TokenKind.ACCESS:
+            # A stored access token must also carry a valid signature of ours.
+            row = tokens.authenticate_access_token(token_string, clock.now())
+        return TokenAdapter(row) if row is not None else None
+
+    def check_permission(self, token, client, request):
+        return token.check_client(client)
+
+    def introspect_token(self, token):
+        return tokens.introspection(token.row)
+
+
+def init_app(app: Flask) -> None:
+    server = AuthorizationServer()
+    server.init_app(app, query_client=_query_client, save_token=_save_token)
+    server.register_token_generator("default", _generate_token)
+    # Scopes we do not know are ignored (OIDC Core 3.1.2.1), not refused.
+    server.scopes_supported = None
+    server.register_grant(AuthorizationCodeGrant, [S256Challenge(required=True), IdToken()])
+    server.register_grant(RefreshTokenGrant)
+    server.register_endpoint(Revocation)
+    server.register_endpoint(Introspection)
+    app.extensions["idp.oauth"] = server
+
+
+def _server() -> AuthorizationServer:
+    return current_app.extensions["idp.oauth"]
+
+
+class AuthorizationDenied(Exception):
+    """An authorization request that fails after its client and redirect URI were checked:
+    the answer goes back to the relying party."""
+
+    def __init__(self, redirect_uri: str, error: str, description: str | None, state: str | None):
+        super().__init__(error)
+        self.redirect_uri = redirect_uri
+        self.error = error
+        self.description = description
+        self.state = state
+
+
+class AuthorizationInvalid(Exception):
+    """An authorization request that cannot be answered to any redirect URI."""
+
+
+def validate_authorization(end_user):
+    """The validated Authlib grant for the current request, or AuthorizationDenied. The caller
+    has checked client_id and redirect_uri already."""
+    try:
+        return _server().get_consent_grant(end_user=end_user)
+    except OAuth2Error as error:
+        if not error.redirect_uri:
+            raise AuthorizationInvalid(error.error) from None
+        raise AuthorizationDenied(
+            error.redirect_uri, error.error, error.description, error.state
+        ) from None
+
+
+def denial_response(denied: AuthorizationDenied, status: int) -> Response:
+    """RFC 6749 4.1.2.1 with RFC 9207: the error, the state and our issuer."""
+    params = [("error", denied.error)]
+    if denied.description:
+        params.append(("error_description", denied.description))
+    if denied.state:
+        params.append(("state", denied.state))
+    params.append(("iss", current_app.config["ISSUER"]))
+    return redirect(add_params_to_uri(denied.redirect_uri, params), code=status)
+
+
+def authorization_response(grant, session, client: Client, status: int) -> Response:
+    """Issues the code for a validated grant and sends the browser back with it."""
+    payload = grant.request.payload
+    code = tokens.issue_code(
+        client,
+        session,
+        redirect_uri=grant.redirect_uri,
+        scope=grant.request.scope,
+        nonce=payload.data.get("nonce"),
+        code_challenge=payload.data["code_challenge"],
+        code_challenge_method=payload.data["code_challenge_method"],
+        now=clock.now(),
+    )
+    params = [("code", code)]
+    if payload.state:
+        params.append(("state", payload.state))
+    params.append(("iss", current_app.config["ISSUER"]))
+    return redirect(add_params_to_uri(grant.redirect_uri, params), code=status)
+
+
+def token_response() -> Response:
+    response = _server().create_token_response()
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+def revocation_response() -> Response:
+    return _server().create_endpoint_response(RevocationEndpoint.ENDPOINT_NAME)
+
+
+def introspection_response() -> Response:
+    response = _server().create_endpoint_response(IntrospectionEndpoint.ENDPOINT_NAME)
+    response.headers["Cache-Control"] = "no-store"
+    return response

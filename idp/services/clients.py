@@ -1,0 +1,141 @@
+"""Relying parties registered by operators: exact redirect URIs, secrets shown once and kept
+as SHA-256 digests (a random 256-bit secret needs no slow hash), public clients without one."""
+
+import ipaddress
+import secrets
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+
+from idp.extensions import db
+from idp.models import Client
+from idp.services import keys
+from idp.services.secrets import digest, new_token, same
+from idp.services.users import UserError
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_uri(uri: str, what: str) -> str:
+    """An absolute https URL (http only on the loopback interface), without fragment or user
+    info: what an authorization response may be sent to."""
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 (raises on a malformed port)
+    except ValueError:
+        raise UserError(f"invalid {what} {uri!r}") from None
+    if parts.scheme not in ("https", "http") or not host:
+        raise UserError(f"invalid {what} {uri!r}: give an absolute https:// URL")
+    if parts.scheme == "http" and not _is_loopback(host):
+        raise UserError(f"invalid {what} {uri!r}: https is required except on loopback")
+    if parts.fragment or "#" in uri:
+        raise UserError(f"invalid {what} {uri!r}: no fragment allowed")
+    if "@" in parts.netloc:
+        raise UserError(f"invalid {what} {uri!r}: no user info allowed")
+    if any(c.isspace() for c in uri):
+        raise UserError(f"invalid {what} {uri!r}")
+    return uri
+
+
+def create(
+    name: str,
+    *,
+    redirect_uris: list[str],
+    post_logout_redirect_uris: list[str],
+    backchannel_logout_uri: str | None,
+    public: bool,
+    alg: str,
+    now: datetime,
+) -> tuple[Client, str | None]:
+    """The new client and its secret (None for a public client): the secret is never stored."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise UserError("a client needs a name of 1 to 200 characters")
+    if not redirect_uris:
+        raise UserError("a client needs at least one --redirect-uri")
+    if alg not in keys.ALGORITHMS:
+        raise UserError(f"unsupported algorithm {alg!r}: use one of {', '.join(keys.ALGORITHMS)}")
+    secret = None if public else new_token()
+    client = Client(
+        client_id=secrets.token_urlsafe(18),
+        name=name,
+        secret_digest=None if secret is None else digest(secret),
+        redirect_uris=[check_uri(uri, "redirect URI") for uri in redirect_uris],
+        post_logout_redirect_uris=[
+            check_uri(uri, "post-logout redirect URI") for uri in post_logout_redirect_uris
+        ],
+        backchannel_logout_uri=(
+            check_uri(backchannel_logout_uri, "back-channel logout URI")
+            if backchannel_logout_uri
+            else None
+        ),
+        id_token_signed_response_alg=alg,
+        created_at=now,
+    )
+    db.session.add(client)
+    db.session.flush()
+    return client, secret
+
+
+def find(client_id: str | None) -> Client | None:
+    if not client_id or len(client_id) > 64:
+        return None
+    return db.session.scalar(select(Client).where(Client.client_id == client_id))
+
+
+def get(client_id: str) -> Client:
+    client = find(client_id)
+    if client is None:
+        raise UserError(f"no client {client_id!r}")
+    return client
+
+
+def all_clients() -> list[Client]:
+    return list(db.session.scalars(select(Client).order_by(Client.created_at, Client.id)))
+
+
+def is_public(client: Client) -> bool:
+    return client.secret_digest is None
+
+
+def secret_matches(client: Client, secret: str | None) -> bool:
+    if client.secret_digest is None or not secret:
+        return False
+    return same(client.secret_digest, digest(secret))
+
+
+def _listed(uri: str | None, registered: list[str]) -> bool:
+    """Exact string match: no prefixes, no normalisation, no wildcards."""
+    return bool(uri) and any(same(uri, candidate) for candidate in registered)
+
+
+def redirect_uri_registered(client: Client, uri: str | None) -> bool:
+    return _listed(uri, client.redirect_uris)
+
+
+def post_logout_uri_registered(client: Client, uri: str | None) -> bool:
+    return _listed(uri, client.post_logout_redirect_uris)
+
+
+def rotate_secret(client: Client, now: datetime) -> str:
+    if is_public(client):
+        raise UserError(f"client {client.client_id!r} is public: it has no secret")
+    secret = new_token()
+    client.secret_digest = digest(secret)
+    client.secret_rotated_at = now
+    return secret
+
+
+def delete(client: Client) -> None:
+    db.session.delete(client)

@@ -1,0 +1,174 @@
+"""Signing keys for ID and access tokens, kept in the database so that every worker signs with
+the same keys, the private halves encrypted under a key derived from the server secret.
+
+A new key is published in JWKS at once but signs only after KEY_PUBLISH_LEAD_TIME, so that
+relying parties that cache JWKS know it before they meet it. A retired key stays published until
+everything it signed has expired."""
+
+import base64
+import hashlib
+import json
+from datetime import datetime, timedelta
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import current_app
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, RSAKey
+from sqlalchemy import or_, select
+
+from idp.extensions import db
+from idp.models import SigningKey
+from idp.services.users import UserError
+
+DEFAULT_ALG = "ES256"
+ALGORITHMS = ("ES256", "RS256")
+KEY_TYPES = {"ES256": (ECKey, "P-256"), "RS256": (RSAKey, 2048)}
+
+# Loading a PEM and decrypting it on every signature would cost more than the signature.
+_private_keys: dict[str, ECKey | RSAKey] = {}
+
+
+class InvalidJWT(Exception):
+    """Not a token this server signed, or not one it accepts (alg none, HMAC, unknown kid)."""
+
+
+def _fernet() -> Fernet:
+    secret = current_app.config.get("KEY_ENCRYPTION_SECRET") or current_app.config["SECRET_KEY"]
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"idp.signing-keys").derive(
+        str(secret).encode()
+    )
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def _max_signed_lifetime() -> timedelta:
+    config = current_app.config
+    return timedelta(seconds=max(config["ID_TOKEN_LIFETIME"], config["ACCESS_TOKEN_LIFETIME"]))
+
+
+def create(alg: str, now: datetime, active_at: datetime) -> SigningKey:
+    if alg not in KEY_TYPES:
+        raise UserError(f"unsupported algorithm {alg!r}: use one of {', '.join(ALGORITHMS)}")
+    key_type, parameter = KEY_TYPES[alg]
+    key = key_type.generate_key(parameter)
+    public = key.as_dict(private=False)
+    kid = key.thumbprint()
+    public.update(kid=kid, alg=alg, use="sig")
+    pem = key.as_pem(private=True)
+    row = SigningKey(
+        kid=kid,
+        alg=alg,
+        public_jwk=public,
+        private_key_encrypted=_fernet().encrypt(pem).decode(),
+        created_at=now,
+        active_at=active_at,
+    )
+    db.session.add(row)
+    db.session.flush()
+    return row
+
+
+def rotate(alg: str, now: datetime) -> SigningKey:
+    """Adds a key that signs after the lead time; the current key of the algorithm retires
+    then, and stays published until what it signed has expired."""
+    lead = timedelta(seconds=current_app.config["KEY_PUBLISH_LEAD_TIME"])
+    new = create(alg, now, active_at=now + lead)
+    for old in db.session.scalars(
+        select(SigningKey).where(
+            SigningKey.alg == alg, SigningKey.retired_at.is_(None), SigningKey.id != new.id
+        )
+    ):
+        old.retired_at = new.active_at
+    return new
+
+
+def signing_key(alg: str, now: datetime) -> SigningKey:
+    """The newest active key of the algorithm. The very first one is made on demand: nothing
+    can have cached a JWKS without it, so it needs no lead time."""
+    row = db.session.scalar(
+        select(SigningKey)
+        .where(
+            SigningKey.alg == alg,
+            SigningKey.active_at <= now,
+            or_(SigningKey.retired_at.is_(None), SigningKey.retired_at > now),
+        )
+        .order_by(SigningKey.active_at.desc(), SigningKey.id.desc())
+        .limit(1)
+    )
+    if row is None:
+        row = create(alg, now, active_at=now)
+        db.session.commit()
+    return row
+
+
+def published(now: datetime) -> list[SigningKey]:
+    keep_after = now - _max_signed_lifetime()
+    return list(
+        db.session.scalars(
+            select(SigningKey)
+            .where(or_(SigningKey.retired_at.is_(None), SigningKey.retired_at > keep_after))
+            .order_by(SigningKey.id)
+        )
+    )
+
+
+def jwks(now: datetime) -> dict:
+    return {"keys": [row.public_jwk for row in published(now)]}
+
+
+def _private_key(row: SigningKey) -> ECKey | RSAKey:
+    key = _private_keys.get(row.kid)
+    if key is None:
+        try:
+            pem = _fernet().decrypt(row.private_key_encrypted.encode())
+        except InvalidToken:
+            raise RuntimeError(
+                f"signing key {row.kid} cannot be decrypted: was SECRET_KEY changed?"
+            ) from None
+        key = KEY_TYPES[row.alg][0].import_key(pem)
+        _private_keys[row.kid] = key
+    return key
+
+
+def sign(claims: dict, *, alg: str, now: datetime, typ: str = "JWT") -> str:
+    row = signing_key(alg, now)
+    header = {"alg": row.alg, "kid": row.kid, "typ": typ}
+    return jwt.encode(header, claims, _private_key(row), algorithms=[row.alg])
+
+
+def _header(token: str) -> dict:
+    try:
+        encoded = token.split(".")[0]
+        header = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    except (ValueError, IndexError):
+        raise InvalidJWT("malformed") from None
+    if not isinstance(header, dict):
+        raise InvalidJWT("malformed")
+    return header
+
+
+def verify(token: str, now: datetime, *, typ: str | None = None) -> dict:
+    """The claims of a token that one of our published keys signed, with the algorithm that
+    key is for. Expiry is the caller's business (an expired id_token_hint is still a hint)."""
+    header = _header(token)
+    alg, kid = header.get("alg"), header.get("kid")
+    if alg not in ALGORITHMS or not isinstance(kid, str):
+        raise InvalidJWT("algorithm or key not accepted")
+    if typ is not None and str(header.get("typ", "")).lower() != typ.lower():
+        raise InvalidJWT("wrong token type")
+    row = next((key for key in published(now) if key.kid == kid and key.alg == alg), None)
+    if row is None:
+        raise InvalidJWT("unknown key")
+    public = KEY_TYPES[alg][0].import_key(row.public_jwk)
+    try:
+        return dict(jwt.decode(token, public, algorithms=[alg]).claims)
+    except (JoseError, ValueError):
+        raise InvalidJWT("bad signature") from None
+
+
+def half_hash(value: str) -> str:
+    """at_hash: the left half of the token's SHA-256, the hash of both ES256 and RS256."""
+    digest = hashlib.sha256(value.encode()).digest()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()

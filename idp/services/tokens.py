@@ -1,0 +1,318 @@
+"""Authorization codes, access and refresh tokens, and the claims they carry.
+
+A grant is one authorization: its code, and the family of tokens that the code's redemption and
+every refresh descend from. Codes and refresh tokens are single-use, claimed by a conditional
+UPDATE so that of parallel requests exactly one wins; a second use of either is taken as theft
+and revokes the whole family."""
+
+import secrets
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from idp.extensions import db
+from idp.models import Client, Grant, Session, Token, TokenKind, User, UserState
+from idp.services import keys
+from idp.services.secrets import digest, new_token
+
+# What the login proves: a password and a possession factor (the SMS PIN).
+ACR = "https://refeds.org/profile/mfa"
+SCOPES = ("openid", "profile", "email", "phone", "offline_access")
+CLAIMS_BY_SCOPE = {
+    "profile": ("name", "preferred_username"),
+    "email": ("email", "email_verified"),
+    "phone": ("phone_number", "phone_number_verified"),
+}
+
+
+def _seconds(setting: str) -> timedelta:
+    return timedelta(seconds=current_app.config[setting])
+
+
+def epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def issue_code(
+    client: Client,
+    session: Session,
+    *,
+    redirect_uri: str,
+    scope: str,
+    nonce: str | None,
+    code_challenge: str,
+    code_challenge_method: str,
+    now: datetime,
+) -> str:
+    code = new_token()
+    db.session.add(
+        Grant(
+            code_digest=digest(code),
+            client_id=client.id,
+            user_id=session.user_id,
+            session_id=session.id,
+            sid=session.sid,
+            redirect_uri=redirect_uri,
+            scope=scope,
+            nonce=nonce,
+            code_challenge=code_challenge,
+            code_challenge_method=code_challenge_method,
+            auth_time=session.auth_time,
+            amr=list(session.amr),
+            acr=ACR,
+            created_at=now,
+            code_expires_at=now + _seconds("AUTHORIZATION_CODE_LIFETIME"),
+        )
+    )
+    db.session.commit()
+    return code
+
+
+def redeem_code(code: str, client: Client, now: datetime) -> Grant | None:
+    """The grant of an unused, unexpired code issued to this client, now marked used (and
+    committed, so that parallel redemptions see it). A code used before revokes its grant."""
+    code_digest = digest(code)
+    claimed = db.session.execute(
+        update(Grant)
+        .where(
+            Grant.code_digest == code_digest,
+            Grant.client_id == client.id,
+            Grant.code_used_at.is_(None),
+            Grant.revoked_at.is_(None),
+            Grant.code_expires_at > now,
+        )
+        .values(code_used_at=now)
+    ).rowcount
+    db.session.commit()
+    grant = db.session.scalar(select(Grant).where(Grant.code_digest == code_digest))
+    if claimed == 1:
+        return grant
+    if grant is not None and grant.client_id == client.id and grant.code_used_at is not None:
+        revoke_grant(grant, now)
+        db.session.commit()
+        current_app.logger.warning(
+            "authorization code of grant %s used again: its tokens are revoked", grant.id
+        )
+    return None
+
+
+def grant_is_usable(grant: Grant) -> bool:
+    return grant.revoked_at is None and grant.user.state == UserState.ACTIVE
+
+
+def revoke_grant(grant: Grant, now: datetime) -> None:
+    db.session.execute(
+        update(Grant).where(Grant.id == grant.id, Grant.revoked_at.is_(None)).values(revoked_at=now)
+    )
+
+
+def revoke_user_grants(user: User, now: datetime) -> int:
+    return db.session.execute(
+        update(Grant)
+        .where(Grant.user_id == user.id, Grant.revoked_at.is_(None))
+        .values(revoked_at=now)
+    ).rowcount
+
+
+def revoke_session_grants(session: Session, now: datetime) -> None:
+    db.session.execute(
+        update(Grant)
+        .where(Grant.session_id == session.id, Grant.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+def refresh_allowed(scope: str) -> bool:
+    return "offline_access" in scope.split()
+
+
+def access_token(grant: Grant, scope: str, now: datetime) -> tuple[str, int]:
+    """An RFC 9068 JWT access token and its lifetime in seconds."""
+    lifetime = current_app.config["ACCESS_TOKEN_LIFETIME"]
+    issuer = current_app.config["ISSUER"]
+    claims = {
+        "iss": issuer,
+        "sub": grant.user.subject,
+        "aud": f"{issuer}/userinfo",
+        "client_id": grant.client.client_id,
+        "scope": scope,
+        "iat": epoch(now),
+        "exp": epoch(now) + lifetime,
+        "jti": secrets.token_urlsafe(16),
+        "auth_time": epoch(grant.auth_time),
+        "acr": grant.acr,
+        "amr": grant.amr,
+        "sid": grant.sid,
+    }
+    return keys.sign(claims, alg=keys.DEFAULT_ALG, now=now, typ="at+jwt"), lifetime
+
+
+def store(grant: Grant, token: dict, now: datetime) -> None:
+    """Keeps the digests of what the token response carries."""
+    scope = token.get("scope", grant.scope)
+    db.session.add(
+        Token(
+            grant_id=grant.id,
+            kind=TokenKind.ACCESS,
+            digest=digest(token["access_token"]),
+            scope=scope,
+            created_at=now,
+            expires_at=now + timedelta(seconds=token["expires_in"]),
+        )
+    )
+    if "refresh_token" in token:
+        db.session.add(
+            Token(
+                grant_id=grant.id,
+                kind=TokenKind.REFRESH,
+                digest=digest(token["refresh_token"]),
+                scope=scope,
+                created_at=now,
+                # An absolute lifetime for the family: rotation does not extend it.
+                expires_at=grant.created_at + _seconds("REFRESH_TOKEN_LIFETIME"),
+            )
+        )
+    db.session.commit()
+
+
+def find(value: str | None, kind: str | None = None) -> Token | None:
+    if not value or len(value) > 8192:
+        return None
+    query = select(Token).where(Token.digest == digest(value))
+    if kind is not None:
+        query = query.where(Token.kind == kind)
+    return db.session.scalar(query)
+
+
+def is_active(token: Token, now: datetime) -> bool:
+    return (
+        token.revoked_at is None
+        and token.used_at is None
+        and token.expires_at > now
+        and grant_is_usable(token.grant)
+    )
+
+
+def find_refresh(value: str | None, now: datetime) -> Token | None:
+    """A usable refresh token. One that was used already means that two parties hold it:
+    the family is revoked, so that neither the thief nor the victim goes on with it."""
+    token = find(value, TokenKind.REFRESH)
+    if token is None:
+        return None
+    if token.used_at is not None:
+        _refresh_reused(token, now)
+        return None
+    return token if is_active(token, now) else None
+
+
+def claim_refresh(token: Token, now: datetime) -> bool:
+    """Marks the refresh token used; False (and the family revoked) when a parallel request
+    used it first."""
+    claimed = db.session.execute(
+        update(Token)
+        .where(Token.id == token.id, Token.used_at.is_(None), Token.revoked_at.is_(None))
+        .values(used_at=now)
+    ).rowcount
+    db.session.commit()
+    if claimed != 1:
+        _refresh_reused(token, now)
+    return claimed == 1
+
+
+def _refresh_reused(token: Token, now: datetime) -> None:
+    revoke_grant(token.grant, now)
+    db.session.commit()
+    current_app.logger.warning(
+        "refresh token of grant %s used again: the grant is revoked", token.grant_id
+    )
+
+
+def revoke(token: Token, now: datetime) -> None:
+    """RFC 7009: a refresh token takes its whole grant with it; an access token only itself."""
+    if token.kind == TokenKind.REFRESH:
+        revoke_grant(token.grant, now)
+    elif token.revoked_at is None:
+        token.revoked_at = now
+    db.session.commit()
+
+
+def authenticate_access_token(value: str | None, now: datetime) -> Token | None:
+    """The stored, active access token for a bearer value whose signature checks out."""
+    if not value:
+        return None
+    try:
+        claims = keys.verify(value, now, typ="at+jwt")
+    except keys.InvalidJWT:
+        return None
+    if claims.get("iss") != current_app.config["ISSUER"]:
+        return None
+    token = find(value, TokenKind.ACCESS)
+    return token if token is not None and is_active(token, now) else None
+
+
+def user_claims(user: User, scope: str) -> dict:
+    """Claims by scope (OIDC Core 5.4); `sub` is the opaque subject, never the username."""
+    scopes = set(scope.split())
+    values = {
+        "name": user.name,
+        "preferred_username": user.username,
+        "email": user.email,
+        # Addresses and numbers come from operators and provisioning, who vouch for them.
+        "email_verified": True,
+        "phone_number": user.phone,
+        "phone_number_verified": True,
+    }
+    claims = {"sub": user.subject}
+    for name, granted in CLAIMS_BY_SCOPE.items():
+        if name in scopes:
+            claims.update({claim: values[claim] for claim in granted if values[claim] is not None})
+    return claims
+
+
+def id_token(grant: Grant, access_token_value: str | None, now: datetime) -> str:
+    client = grant.client
+    claims = {
+        "iss": current_app.config["ISSUER"],
+        "sub": grant.user.subject,
+        "aud": client.client_id,
+        "azp": client.client_id,
+        "iat": epoch(now),
+        "exp": epoch(now) + current_app.config["ID_TOKEN_LIFETIME"],
+        "auth_time": epoch(grant.auth_time),
+        "amr": grant.amr,
+        "acr": grant.acr,
+        "sid": grant.sid,
+    }
+    if grant.nonce:
+        claims["nonce"] = grant.nonce
+    if access_token_value:
+        claims["at_hash"] = keys.half_hash(access_token_value)
+    return keys.sign(claims, alg=client.id_token_signed_response_alg, now=now)
+
+
+def introspection(token: Token) -> dict:
+    grant = token.grant
+    return {
+        "active": True,
+        "scope": token.scope,
+        "client_id": grant.client.client_id,
+        "username": grant.user.username,
+        "sub": grant.user.subject,
+        "token_type": token.kind,
+        "exp": epoch(token.expires_at),
+        "iat": epoch(token.created_at),
+        "iss": current_app.config["ISSUER"],
+        "sid": grant.sid,
+    }
+
+
+def clients_of_session(session: Session) -> list[Client]:
+    """The relying parties that received tokens from this login session."""
+    return list(
+        db.session.scalars(
+            select(Client).where(
+                Client.id.in_(select(Grant.client_id).where(Grant.session_id == session.id))
+            )
+        )
+    )

@@ -1,0 +1,95 @@
+"""Ending a login session everywhere: the session, the tokens its relying parties hold, and a
+Back-Channel Logout 1.0 logout token to every one of them that asked for it.
+
+The logout tokens are posted in the background with a short timeout and one retry: a relying
+party that is down is logged, and never holds up the person who is logging out."""
+
+import secrets
+import threading
+import time
+from datetime import datetime
+
+import requests
+from flask import current_app
+
+from idp.models import Client, Session, User
+from idp.services import keys, sessions, tokens
+
+BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+ATTEMPTS = 2
+RETRY_DELAY_SECONDS = 1
+
+
+def logout_token(client: Client, session: Session, now: datetime) -> str:
+    claims = {
+        "iss": current_app.config["ISSUER"],
+        "sub": session.user.subject,
+        "aud": client.client_id,
+        "iat": tokens.epoch(now),
+        "exp": tokens.epoch(now) + 120,
+        "jti": secrets.token_urlsafe(16),
+        "sid": session.sid,
+        "events": {BACKCHANNEL_EVENT: {}},
+    }
+    return keys.sign(claims, alg=client.id_token_signed_response_alg, now=now, typ="logout+jwt")
+
+
+def end_session(session: Session, now: datetime) -> list[tuple[str, str]]:
+    """Revokes the session and its grants; returns what to post (uri, logout token) once the
+    change is committed: see `send`."""
+    sessions.revoke(session, now)
+    tokens.revoke_session_grants(session, now)
+    return [
+        (client.backchannel_logout_uri, logout_token(client, session, now))
+        for client in tokens.clients_of_session(session)
+        if client.backchannel_logout_uri
+    ]
+
+
+def end_user_sessions(user: User, now: datetime) -> list[tuple[str, str]]:
+    """For a disabled account: every session, and every grant even of ended sessions."""
+    deliveries = []
+    for session in sessions.revoke_all(user, now):
+        deliveries += end_session(session, now)
+    tokens.revoke_user_grants(user, now)
+    return deliveries
+
+
+def send(deliveries: list[tuple[str, str]]) -> threading.Thread | None:
+    """Posts the logout tokens in a background thread (not a daemon, so that a command line
+    run waits for it). Returns the thread, or None when there is nothing to send."""
+    if not deliveries:
+        return None
+    timeout = current_app.config["BACKCHANNEL_LOGOUT_TIMEOUT"]
+    logger = current_app.logger
+    thread = threading.Thread(
+        target=_deliver_all, args=(deliveries, timeout, logger), name="backchannel-logout"
+    )
+    thread.start()
+    return thread
+
+
+def _deliver_all(deliveries, timeout, logger) -> None:
+    for uri, token in deliveries:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                response = requests.post(
+                    uri,
+                    data={"logout_token": token},
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
+                if response.status_code in (200, 204):
+                    break
+                problem = f"HTTP {response.status_code}"
+            except requests.RequestException as error:
+                problem = type(error).__name__
+            logger.warning(
+                "back-channel logout to %s failed (attempt %d of %d): %s",
+                uri,
+                attempt,
+                ATTEMPTS,
+                problem,
+            )
+            if attempt < ATTEMPTS:
+                time.sleep(RETRY_DELAY_SECONDS)

@@ -1,0 +1,298 @@
+"""OpenID Connect: discovery, JWKS, the authorization pipeline, token, userinfo, revocation,
+introspection and RP-initiated logout.
+
+Two blueprints: `oidc` serves browsers (errors as pages), `oidc_api` serves relying parties
+(errors as JSON, no CSRF token: they authenticate themselves)."""
+
+import json
+from datetime import timedelta
+from urllib.parse import urlencode
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from idp import oauth
+from idp.extensions import csrf, db
+from idp.services import audit, clients, clock, keys, links, tokens, tokens_logout
+from idp.web import clear_session_cookie, client_ip, current_session, end_flow
+
+bp = Blueprint("oidc", __name__)
+api = Blueprint("oidc_api", __name__)
+csrf.exempt(api)
+
+# Proves that /authorize sent the browser to log in at a given moment; bound to the client.
+FRESH_LOGIN_SALT = "idp.oidc.fresh-login"
+FRESH_LOGIN_PARAM = "_login"
+DISCOVERY_MAX_AGE = 3600
+JWKS_MAX_AGE = 300
+
+
+def discovery_document(config) -> dict:
+    issuer = config["ISSUER"]
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "jwks_uri": f"{issuer}/jwks.json",
+        "revocation_endpoint": f"{issuer}/revoke",
+        "introspection_endpoint": f"{issuer}/introspect",
+        "end_session_endpoint": f"{issuer}/end_session",
+        "scopes_supported": list(tokens.SCOPES),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": list(oauth.GRANT_TYPES),
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": list(keys.ALGORITHMS),
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": oauth.TOKEN_AUTH_METHODS,
+        "revocation_endpoint_auth_methods_supported": oauth.TOKEN_AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": oauth.SECRET_METHODS,
+        "claims_supported": [
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "acr",
+            "amr",
+            "sid",
+            "azp",
+            "at_hash",
+            *[claim for claims in tokens.CLAIMS_BY_SCOPE.values() for claim in claims],
+        ],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "acr_values_supported": [tokens.ACR],
+        "prompt_values_supported": ["none", "login"],
+        "ui_locales_supported": list(config["LANGUAGES"]),
+        "authorization_response_iss_parameter_supported": True,
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "frontchannel_logout_supported": False,
+    }
+
+
+def precompute_discovery(app) -> None:
+    """Discovery depends on configuration only: render it once per process."""
+    app.extensions["idp.discovery"] = json.dumps(discovery_document(app.config)).encode()
+
+
+def _public_json(body: bytes, max_age: int) -> Response:
+    response = Response(body, mimetype="application/json")
+    response.headers["Cache-Control"] = f"public, max-age={max_age}"
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@api.get("/.well-known/openid-configuration")
+def discovery():
+    return _public_json(current_app.extensions["idp.discovery"], DISCOVERY_MAX_AGE)
+
+
+@api.get("/jwks.json")
+def jwks():
+    document = keys.jwks(clock.now())
+    if not document["keys"]:
+        # The first key is made on first use; publish it before anything needs it.
+        keys.signing_key(keys.DEFAULT_ALG, clock.now())
+        document = keys.jwks(clock.now())
+    return _public_json(json.dumps(document).encode(), JWKS_MAX_AGE)
+
+
+# --- Authorization -----------------------------------------------------------------------------
+
+
+def invalid_request_page(reason: str):
+    return render_template("oidc/invalid_request.html", reason=reason), 400
+
+
+def _fresh_login_since(client_id: str):
+    """The moment /authorize sent this browser to log in for this client, if the request
+    carries a valid proof of it."""
+    marker = request.values.get(FRESH_LOGIN_PARAM)
+    if not marker:
+        return None
+    try:
+        issued, bound_client = links.unsign(
+            FRESH_LOGIN_SALT, marker, max_age=current_app.config["TRANSACTION_LIFETIME"]
+        )
+    except (links.LinkInvalid, links.LinkExpired, ValueError):
+        return None
+    if bound_client != client_id or not isinstance(issued, int | float):
+        return None
+    return issued
+
+
+def _needs_login(session, client_id: str) -> bool:
+    """Whether password and PIN must be asked (again) before a code is issued."""
+    if session is None:
+        return True
+    since = _fresh_login_since(client_id)
+    if since is not None:
+        # Back from the login that prompt=login or max_age asked for: it must have happened.
+        return tokens.epoch(session.auth_time) < since
+    if "login" in request.values.get("prompt", "").split():
+        return True
+    max_age = request.values.get("max_age")
+    if max_age is not None:
+        try:
+            seconds = int(max_age)
+        except ValueError:
+            return True
+        return clock.now() - session.auth_time > timedelta(seconds=max(seconds, 0))
+    return False
+
+
+def _login_redirect(client_id: str, status: int):
+    """To the hosted login, which comes back here with a proof that it was asked for."""
+    params = [
+        (key, value)
+        for key, value in request.values.items(multi=True)
+        if key not in (FRESH_LOGIN_PARAM, "prompt")
+    ]
+    marker = links.sign(FRESH_LOGIN_SALT, [tokens.epoch(clock.now()), client_id])
+    params.append((FRESH_LOGIN_PARAM, marker))
+    resume = url_for("oidc.authorize") + "?" + urlencode(params)
+    login_params = {"next": resume}
+    if request.values.get("login_hint"):
+        login_params["username"] = request.values["login_hint"][:64]
+    return redirect(url_for("login.form", **login_params), code=status)
+
+
+@bp.route("/authorize", methods=["GET", "POST"])
+@csrf.exempt
+def authorize():
+    status = 303 if request.method == "POST" else 302
+    client = clients.find(request.values.get("client_id"))
+    if client is None:
+        return invalid_request_page("client")
+    if not clients.redirect_uri_registered(client, request.values.get("redirect_uri")):
+        return invalid_request_page("redirect_uri")
+
+    session = current_session()
+    needs_login = _needs_login(session, client.client_id)
+    try:
+        grant = oauth.validate_authorization(None if needs_login else session)
+    except oauth.AuthorizationInvalid:
+        return invalid_request_page("request")
+    except oauth.AuthorizationDenied as denied:
+        return oauth.denial_response(denied, status)
+    if needs_login:
+        if "none" in request.values.get("prompt", "").split():
+            denied = oauth.AuthorizationDenied(
+                grant.redirect_uri, "login_required", None, request.values.get("state")
+            )
+            return oauth.denial_response(denied, status)
+        return _login_redirect(client.client_id, status)
+    return oauth.authorization_response(grant, session, client, status)
+
+
+# --- Protocol endpoints for relying parties ----------------------------------------------------
+
+
+@api.post("/token")
+def token():
+    return oauth.token_response()
+
+
+@api.route("/userinfo", methods=["GET", "POST"])
+def userinfo():
+    value = None
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        value = header[7:].strip()
+    elif request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+        value = request.form.get("access_token")
+    found = tokens.authenticate_access_token(value, clock.now())
+    if found is None:
+        response = Response(
+            json.dumps({"error": "invalid_token"}), status=401, mimetype="application/json"
+        )
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response
+    return tokens.user_claims(found.grant.user, found.scope)
+
+
+@api.post("/revoke")
+def revoke():
+    return oauth.revocation_response()
+
+
+@api.post("/introspect")
+def introspect():
+    return oauth.introspection_response()
+
+
+# --- RP-initiated logout -----------------------------------------------------------------------
+
+
+def _hinted_client(hint: str | None):
+    """The client and sid named by an id_token_hint that we signed, else (None, None)."""
+    if not hint:
+        return None, None
+    try:
+        claims = keys.verify(hint, clock.now())
+    except keys.InvalidJWT:
+        return None, None
+    if claims.get("iss") != current_app.config["ISSUER"]:
+        return None, None
+    return clients.find(claims.get("aud") if isinstance(claims.get("aud"), str) else None), claims
+
+
+@bp.route("/end_session", methods=["GET", "POST"])
+@csrf.exempt
+def end_session():
+    hint = request.values.get("id_token_hint")
+    client, claims = _hinted_client(hint)
+    if hint and client is None:
+        return invalid_request_page("id_token_hint")
+    requested_client = request.values.get("client_id")
+    if requested_client is not None and client is not None:
+        if requested_client != client.client_id:
+            return invalid_request_page("client")
+    elif client is None:
+        client = clients.find(requested_client)
+    post_logout_uri = request.values.get("post_logout_redirect_uri")
+    if post_logout_uri and (
+        client is None or not clients.post_logout_uri_registered(client, post_logout_uri)
+    ):
+        return invalid_request_page("post_logout_redirect_uri")
+
+    session = current_session()
+    if session is not None and (claims is None or claims.get("sid") != session.sid):
+        # Without proof that the relying party speaks for this very session, the person decides.
+        return redirect(url_for("login.confirm_logout"))
+    if session is not None:
+        deliveries = tokens_logout.end_session(session, clock.now())
+        audit.record(
+            "logout",
+            now=clock.now(),
+            actor=f"client:{client.client_id}",
+            user=session.user,
+            ip=client_ip(),
+            sid=session.sid,
+        )
+        db.session.commit()
+        tokens_logout.send(deliveries)
+    end_flow()
+    if post_logout_uri:
+        target = post_logout_uri
+        state = request.values.get("state")
+        if state:
+            target += ("&" if "?" in target else "?") + urlencode({"state": state})
+        response = redirect(target, code=303 if request.method == "POST" else 302)
+    else:
+        response = redirect(url_for("login.logged_out"), code=303)
+    clear_session_cookie(response)
+    return response
