@@ -124,6 +124,11 @@ SESSION_COOKIE_SECURE = False
 HSTS = False
 # CSRF tokens live as long as the flow cookie; a form left open for hours still works.
 WTF_CSRF_TIME_LIMIT = None
+# Flask-WTF's extra HTTPS check demands a same-origin Referer, but our pages send
+# Referrer-Policy: no-referrer, so browsers send none and every POST over HTTPS would fail.
+# The check guards against cookies planted from a sibling host; the __Host- prefix of the
+# production cookies already rules that out, and the CSRF token does the rest.
+WTF_CSRF_SSL_STRICT = False
 # Largest request body accepted, in bytes.
 MAX_CONTENT_LENGTH = 64 * 1024
 # Languages of the hosted pages, first is the default.
