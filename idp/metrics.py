@@ -92,3 +92,12 @@ def start_metrics_server(config):
     return start_http_server(
         int(config["METRICS_PORT"]), addr=config["METRICS_ADDRESS"], registry=registry()
     )
+
+
+def start_metrics_server_from_environment():
+    """The gunicorn master's metrics port: the settings as the workers will load them."""
+    from idp.config import environment_from_env, load_config
+
+    settings = Flask("idp", instance_path=os.environ.get("IDP_INSTANCE_PATH") or None)
+    load_config(settings, environment_from_env(), None)
+    return start_metrics_server(settings.config)

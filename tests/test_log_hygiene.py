@@ -3,6 +3,7 @@ password, the PINs, the activation link's token, the cookies and the SECRET_KEY.
 
 import json
 import logging
+import urllib.request
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -10,6 +11,7 @@ import pytest
 
 from idp.logging_setup import GunicornLogger, JsonFormatter, loggable_path
 from tests.conftest import PASSWORD, invite, path_of, post_form
+from tests.test_metrics import fetch, gunicorn
 
 
 class Collector(logging.Handler):
@@ -139,3 +141,22 @@ def gunicorn_config():
     config.set("accesslog", "-")
     config.set("errorlog", "-")
     return config
+
+
+def test_under_gunicorn_every_line_is_json_and_no_query_string_is_logged(tmp_path, database_uri):
+    token = "WyIxIiwiYWJjIl0.Zx1y2A.k3Jd9sLq0PzXbV8wYtRmNcE4uIo"
+    with gunicorn(tmp_path, database_uri) as (base, lines):
+        assert fetch(f"{base}/healthz?code=c0de-in-query")[0] == 200
+        assert fetch(f"{base}/activate/{token}?state=st4te")[0] == 400
+        request = urllib.request.Request(base + "/healthz", headers={"X-Request-ID": "trace-1"})
+        urllib.request.urlopen(request, timeout=10).close()
+    entries = [json.loads(line) for line in lines]
+    access = [entry for entry in entries if "access" in entry]
+    assert {entry["access"]["path"] for entry in access} >= {
+        "/healthz",
+        "/activate/[redacted]",
+    }
+    assert any(entry.get("request_id") == "trace-1" for entry in access)
+    everything = "\n".join(lines)
+    assert "c0de-in-query" not in everything and "st4te" not in everything
+    assert token not in everything

@@ -4,7 +4,11 @@ worker processes in multiprocess mode."""
 import os
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
 
 from prometheus_client import REGISTRY
 
@@ -12,6 +16,8 @@ from idp import metrics
 from idp.senders import SendError, SmsReceipt
 from tests.conftest import PASSWORD, activate, login, post_form
 from tests.test_health import unused_port
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def sample(name: str, **labels) -> float:
@@ -112,3 +118,70 @@ def test_multiprocess_mode_sums_what_every_process_counted(tmp_path):
         text=True,
     ).stdout
     assert 'idp_logins_total{result="ok"} 2.0' in text
+
+
+@contextmanager
+def gunicorn(tmp_path: Path, database_uri: str, **settings):
+    """gunicorn with gunicorn.conf.py on 127.0.0.1, two workers; yields (base URL, log lines)."""
+    port = unused_port()
+    env = {
+        **os.environ,
+        "IDP_CONFIG": "testing",
+        "IDP_SQLALCHEMY_DATABASE_URI": database_uri,
+        "IDP_INSTANCE_PATH": str(tmp_path / "instance"),
+        "IDP_OUTBOX_DIR": str(tmp_path / "outbox"),
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
+        **settings,
+    }
+    log = tmp_path / "gunicorn.log"
+    with log.open("w") as stderr:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"],
+            cwd=ROOT, env=env, stdout=stderr, stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=2).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(log.read_text()) from None
+                time.sleep(0.2)
+        yield base, lines
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        lines.extend(log.read_text().splitlines())
+
+
+def fetch(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_under_gunicorn_the_metrics_port_sums_all_workers(tmp_path, database_uri):
+    metrics_port = unused_port()
+    settings = {"IDP_METRICS_ENABLED": "true", "IDP_METRICS_PORT": str(metrics_port)}
+    with gunicorn(tmp_path, database_uri, **settings) as (base, _):
+        for _ in range(20):
+            assert fetch(base + "/healthz")[0] == 200
+        assert fetch(base + "/metrics")[0] == 404
+        status, text = fetch(f"http://127.0.0.1:{metrics_port}/metrics")
+    assert status == 200
+    # 20 requests and the start-up probes, spread over two processes, counted once each.
+    served = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("idp_request_duration_seconds_count{")
+        and 'endpoint="health.healthz"' in line
+    ]
+    assert served and sum(served) >= 20
