@@ -1,0 +1,183 @@
+"""Parallel requests against the real database (SQLite here, PostgreSQL when
+IDP_TEST_DATABASE_URI is set): counters are bumped in single conditional statements, so that no
+number of parallel requests buys an extra guess or a second session."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from idp.extensions import db
+from idp.models import AuthTransaction, Invitation, Session, User
+from tests.conftest import PASSWORD, activate, csrf_token, invite, path_of, post_form
+
+# Rate limits per address would hide what the database does; they have their own tests.
+SETTINGS = {"RATELIMIT_ENABLED": False}
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app(**SETTINGS)
+
+
+def in_parallel(count: int, request) -> list:
+    """Runs request(i) in `count` threads that start together; returns the responses."""
+    barrier = threading.Barrier(count)
+
+    def run(i):
+        barrier.wait(timeout=30)
+        return request(i)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def browsers_sharing_the_flow(app, client, count):
+    """`count` separate clients that carry the same flow cookie (and so the same CSRF token)."""
+    name = app.config["SESSION_COOKIE_NAME"]
+    token = csrf_token(client.get("/pin").text)
+    flow = client.get_cookie(name).value
+    clients = []
+    for _ in range(count):
+        browser = app.test_client()
+        browser.set_cookie(name, flow)
+        clients.append(browser)
+    return clients, token
+
+
+def flow_of(app, browser) -> str:
+    return browser.get_cookie(app.config["SESSION_COOKIE_NAME"]).value
+
+
+def wrong(pin: str) -> str:
+    return "000000" if pin != "000000" else "111111"
+
+
+def test_parallel_wrong_pins_count_as_exactly_the_allowed_tries(app, client, outbox):
+    activate(app, client, outbox)
+    post_form(client, "/login", {"username": "anna", "password": PASSWORD})
+    right = outbox.last_pin()
+    browsers, token = browsers_sharing_the_flow(app, client, 50)
+    flow = flow_of(app, client)
+
+    responses = in_parallel(
+        50, lambda i: browsers[i].post("/pin", data={"csrf_token": token, "pin": wrong(right)})
+    )
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {410, 422}, statuses
+    assert statuses.count(422) == app.config["PIN_MAX_ATTEMPTS"] - 1
+    with app.app_context():
+        transaction = db.session.scalar(
+            db.select(AuthTransaction).where(AuthTransaction.purpose == "login")
+        )
+        assert transaction.pin_attempts == app.config["PIN_MAX_ATTEMPTS"]
+        assert transaction.state == "failed"
+        user = db.session.scalar(db.select(User))
+        assert user.failed_pins == app.config["PIN_MAX_ATTEMPTS"]
+        assert db.session.scalars(db.select(Session)).all() == []
+    # The right PIN after all that gets nowhere, even with the flow cookie kept.
+    browsers[0].set_cookie(app.config["SESSION_COOKIE_NAME"], flow)
+    response = browsers[0].post("/pin", data={"csrf_token": token, "pin": right})
+    assert response.status_code == 410
+
+
+def test_parallel_mixed_pins_never_exceed_the_tries(app, client, outbox):
+    """49 wrong and one right PIN at once: the right one may win only within the five tries."""
+    activate(app, client, outbox)
+    post_form(client, "/login", {"username": "anna", "password": PASSWORD})
+    right = outbox.last_pin()
+    browsers, token = browsers_sharing_the_flow(app, client, 50)
+
+    responses = in_parallel(
+        50,
+        lambda i: browsers[i].post(
+            "/pin", data={"csrf_token": token, "pin": right if i == 25 else wrong(right)}
+        ),
+    )
+    statuses = [r.status_code for r in responses]
+    with app.app_context():
+        transaction = db.session.scalar(
+            db.select(AuthTransaction).where(AuthTransaction.purpose == "login")
+        )
+        sessions = db.session.scalars(db.select(Session)).all()
+        assert transaction.pin_attempts <= app.config["PIN_MAX_ATTEMPTS"]
+        assert len(sessions) == statuses.count(303) <= 1
+    assert statuses.count(422) + statuses.count(303) <= app.config["PIN_MAX_ATTEMPTS"]
+
+
+def test_parallel_right_pins_create_exactly_one_session(app, client, outbox):
+    activate(app, client, outbox)
+    post_form(client, "/login", {"username": "anna", "password": PASSWORD})
+    right = outbox.last_pin()
+    browsers, token = browsers_sharing_the_flow(app, client, 20)
+
+    responses = in_parallel(
+        20, lambda i: browsers[i].post("/pin", data={"csrf_token": token, "pin": right})
+    )
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(303) == 1, statuses
+    assert set(statuses) <= {303, 410}
+    with app.app_context():
+        assert len(db.session.scalars(db.select(Session)).all()) == 1
+    winners = [r for r in responses if r.status_code == 303]
+    assert app.config["AUTH_COOKIE_NAME"] in winners[0].headers["Set-Cookie"]
+
+
+def test_parallel_right_pins_activate_once(app, client, outbox):
+    invite(app)
+    link = path_of(outbox.last_link())
+    post_form(client, link, {"password": PASSWORD, "password_confirm": PASSWORD})
+    right = outbox.last_pin()
+    browsers, token = browsers_sharing_the_flow(app, client, 20)
+
+    responses = in_parallel(
+        20, lambda i: browsers[i].post("/pin", data={"csrf_token": token, "pin": right})
+    )
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == 1, statuses
+    with app.app_context():
+        assert db.session.scalar(db.select(Invitation)).state == "activated"
+        assert db.session.scalar(db.select(User)).state == "active"
+
+
+def test_parallel_password_failures_are_all_counted(make_app, client, outbox):
+    # No lock during the test, so that every failure must show up in the counter.
+    app = make_app(LOCKOUT_THRESHOLD=1000, **SETTINGS)
+    client = app.test_client()
+    activate(app, client, outbox)
+    browsers = [app.test_client() for _ in range(30)]
+    tokens = [csrf_token(b.get("/login").text) for b in browsers]
+
+    responses = in_parallel(
+        30,
+        lambda i: browsers[i].post(
+            "/login",
+            data={"csrf_token": tokens[i], "username": "anna", "password": f"wrong {i} {PASSWORD}"},
+        ),
+    )
+    assert {r.status_code for r in responses} == {200}
+    with app.app_context():
+        assert db.session.scalar(db.select(User)).failed_passwords == 30
+
+
+def test_parallel_password_failures_lock_the_account(app, client, outbox):
+    activate(app, client, outbox)
+    browsers = [app.test_client() for _ in range(20)]
+    tokens = [csrf_token(b.get("/login").text) for b in browsers]
+    sms_before = len(outbox.sms())
+
+    in_parallel(
+        20,
+        lambda i: browsers[i].post(
+            "/login",
+            data={"csrf_token": tokens[i], "username": "anna", "password": f"wrong {i} {PASSWORD}"},
+        ),
+    )
+    with app.app_context():
+        user = db.session.scalar(db.select(User))
+        assert app.config["LOCKOUT_THRESHOLD"] <= user.failed_passwords <= 20
+        assert user.locked_until is not None
+    # Locked: the right password opens nothing now.
+    response = post_form(client, "/login", {"username": "anna", "password": PASSWORD})
+    assert response.status_code == 200
+    assert len(outbox.sms()) == sms_before
