@@ -1,0 +1,224 @@
+"""The Helm chart, rendered by Helm's own template engine (helm-python-sdk binds Helm's Go SDK,
+so no helm binary is needed), every manifest validated against the Kubernetes schemas, and
+every value the templates use present in values.yaml and values.schema.json."""
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+CHART = Path(__file__).resolve().parents[1] / "helm"
+KUBERNETES_VERSION = "1.31.0"
+VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+SCHEMA = json.loads((CHART / "values.schema.json").read_text())
+
+VARIANTS = {
+    "defaults": {},
+    "everything off": {
+        "autoscaling": {"enabled": False},
+        "ingress": {"enabled": False},
+        "metrics": {"enabled": False},
+        "networkPolicy": {"enabled": False},
+        "podDisruptionBudget": {"enabled": False},
+        "migration": {"enabled": False},
+        "serviceAccount": {"create": False, "name": "idp-runner"},
+    },
+    "everything set": {
+        "image": {"tag": "1.2.3"},
+        "imagePullSecrets": [{"name": "registry"}],
+        "extraEnv": [{"name": "IDP_PIN_LIFETIME", "value": "240"}],
+        "ingress": {"tlsSecretName": "", "annotations": {"cert-manager.io/issuer": "le"}},
+        "podAnnotations": {"team": "identity"},
+        "nodeSelector": {"pool": "web"},
+        "tolerations": [{"key": "web", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {
+                                "matchLabels": {"app.kubernetes.io/name": "idp"}
+                            },
+                        },
+                    }
+                ]
+            }
+        },
+    },
+}
+
+
+def render(values: dict) -> list[dict]:
+    with helm.Chart.load(str(CHART)) as chart:
+        chart.validate_schema(values)
+        files = chart.render(values, name="idp", namespace="auth", is_install=True)
+    manifests = []
+    for name, text in files.items():
+        if name.endswith(".yaml"):
+            manifests.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return manifests
+
+
+def by_kind(manifests: list[dict]) -> dict[str, dict]:
+    return {manifest["kind"]: manifest for manifest in manifests}
+
+
+def test_chart_lints_without_errors():
+    assert helm.lint(str(CHART))["errors"] == []
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_manifest_is_valid_kubernetes(variant):
+    manifests = render(VARIANTS[variant])
+    assert manifests
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+
+
+def test_defaults_render_every_kind():
+    kinds = {manifest["kind"] for manifest in render({})}
+    assert kinds == {
+        "Deployment",
+        "Service",
+        "Ingress",
+        "Job",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ServiceAccount",
+    }
+
+
+def test_switches_leave_out_what_they_turn_off():
+    kinds = {manifest["kind"] for manifest in render(VARIANTS["everything off"])}
+    assert kinds == {"Deployment", "Service"}
+    deployment = by_kind(render(VARIANTS["everything off"]))["Deployment"]
+    assert deployment["spec"]["replicas"] == VALUES["replicaCount"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert [port["name"] for port in container["ports"]] == ["http"]
+
+
+def test_pods_run_as_non_root_on_a_read_only_root_filesystem():
+    manifests = by_kind(render({}))
+    for kind in ("Deployment", "Job"):
+        pod = manifests[kind]["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        container = pod["containers"][0]
+        context = container["securityContext"]
+        assert context["runAsNonRoot"] is True and context["runAsUser"] != 0
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"]["drop"] == ["ALL"]
+        assert container["resources"]["limits"]["memory"]
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]  # noqa: S108
+        assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
+
+
+def test_probes_use_healthz_and_readyz():
+    container = by_kind(render({}))["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+
+
+def test_credentials_come_from_the_existing_secret_only():
+    values = {"secrets": {"existingSecret": "idp-prod"}}
+    for kind in ("Deployment", "Job"):
+        pod = by_kind(render(values))[kind]["spec"]["template"]["spec"]
+        env = {item["name"]: item for item in pod["containers"][0]["env"]}
+        for name in (
+            "IDP_SECRET_KEY",
+            "IDP_SQLALCHEMY_DATABASE_URI",
+            "IDP_VONAGE_API_KEY",
+            "IDP_VONAGE_API_SECRET",
+            "IDP_MAIL_USERNAME",
+            "IDP_MAIL_PASSWORD",
+            "IDP_REDIS_URL",
+        ):
+            assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "idp-prod", name
+            assert "value" not in env[name]
+        assert env["IDP_CONFIG"]["value"] == "production"
+        assert env["IDP_ISSUER"]["value"] == VALUES["config"]["issuer"]
+
+
+def test_migration_runs_as_pre_install_and_pre_upgrade_hook():
+    job = by_kind(render({}))["Job"]
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert "hook-succeeded" in annotations["helm.sh/hook-delete-policy"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["idp", "db", "upgrade"]
+
+
+def test_metrics_port_is_open_only_to_the_monitoring_namespace():
+    manifests = by_kind(render({}))
+    service_ports = [port["name"] for port in manifests["Service"]["spec"]["ports"]]
+    assert service_ports == ["http"]
+    assert manifests["Ingress"]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"][
+        "port"
+    ] == {"name": "http"}
+    rules = manifests["NetworkPolicy"]["spec"]["ingress"]
+    metrics_rule = next(rule for rule in rules if rule["ports"][0]["port"] == "metrics")
+    assert metrics_rule["from"][0]["namespaceSelector"]["matchLabels"] == (
+        VALUES["networkPolicy"]["metricsNamespaceLabels"]
+    )
+
+
+def test_the_schema_rejects_wrong_values():
+    for wrong in (
+        {"replicaCount": "two"},
+        {"config": {"issuer": "http://login.example.com"}},
+        {"metrics": {"port": 0}},
+        {"typo": True},
+    ):
+        with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmValuesError):
+            chart.validate_schema(wrong)
+
+
+def referenced_values() -> set[tuple[str, ...]]:
+    paths = set()
+    for template in (CHART / "templates").iterdir():
+        for match in re.finditer(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)", template.read_text()):
+            paths.add(tuple(match.group(1).lstrip(".").split(".")))
+    return paths
+
+
+def test_every_referenced_value_exists_in_values_and_schema():
+    paths = referenced_values()
+    assert ("secrets", "keys") in paths and ("config", "issuer") in paths
+    for path in paths:
+        values, schema = VALUES, SCHEMA
+        for key in path:
+            assert isinstance(values, dict) and key in values, f"values.yaml lacks {path}"
+            assert key in schema.get("properties", {}), f"values.schema.json lacks {path}"
+            values, schema = values[key], schema["properties"][key]
+
+
+def test_the_defaults_satisfy_the_schema_and_every_value_is_used():
+    with helm.Chart.load(str(CHART)) as chart:
+        chart.validate_schema(copy.deepcopy(VALUES))
+    used = {path[: index + 1] for path in referenced_values() for index in range(len(path))}
+
+    def leaves(tree, prefix=()):
+        for key, value in tree.items():
+            if isinstance(value, dict) and value and (*prefix, key) not in used:
+                yield from leaves(value, (*prefix, key))
+            else:
+                yield (*prefix, key)
+
+    unused = [path for path in leaves(VALUES) if path not in used]
+    assert not unused, f"values nobody reads: {unused}"
+
+
+def test_every_value_is_documented_by_a_comment():
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    for number, line in enumerate(lines):
+        if re.match(r"\s*[A-Za-z][\w./-]*:", line):
+            above = lines[number - 1].strip() if number else ""
+            assert above.startswith("#"), f"values.yaml line {number + 1} has no comment: {line}"
