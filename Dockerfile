@@ -1,0 +1,33 @@
+# The identity provider's image: the wheel built in one stage, installed into a slim runtime
+# that runs as an unprivileged user. Run: gunicorn -c gunicorn.conf.py wsgi:app (the default).
+
+FROM python:3.11-slim AS build
+WORKDIR /src
+# What building the wheel reads: the project file, the build hook (compiles translations) and
+# every folder the wheel bundles.
+COPY pyproject.toml hatch_build.py README.md ./
+COPY idp ./idp
+COPY config ./config
+COPY templates ./templates
+COPY migrations ./migrations
+# The app's wheel and every dependency's, so that the runtime stage needs no compiler.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[postgres,redis]"
+
+FROM python:3.11-slim AS runtime
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    IDP_CONFIG=production \
+    IDP_INSTANCE_PATH=/tmp/idp-instance \
+    GUNICORN_BIND=0.0.0.0:8000
+RUN groupadd --system --gid 10001 idp \
+    && useradd --system --uid 10001 --gid idp --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin idp
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir --no-index --find-links=/wheels "idp[postgres,redis]" \
+    && rm -rf /wheels
+WORKDIR /app
+COPY wsgi.py gunicorn.conf.py ./
+# Non-root; the root filesystem can be read-only: the app writes only below /tmp.
+USER 10001:10001
+EXPOSE 8000 9100
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
