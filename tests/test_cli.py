@@ -1,0 +1,293 @@
+"""The operator's commands, `idp users ...`: what each does, and that bad input exits non-zero
+with exactly one line on stderr and leaves the database as it was."""
+
+import json
+
+import pytest
+
+from idp.extensions import db
+from idp.models import AuditEvent, Invitation, Session, User
+from tests.conftest import PASSWORD, activate, csrf_token, invite, login, path_of, post_form
+
+NEW_PASSWORD = "a completely new passphrase"
+
+
+def run(app, *args):
+    return app.test_cli_runner().invoke(args=list(args))
+
+
+def ok(app, *args):
+    result = run(app, *args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def database_rows(app) -> dict:
+    with app.app_context():
+        return {
+            table.name: sorted(
+                (tuple(map(repr, row)) for row in db.session.execute(table.select())), key=str
+            )
+            for table in db.metadata.sorted_tables
+        }
+
+
+def the_user(app, username="anna") -> User:
+    with app.app_context():
+        user = db.session.scalar(db.select(User).where(User.username_key == username))
+        db.session.expunge_all()
+        return user
+
+
+# --- Each command -----------------------------------------------------------------------------
+
+
+def test_invite_creates_an_invited_user_and_sends_the_mail(app, outbox):
+    result = ok(
+        app, "users", "invite", "Anna", "--email", "anna@example.com",
+        "--phone", "+49 151 12345678", "--name", "Anna Admin",
+    )
+    assert "anna@example.com" in result.stdout and "/activate/" not in result.output
+    user = the_user(app)
+    assert (user.username, user.state, user.phone, user.name) == (
+        "Anna", "invited", "+4915112345678", "Anna Admin"
+    )
+    assert user.password_hash is None
+    [mail] = outbox.mails()
+    assert mail["to"] == "anna@example.com"
+    with app.app_context():
+        event = db.session.scalar(db.select(AuditEvent).where(AuditEvent.event == "user.invited"))
+        assert event.actor.startswith("cli:")
+
+
+def test_invite_in_english(app, outbox):
+    ok(app, "users", "invite", "anna", "--email", "anna@example.com", "--phone",
+       "+4915112345678", "--locale", "en")
+    assert outbox.mails()[0]["subject"] == "Your access to e:service"
+    assert "Your username: anna" in outbox.mails()[0]["text"]
+
+
+def test_resend_invite_sends_a_new_link(app, outbox):
+    invite(app)
+    first = outbox.last_link()
+    result = ok(app, "users", "resend-invite", "anna")
+    assert "/activate/" not in result.output
+    assert len(outbox.mails()) == 2 and outbox.last_link() != first
+    with app.app_context():
+        states = db.session.scalars(db.select(Invitation.state).order_by(Invitation.id)).all()
+        assert states == ["revoked", "sent"]
+
+
+def test_resend_invite_refuses_an_active_user(app, client, outbox):
+    activate(app, client, outbox)
+    before = database_rows(app)
+    result = run(app, "users", "resend-invite", "anna")
+    assert result.exit_code != 0
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert database_rows(app) == before
+
+
+def test_list_and_list_json(app, client, outbox):
+    activate(app, client, outbox, username="anna")
+    invite(app, username="bert")
+    table = ok(app, "users", "list").stdout.splitlines()
+    assert len(table) == 2
+    assert table[0].split()[:2] == ["anna", "active"]
+    assert table[1].split()[:2] == ["bert", "invited"]
+    listed = json.loads(ok(app, "users", "list", "--json").stdout)
+    states = [(u["username"], u["state"]) for u in listed]
+    assert states == [("anna", "active"), ("bert", "invited")]
+    expected_keys = {"sub", "email", "phone", "locked", "created_at", "last_login_at"}
+    assert expected_keys <= set(listed[0])
+    assert "password_hash" not in json.dumps(listed)
+    invited = json.loads(ok(app, "users", "list", "--json", "--state", "invited").stdout)
+    assert [u["username"] for u in invited] == ["bert"]
+
+
+def test_show(app, outbox):
+    invite(app)
+    shown = json.loads(ok(app, "users", "show", "ANNA").stdout)
+    assert shown["username"] == "anna" and shown["state"] == "invited"
+    assert shown["invitation"]["purpose"] == "activation"
+    assert shown["invitation"]["state"] == "sent"
+    assert "/activate/" not in json.dumps(shown)
+
+
+def test_disable_revokes_sessions_and_links_and_enable_undoes_it(app, client, outbox):
+    activate(app, client, outbox)
+    login(client, outbox)
+    assert client.get("/").status_code == 200
+    ok(app, "users", "reset-password", "anna")
+    link = path_of(outbox.last_link())
+
+    ok(app, "users", "disable", "anna")
+    assert the_user(app).state == "disabled"
+    assert client.get("/").status_code == 302
+    with app.app_context():
+        assert all(s.revoked_at for s in db.session.scalars(db.select(Session)))
+    assert client.get(link).status_code in (400, 410)
+    sms_before = len(outbox.sms())
+    response = post_form(client, "/login", {"username": "anna", "password": PASSWORD})
+    assert response.status_code == 200 and len(outbox.sms()) == sms_before
+
+    ok(app, "users", "enable", "anna")
+    assert the_user(app).state == "active"
+    login(client, outbox)
+    assert client.get("/").status_code == 200
+
+
+def test_enable_brings_an_invited_user_back_to_invited(app, outbox):
+    invite(app)
+    ok(app, "users", "disable", "anna")
+    ok(app, "users", "enable", "anna")
+    assert the_user(app).state == "invited"
+
+
+def test_set_phone_normalises_and_new_pins_go_there(app, client, outbox):
+    activate(app, client, outbox)
+    result = ok(app, "users", "set-phone", "anna", "+49 (151) 98765432")
+    assert "+4915198765432" in result.stdout
+    assert the_user(app).phone == "+4915198765432"
+    post_form(client, "/login", {"username": "anna", "password": PASSWORD})
+    assert outbox.sms()[0]["to"] == "+4915198765432"
+    with app.app_context():
+        event = db.session.scalar(
+            db.select(AuditEvent).where(AuditEvent.event == "user.phone_changed")
+        )
+        assert "98765432" not in json.dumps(event.details)  # masked in the audit trail
+
+
+def test_reset_password_is_the_activation_flow_with_pin_and_ends_old_sessions(
+    app, client, outbox
+):
+    activate(app, client, outbox)
+    login(client, outbox)
+    other_browser = app.test_client()
+    login(other_browser, outbox)
+    old_hash = the_user(app).password_hash
+
+    result = ok(app, "users", "reset-password", "anna")
+    assert "/activate/" not in result.output
+    mail = outbox.mails()[0]
+    assert mail["subject"] != outbox.mails()[1]["subject"]
+    link = path_of(outbox.last_link())
+    # Until the PIN is confirmed, the old password and the sessions stay.
+    response = post_form(client, link, {"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD})
+    assert response.status_code == 303
+    assert the_user(app).password_hash == old_hash
+    assert other_browser.get("/").status_code == 200
+
+    pin_page = client.get("/pin")
+    done = client.post("/pin", data={"csrf_token": csrf_token(pin_page.text),
+                                     "pin": outbox.last_pin()})
+    assert done.status_code == 200
+    user = the_user(app)
+    assert user.state == "active" and user.password_hash != old_hash
+    assert other_browser.get("/").status_code == 302
+    assert client.get(link).status_code == 410
+    # The old password is dead, the new one works (with a PIN).
+    fresh = app.test_client()
+    assert post_form(fresh, "/login", {"username": "anna", "password": PASSWORD}).status_code == 200
+    login(fresh, outbox, password=NEW_PASSWORD)
+    assert fresh.get("/").status_code == 200
+
+
+def test_reset_password_of_an_invited_user_sends_an_activation_link(app, outbox):
+    invite(app)
+    ok(app, "users", "reset-password", "anna")
+    assert outbox.mails()[0]["subject"] == outbox.mails()[1]["subject"]
+    with app.app_context():
+        purposes = db.session.scalars(db.select(Invitation.purpose)).all()
+        assert purposes == ["activation", "activation"]
+
+
+def test_unlock(app, client, outbox):
+    activate(app, client, outbox)
+    for _ in range(app.config["LOCKOUT_THRESHOLD"]):
+        post_form(client, "/login", {"username": "anna", "password": "wrong"})
+    assert json.loads(ok(app, "users", "show", "anna").stdout)["locked"] is True
+    ok(app, "users", "unlock", "anna")
+    shown = json.loads(ok(app, "users", "show", "anna").stdout)
+    assert shown["locked"] is False
+    user = the_user(app)
+    assert user.failed_passwords == 0 and user.locked_until is None
+
+
+# --- Bad input --------------------------------------------------------------------------------
+
+BAD_INVITES = {
+    "phone not a number": ["bob", "--email", "bob@example.com", "--phone", "call me"],
+    "phone without country": ["bob", "--email", "bob@example.com", "--phone", "015112345678"],
+    "phone too short": ["bob", "--email", "bob@example.com", "--phone", "+49151"],
+    "e-mail without at": ["bob", "--email", "bob.example.com", "--phone", "+4915112345679"],
+    "e-mail without domain": ["bob", "--email", "bob@", "--phone", "+4915112345679"],
+    "e-mail with header": [
+        "bob", "--email", "bob@example.com\nBcc: all@example.com", "--phone", "+4915112345679",
+    ],
+    "e-mail with space": ["bob", "--email", "b ob@example.com", "--phone", "+4915112345679"],
+    "username empty": ["", "--email", "bob@example.com", "--phone", "+4915112345679"],
+    "username with space": ["bo b", "--email", "bob@example.com", "--phone", "+4915112345679"],
+    "username with slash": ["bo/b", "--email", "bob@example.com", "--phone", "+4915112345679"],
+    "username with newline": ["bo\nb", "--email", "bob@example.com", "--phone", "+4915112345679"],
+    "username too long": ["b" * 65, "--email", "bob@example.com", "--phone", "+4915112345679"],
+    "duplicate": ["anna", "--email", "other@example.com", "--phone", "+4915112345679"],
+    "duplicate other case": ["ANNA", "--email", "other@example.com", "--phone", "+4915112345679"],
+    "duplicate full width": ["ａｎｎａ", "--email", "o@example.com", "--phone", "+4915112345679"],
+}
+
+UNKNOWN_USER = [
+    ["resend-invite", "nobody"],
+    ["show", "nobody"],
+    ["disable", "nobody"],
+    ["enable", "nobody"],
+    ["set-phone", "nobody", "+4915112345679"],
+    ["reset-password", "nobody"],
+    ["unlock", "nobody"],
+]
+
+OTHER_BAD = [
+    ["set-phone", "anna", "12345"],
+    ["set-phone", "anna", "+49 not a phone"],
+    ["enable", "anna"],  # not disabled
+]
+
+
+@pytest.fixture
+def populated(app, client, outbox):
+    activate(app, client, outbox)
+    login(client, outbox)
+    invite(app, username="ivan")
+    return app
+
+
+def assert_refused(app, args) -> None:
+    before = database_rows(app)
+    result = run(app, "users", *args)
+    assert result.exit_code != 0, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    assert "Traceback" not in result.output
+    assert database_rows(app) == before
+
+
+@pytest.mark.parametrize("case", list(BAD_INVITES))
+def test_bad_invite_changes_nothing(populated, outbox, case):
+    mails = len(outbox.mails())
+    assert_refused(populated, ["invite", *BAD_INVITES[case]])
+    assert len(outbox.mails()) == mails
+
+
+@pytest.mark.parametrize("args", UNKNOWN_USER, ids=lambda a: a[0])
+def test_unknown_user_changes_nothing(populated, args):
+    assert_refused(populated, args)
+
+
+@pytest.mark.parametrize("args", OTHER_BAD, ids=lambda a: " ".join(a))
+def test_other_bad_input_changes_nothing(populated, args):
+    assert_refused(populated, args)
+
+
+def test_reset_password_of_a_disabled_user_changes_nothing(populated):
+    ok(populated, "users", "disable", "anna")
+    assert_refused(populated, ["reset-password", "anna"])
