@@ -2,6 +2,7 @@
 
 import logging
 
+from idp.config import ConfigurationError
 from idp.senders import SendError, Sms, SmsReceipt
 from idp.senders.outbox import FileOutbox, print_loudly
 
@@ -25,6 +26,11 @@ class VonageSmsSender:
     def __init__(self, config):
         from vonage import Auth, HttpClientOptions, Vonage
 
+        if not config["VONAGE_API_KEY"] or not config["VONAGE_API_SECRET"]:
+            # Without credentials the app would start and then fail every PIN at send time.
+            raise ConfigurationError(
+                "IDP_SMS_BACKEND=vonage needs IDP_VONAGE_API_KEY and IDP_VONAGE_API_SECRET"
+            )
         self.sender_id = config["VONAGE_SMS_FROM"]
         self.client = Vonage(
             Auth(api_key=config["VONAGE_API_KEY"], api_secret=config["VONAGE_API_SECRET"]),

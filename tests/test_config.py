@@ -1,0 +1,109 @@
+"""Configuration: production refuses to start when it would be unsafe, and IDP_* environment
+variables override the files in config/."""
+
+import click
+import pytest
+
+from idp import create_app
+from idp.cli import app_for_cli
+from idp.config import ConfigurationError
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """No IDP_* variables from the shell that runs the tests."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("IDP_") and name != "IDP_TEST_DATABASE_URI":
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def production_settings(tmp_path, **changes):
+    settings = {
+        "SECRET_KEY": "s" * 40,
+        "ISSUER": "https://login.example.com",
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'prod.sqlite3'}",
+        "ALLOW_SQLITE": True,
+        "VONAGE_API_KEY": "key",
+        "VONAGE_API_SECRET": "secret",
+    }
+    settings.update(changes)
+    return {k: v for k, v in settings.items() if v is not None}
+
+
+def test_production_starts_with_a_safe_configuration(clean_env, tmp_path):
+    app = create_app("production", production_settings(tmp_path))
+    assert app.config["HSTS"] and app.config["SESSION_COOKIE_SECURE"]
+    assert app.config["AUTH_COOKIE_NAME"].startswith("__Host-")
+    assert app.config["SESSION_COOKIE_NAME"].startswith("__Host-")
+    assert not app.config["DEV_PAGES"] and not app.testing
+
+
+@pytest.mark.parametrize(
+    "changes,complaint",
+    [
+        ({"SECRET_KEY": None}, "IDP_SECRET_KEY"),
+        ({"SECRET_KEY": "too short"}, "IDP_SECRET_KEY"),
+        ({"MAIL_BACKEND": "console"}, "IDP_MAIL_BACKEND"),
+        ({"MAIL_BACKEND": "file"}, "IDP_MAIL_BACKEND"),
+        ({"SMS_BACKEND": "console"}, "IDP_SMS_BACKEND"),
+        ({"SMS_BACKEND": "file"}, "IDP_SMS_BACKEND"),
+        ({"ALLOW_SQLITE": None}, "IDP_ALLOW_SQLITE"),
+        ({"ISSUER": "http://login.example.com"}, "IDP_ISSUER"),
+        ({"VONAGE_API_SECRET": None}, "IDP_VONAGE_API_SECRET"),
+        ({"MAIL_USE_SSL": True}, "IDP_MAIL_USE_SSL"),
+        ({"DEV_PAGES": True}, "IDP_DEV_PAGES"),
+    ],
+)
+def test_production_refuses_unsafe_settings(clean_env, tmp_path, changes, complaint):
+    with pytest.raises(ConfigurationError) as refused:
+        create_app("production", production_settings(tmp_path, **changes))
+    assert complaint in str(refused.value)
+
+
+def test_unknown_environment_is_refused(clean_env):
+    with pytest.raises(ConfigurationError):
+        create_app("staging")
+
+
+def test_environment_variables_override_the_files(clean_env, tmp_path):
+    clean_env.setenv("IDP_SECRET_KEY", "e" * 40)
+    clean_env.setenv("IDP_ISSUER", "https://sso.example.net/")
+    clean_env.setenv("IDP_SQLALCHEMY_DATABASE_URI", f"sqlite:///{tmp_path / 'env.sqlite3'}")
+    clean_env.setenv("IDP_ALLOW_SQLITE", "true")
+    clean_env.setenv("IDP_VONAGE_API_KEY", "k")
+    clean_env.setenv("IDP_VONAGE_API_SECRET", "s")
+    clean_env.setenv("IDP_PIN_LIFETIME", "120")
+    clean_env.setenv("IDP_MAIL_USE_TLS", "false")
+    clean_env.setenv("IDP_MAIL_USE_SSL", "true")
+    clean_env.setenv("IDP_MAIL_PORT", "465")
+    clean_env.setenv("IDP_PRODUCT_NAME", "cloud.phone")
+    clean_env.setenv("IDP_CONFIG", "production")
+    app = create_app()
+    assert app.config["ENVIRONMENT"] == "production"
+    assert app.config["SECRET_KEY"] == "e" * 40
+    assert app.config["ISSUER"] == "https://sso.example.net"
+    assert app.config["PIN_LIFETIME"] == 120
+    assert app.config["MAIL_USE_TLS"] is False and app.config["MAIL_USE_SSL"] is True
+    assert app.config["MAIL_PORT"] == 465
+    assert app.config["PRODUCT_NAME"] == "cloud.phone"
+
+
+def test_environment_variable_chooses_the_environment(clean_env):
+    clean_env.setenv("IDP_CONFIG", "development")
+    assert create_app().config["ENVIRONMENT"] == "development"
+
+
+def test_production_is_the_default_and_refuses_without_secret(clean_env):
+    with pytest.raises(ConfigurationError) as refused:
+        create_app()
+    assert "IDP_SECRET_KEY" in str(refused.value)
+
+
+def test_cli_reports_a_bad_configuration_in_one_line(clean_env):
+    with pytest.raises(click.ClickException) as refused:
+        app_for_cli()
+    assert "IDP_SECRET_KEY" in refused.value.message
+    assert "\n" not in refused.value.message
