@@ -1,6 +1,10 @@
 """The OpenID Connect code flow driven by Authlib's client against a live server, through the
 hosted login with password and SMS PIN: ports of the conformance suite's Basic OP checks."""
 
+import base64
+import json
+from urllib.parse import parse_qs, urlsplit
+
 import requests
 
 from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
@@ -27,3 +31,204 @@ def test_oidcc_server_basic_flow(idp, browser, rp):
     assert userinfo["preferred_username"] == "anna"
     assert userinfo["email"] == "anna@example.com"
     assert userinfo["phone_number"] == "+4915112345678"
+
+
+def test_discovery_is_complete_and_cacheable(idp):
+    response = requests.get(idp.url("/.well-known/openid-configuration"), timeout=5)
+    assert "max-age" in response.headers["Cache-Control"]
+    document = response.json()
+    assert document["issuer"] == idp.issuer
+    assert document["response_types_supported"] == ["code"]
+    assert document["code_challenge_methods_supported"] == ["S256"]
+    assert set(document["token_endpoint_auth_methods_supported"]) == {
+        "client_secret_basic",
+        "client_secret_post",
+        "none",
+    }
+    assert document["authorization_response_iss_parameter_supported"] is True
+    assert document["backchannel_logout_session_supported"] is True
+    assert document["end_session_endpoint"] == idp.url("/end_session")
+    assert document["ui_locales_supported"] == ["de", "en"]
+    assert set(document["scopes_supported"]) == set(SCOPE.split())
+    jwks = requests.get(document["jwks_uri"], timeout=5)
+    assert "max-age" in jwks.headers["Cache-Control"]
+    assert all(key["kid"] for key in jwks.json()["keys"])
+    assert all("d" not in key for key in jwks.json()["keys"])
+
+
+def test_client_secret_post_and_userinfo_post(idp, browser, make_rp):
+    rp = make_rp(auth_method="client_secret_post")
+    token = rp.sign_in(browser)
+    userinfo = requests.post(
+        idp.url("/userinfo"), data={"access_token": token["access_token"]}, timeout=5
+    )
+    assert userinfo.status_code == 200
+    assert userinfo.json()["sub"] == rp.verify_id_token(token["id_token"])["sub"]
+
+
+def test_public_client_uses_pkce_alone(browser, make_rp):
+    rp = make_rp(public=True)
+    token = rp.sign_in(browser)
+    assert rp.verify_id_token(token["id_token"])["aud"] == rp.client_id
+
+
+def test_token_response_is_not_cached_and_access_token_is_rfc9068(idp, browser, rp):
+    response = browser.visit(rp.authorization_url())
+    code = rp.callback_params(response)["code"]
+    token = requests.post(
+        idp.url("/token"),
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": rp.redirect_uri,
+            "code_verifier": rp.last["verifier"],
+        },
+        auth=(rp.client_id, rp.client_secret),
+        timeout=5,
+    )
+    assert token.status_code == 200
+    assert token.headers["Cache-Control"] == "no-store"
+    access = token.json()["access_token"]
+    header = json.loads(base64.urlsafe_b64decode(access.split(".")[0] + "=="))
+    assert header["typ"] == "at+jwt" and header["alg"] == "ES256"
+    assert token.json()["expires_in"] == 300
+
+
+def test_sso_for_a_second_client_without_new_login(browser, make_rp):
+    first, second = make_rp(name="e:service"), make_rp(name="cloud.phone")
+    one = first.verify_id_token(first.sign_in(browser)["id_token"])
+    two = second.verify_id_token(second.sign_in(browser)["id_token"])
+    assert browser.logins == 1
+    assert one["sid"] == two["sid"] and one["auth_time"] == two["auth_time"]
+    assert one["sub"] == two["sub"]
+
+
+def test_prompt_login_asks_again_and_advances_auth_time(browser, rp, frozen_clock):
+    first = rp.verify_id_token(rp.sign_in(browser)["id_token"])
+    frozen_clock.advance(seconds=5)
+    again = rp.verify_id_token(rp.sign_in(browser, prompt="login")["id_token"])
+    assert browser.logins == 2
+    assert again["auth_time"] >= first["auth_time"] + 5
+
+
+def test_max_age_exceeded_asks_again(browser, rp, frozen_clock):
+    first = rp.verify_id_token(rp.sign_in(browser)["id_token"])
+    frozen_clock.advance(seconds=5)
+    within = rp.verify_id_token(rp.sign_in(browser, max_age="3600")["id_token"])
+    assert browser.logins == 1 and within["auth_time"] == first["auth_time"]
+    again = rp.verify_id_token(rp.sign_in(browser, max_age="1")["id_token"])
+    assert browser.logins == 2 and again["auth_time"] > first["auth_time"]
+
+
+def test_fresh_login_marker_cannot_skip_the_login(idp, browser, rp):
+    rp.sign_in(browser)
+    response = browser.http.get(rp.authorization_url(prompt="login"), allow_redirects=False)
+    login_url = response.headers["Location"]
+    resume = parse_qs(urlsplit(login_url).query)["next"][0]
+    # Going straight to the resume address without logging in leads back to the login.
+    skipped = browser.http.get(idp.url(resume), allow_redirects=False)
+    assert skipped.status_code == 302
+    assert urlsplit(skipped.headers["Location"]).path == "/login"
+
+
+def test_prompt_none_without_session_gives_login_required(idp, browser, rp):
+    response = browser.visit(rp.authorization_url(prompt="none"))
+    params = rp.callback_params(response)
+    assert params["error"] == "login_required"
+    assert params["state"] == rp.last["state"]
+    assert params["iss"] == idp.issuer
+
+
+def test_prompt_none_with_session_and_id_token_hint(browser, rp):
+    first = rp.sign_in(browser)
+    again = rp.sign_in(browser, prompt="none", id_token_hint=first["id_token"])
+    assert browser.logins == 1
+    assert (
+        rp.verify_id_token(again["id_token"])["sub"] == rp.verify_id_token(first["id_token"])["sub"]
+    )
+
+
+def test_unknown_parameters_are_ignored(browser, rp):
+    token = rp.sign_in(browser, extra_parameter="whatever", another="1")
+    assert rp.verify_id_token(token["id_token"])
+
+
+def test_login_hint_prefills_the_username(idp, browser, rp):
+    response = browser.http.get(rp.authorization_url(login_hint="anna"), allow_redirects=False)
+    page = browser.http.get(idp.url(response.headers["Location"]))
+    assert 'value="anna"' in page.text
+
+
+def test_refresh_rotates_and_reuse_revokes_the_family(idp, browser, rp):
+    token = rp.sign_in(browser)
+    first_refresh = token["refresh_token"]
+    session = rp.session()
+    rotated = session.refresh_token(idp.url("/token"), refresh_token=first_refresh)
+    assert rotated["refresh_token"] != first_refresh
+    assert userinfo_status(idp, rotated["access_token"]) == 200
+    # The old one again: theft is assumed, and the whole family dies.
+    reuse = post_refresh(idp, rp, first_refresh)
+    assert reuse.status_code == 400 and reuse.json()["error"] == "invalid_grant"
+    assert post_refresh(idp, rp, rotated["refresh_token"]).status_code == 400
+    assert userinfo_status(idp, rotated["access_token"]) == 401
+
+
+def test_refresh_token_is_bound_to_its_client(idp, browser, make_rp):
+    owner, other = make_rp(), make_rp()
+    token = owner.sign_in(browser)
+    stolen = post_refresh(idp, other, token["refresh_token"])
+    assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+
+
+def test_revocation_of_refresh_token_ends_the_grant(idp, browser, rp):
+    token = rp.sign_in(browser)
+    revoked = requests.post(
+        idp.url("/revoke"),
+        data={"token": token["refresh_token"], "token_type_hint": "refresh_token"},
+        auth=(rp.client_id, rp.client_secret),
+        timeout=5,
+    )
+    assert revoked.status_code == 200
+    assert userinfo_status(idp, token["access_token"]) == 401
+    assert post_refresh(idp, rp, token["refresh_token"]).status_code == 400
+
+
+def test_introspection_shows_only_own_tokens(idp, browser, make_rp):
+    owner, other = make_rp(), make_rp()
+    token = owner.sign_in(browser)
+    mine = introspect(idp, owner, token["access_token"])
+    assert mine["active"] is True and mine["client_id"] == owner.client_id
+    assert introspect(idp, other, token["access_token"]) == {"active": False}
+    public = make_rp(public=True)
+    refused = requests.post(
+        idp.url("/introspect"),
+        data={"token": token["access_token"], "client_id": public.client_id},
+        timeout=5,
+    )
+    assert refused.status_code in (400, 401)
+
+
+def userinfo_status(idp, access_token) -> int:
+    return requests.get(
+        idp.url("/userinfo"), headers={"Authorization": f"Bearer {access_token}"}, timeout=5
+    ).status_code
+
+
+def post_refresh(idp, rp, refresh_token):
+    return requests.post(
+        idp.url("/token"),
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+        auth=(rp.client_id, rp.client_secret),
+        timeout=5,
+    )
+
+
+def introspect(idp, rp, token) -> dict:
+    response = requests.post(
+        idp.url("/introspect"),
+        data={"token": token},
+        auth=(rp.client_id, rp.client_secret),
+        timeout=5,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()

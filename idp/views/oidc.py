@@ -117,6 +117,11 @@ def invalid_request_page(reason: str):
     return render_template("oidc/invalid_request.html", reason=reason), 400
 
 
+def _milliseconds(moment) -> int:
+    # Seconds are too coarse: a login in the same second as the request would not count.
+    return int(moment.timestamp() * 1000)
+
+
 def _fresh_login_since(client_id: str):
     """The moment /authorize sent this browser to log in for this client, if the request
     carries a valid proof of it."""
@@ -129,7 +134,7 @@ def _fresh_login_since(client_id: str):
         )
     except (links.LinkInvalid, links.LinkExpired, ValueError):
         return None
-    if bound_client != client_id or not isinstance(issued, int | float):
+    if bound_client != client_id or not isinstance(issued, int):
         return None
     return issued
 
@@ -141,7 +146,7 @@ def _needs_login(session, client_id: str) -> bool:
     since = _fresh_login_since(client_id)
     if since is not None:
         # Back from the login that prompt=login or max_age asked for: it must have happened.
-        return tokens.epoch(session.auth_time) < since
+        return _milliseconds(session.auth_time) < since
     if "login" in request.values.get("prompt", "").split():
         return True
     max_age = request.values.get("max_age")
@@ -161,7 +166,7 @@ def _login_redirect(client_id: str, status: int):
         for key, value in request.values.items(multi=True)
         if key not in (FRESH_LOGIN_PARAM, "prompt")
     ]
-    marker = links.sign(FRESH_LOGIN_SALT, [tokens.epoch(clock.now()), client_id])
+    marker = links.sign(FRESH_LOGIN_SALT, [_milliseconds(clock.now()), client_id])
     params.append((FRESH_LOGIN_PARAM, marker))
     resume = url_for("oidc.authorize") + "?" + urlencode(params)
     login_params = {"next": resume}
@@ -188,6 +193,19 @@ def authorize():
         return invalid_request_page("request")
     except oauth.AuthorizationDenied as denied:
         return oauth.denial_response(denied, status)
+    hint = request.values.get("id_token_hint")
+    if hint:
+        hinted = _verified_claims(hint)
+        if hinted is None:
+            denied = oauth.AuthorizationDenied(
+                grant.redirect_uri,
+                "invalid_request",
+                "bad id_token_hint",
+                grant.request.payload.state,
+            )
+            return oauth.denial_response(denied, status)
+        # The relying party expects someone else than who is signed in here.
+        needs_login = needs_login or hinted.get("sub") != session.user.subject
     if needs_login:
         if "none" in request.values.get("prompt", "").split():
             denied = oauth.AuthorizationDenied(
@@ -237,17 +255,21 @@ def introspect():
 # --- RP-initiated logout -----------------------------------------------------------------------
 
 
-def _hinted_client(hint: str | None):
-    """The client and sid named by an id_token_hint that we signed, else (None, None)."""
-    if not hint:
-        return None, None
+def _verified_claims(id_token: str) -> dict | None:
+    """The claims of an ID token that we signed (expired or not: it is only a hint)."""
     try:
-        claims = keys.verify(hint, clock.now())
+        claims = keys.verify(id_token, clock.now())
     except keys.InvalidJWT:
+        return None
+    return claims if claims.get("iss") == current_app.config["ISSUER"] else None
+
+
+def _hinted_client(hint: str | None):
+    """The client and claims of a valid id_token_hint, else (None, None)."""
+    claims = _verified_claims(hint) if hint else None
+    if claims is None or not isinstance(claims.get("aud"), str):
         return None, None
-    if claims.get("iss") != current_app.config["ISSUER"]:
-        return None, None
-    return clients.find(claims.get("aud") if isinstance(claims.get("aud"), str) else None), claims
+    return clients.find(claims["aud"]), claims
 
 
 @bp.route("/end_session", methods=["GET", "POST"])

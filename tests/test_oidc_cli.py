@@ -1,0 +1,103 @@
+"""`idp clients ...` and `idp keys ...`: secrets shown once, bad input refused with one line."""
+
+import json
+
+import pytest
+
+from idp.models import Client, SigningKey
+from idp.services import clock, keys
+
+
+def run(app, *args):
+    return app.test_cli_runner().invoke(args=list(args))
+
+
+def test_create_confidential_client_prints_secret_once_and_stores_a_digest(app):
+    result = run(
+        app, "clients", "create", "Portal", "--redirect-uri", "https://p.example/cb", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.stdout)
+    assert set(created) == {"client_id", "client_secret"}
+    with app.app_context():
+        client = Client.query.one()
+        assert client.client_id == created["client_id"]
+        assert created["client_secret"] not in (client.secret_digest or "")
+        assert len(client.secret_digest) == 64
+    listed = run(app, "clients", "list", "--json")
+    assert created["client_secret"] not in listed.stdout
+    assert json.loads(listed.stdout)[0]["redirect_uris"] == ["https://p.example/cb"]
+
+
+def test_public_client_has_no_secret(app):
+    result = run(
+        app,
+        "clients",
+        "create",
+        "SPA",
+        "--redirect-uri",
+        "http://127.0.0.1:8080/cb",
+        "--public",
+        "--json",
+    )
+    assert json.loads(result.stdout)["client_secret"] is None
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://portal.example/cb",
+        "https://portal.example/cb#frag",
+        "https://user@portal.example/cb",
+        "portal.example/cb",
+        "javascript:alert(1)",
+    ],
+)
+def test_bad_redirect_uri_is_refused_and_nothing_is_created(app, uri):
+    result = run(app, "clients", "create", "Portal", "--redirect-uri", uri)
+    assert result.exit_code != 0
+    assert len(result.stderr.strip().splitlines()) == 1
+    with app.app_context():
+        assert Client.query.count() == 0
+
+
+def test_rotate_secret_and_delete(app):
+    created = json.loads(
+        run(
+            app, "clients", "create", "P", "--redirect-uri", "https://p.example/cb", "--json"
+        ).stdout
+    )
+    rotated = json.loads(
+        run(app, "clients", "rotate-secret", created["client_id"], "--json").stdout
+    )
+    assert rotated["client_secret"] != created["client_secret"]
+    assert run(app, "clients", "delete", created["client_id"]).exit_code == 0
+    missing = run(app, "clients", "delete", created["client_id"])
+    assert missing.exit_code != 0 and "no client" in missing.stderr
+
+
+def test_rotated_key_is_published_before_it_signs(app, frozen_clock):
+    with app.app_context():
+        first = keys.signing_key("ES256", clock.now()).kid
+    result = run(app, "keys", "rotate")
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        new = SigningKey.query.order_by(SigningKey.id.desc()).first().kid
+        published = [key["kid"] for key in keys.jwks(clock.now())["keys"]]
+        assert new in published and first in published
+        assert keys.signing_key("ES256", clock.now()).kid == first
+        frozen_clock.advance(seconds=app.config["KEY_PUBLISH_LEAD_TIME"] + 1)
+        assert keys.signing_key("ES256", clock.now()).kid == new
+        # The old key stays published until what it signed has expired...
+        assert first in [key["kid"] for key in keys.jwks(clock.now())["keys"]]
+        frozen_clock.advance(seconds=app.config["ID_TOKEN_LIFETIME"] + 1)
+        assert first not in [key["kid"] for key in keys.jwks(clock.now())["keys"]]
+    listed = run(app, "keys", "list", "--json")
+    assert [entry["kid"] for entry in json.loads(listed.stdout)] == [new]
+
+
+def test_private_keys_are_encrypted_at_rest(app):
+    with app.app_context():
+        row = keys.signing_key("RS256", clock.now())
+        assert "PRIVATE KEY" not in row.private_key_encrypted
+        assert "d" not in row.public_jwk

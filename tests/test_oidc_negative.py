@@ -1,0 +1,216 @@
+"""What must fail closed: bad redirect URIs, missing PKCE, replayed codes, forged tokens."""
+
+import base64
+import json
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlencode
+
+import pytest
+import requests
+from joserfc import jwt
+from joserfc.jwk import OctKey
+
+from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
+from tests.oidc_fixtures import HOST
+
+
+def redeem(idp, rp, code, verifier=None, redirect_uri=None):
+    return requests.post(
+        idp.url("/token"),
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri or rp.redirect_uri,
+            "code_verifier": verifier or rp.last["verifier"],
+        },
+        auth=(rp.client_id, rp.client_secret),
+        timeout=10,
+    )
+
+
+def fresh_code(browser, rp, **params) -> str:
+    return rp.callback_params(browser.visit(rp.authorization_url(**params)))["code"]
+
+
+def authorize_raw(browser, idp, **params):
+    return browser.http.get(
+        idp.url("/authorize?" + urlencode(params)), allow_redirects=False, timeout=5
+    )
+
+
+def test_code_replay_fails_and_revokes_what_the_code_gave(idp, browser, rp):
+    code = fresh_code(browser, rp)
+    first = redeem(idp, rp, code)
+    assert first.status_code == 200
+    access = first.json()["access_token"]
+    assert bearer(idp, access).status_code == 200
+    again = redeem(idp, rp, code)
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    assert bearer(idp, access).status_code == 401
+    refresh = requests.post(
+        idp.url("/token"),
+        data={"grant_type": "refresh_token", "refresh_token": first.json()["refresh_token"]},
+        auth=(rp.client_id, rp.client_secret),
+        timeout=5,
+    )
+    assert refresh.status_code == 400
+
+
+def test_twenty_parallel_redemptions_one_succeeds(idp, browser, rp):
+    code = fresh_code(browser, rp)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(lambda _: redeem(idp, rp, code).status_code, range(20)))
+    assert results.count(200) == 1, results
+    assert set(results) == {200, 400}
+
+
+def test_code_expires_after_a_minute(idp, browser, rp, frozen_clock):
+    code = fresh_code(browser, rp)
+    frozen_clock.advance(seconds=61)
+    assert redeem(idp, rp, code).json()["error"] == "invalid_grant"
+
+
+def test_code_is_bound_to_pkce_verifier_and_redirect_uri(idp, browser, make_rp):
+    rp = make_rp()
+    code = fresh_code(browser, rp)
+    wrong = redeem(idp, rp, code, verifier="x" * 50)
+    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
+    code = fresh_code(browser, rp)
+    moved = redeem(idp, rp, code, redirect_uri=rp.redirect_uri + "x")
+    assert moved.status_code == 400
+
+
+def test_code_of_another_client_is_refused(idp, browser, make_rp):
+    owner, thief = make_rp(), make_rp()
+    code = fresh_code(browser, owner)
+    thief.last = owner.last
+    assert redeem(idp, thief, code, redirect_uri=owner.redirect_uri).status_code == 400
+    # The owner can still use it: the thief's attempt did not burn it.
+    assert redeem(idp, owner, code).status_code == 200
+
+
+def base_params(rp, **overrides):
+    params = {
+        "response_type": "code",
+        "client_id": rp.client_id,
+        "redirect_uri": rp.redirect_uri,
+        "scope": "openid",
+        "state": "s1",
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256",
+    }
+    params.update(overrides)
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def tricks(redirect_uri: str) -> list[str]:
+    port = redirect_uri.split(":")[2].split("/")[0]
+    return [
+        redirect_uri + "/",
+        redirect_uri + "?extra=1",
+        redirect_uri + "#fragment",
+        redirect_uri.upper().replace("HTTP", "http"),
+        redirect_uri.replace("/callback", "/CALLBACK"),
+        redirect_uri.replace("/callback", "/callback/..;/evil"),
+        redirect_uri.replace("/callback", "/evil/../callback"),
+        redirect_uri.replace("http://", "https://"),
+        redirect_uri.replace(HOST, "localhost"),
+        redirect_uri.replace(f"{HOST}:{port}", f"{HOST}:{port}@evil.example"),
+        f"http://evil.example@{HOST}:{port}/callback",
+        redirect_uri.replace(f":{port}", f":{int(port) + 1}"),
+        "https://evil.example/callback",
+    ]
+
+
+@pytest.mark.parametrize("trick", range(13))
+def test_redirect_uri_tricks_get_an_error_page_not_a_redirect(idp, browser, rp, trick):
+    wrong = tricks(rp.redirect_uri)[trick]
+    response = authorize_raw(browser, idp, **base_params(rp, redirect_uri=wrong))
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+
+
+def test_missing_redirect_uri_and_unknown_client_get_an_error_page(idp, browser, rp):
+    for params in (base_params(rp, redirect_uri=None), base_params(rp, client_id="nobody")):
+        response = authorize_raw(browser, idp, **params)
+        assert response.status_code == 400 and "Location" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"code_challenge": None, "code_challenge_method": None},
+        {"code_challenge_method": "plain"},
+        {"code_challenge_method": None},
+        {"response_type": "token"},
+    ],
+)
+def test_bad_requests_go_back_with_error_state_and_iss(idp, browser, rp, overrides):
+    response = authorize_raw(browser, idp, **base_params(rp, **overrides))
+    params = rp.callback_params(response)
+    assert params["error"] in ("invalid_request", "unsupported_response_type")
+    assert params["state"] == "s1"
+    assert params["iss"] == idp.issuer
+    assert "code" not in params
+
+
+def forged_tokens(idp, claims: dict) -> list[str]:
+    """alg none, and HS256 keyed with our published public key."""
+    unsigned = (
+        b64(json.dumps({"alg": "none", "typ": "at+jwt"})) + "." + b64(json.dumps(claims)) + "."
+    )
+    public = requests.get(idp.url("/jwks.json"), timeout=5).json()["keys"][0]
+    hmac_key = OctKey.import_key(json.dumps(public).encode())
+    confused = jwt.encode(
+        {"alg": "HS256", "kid": public["kid"], "typ": "at+jwt"},
+        claims,
+        hmac_key,
+        algorithms=["HS256"],
+    )
+    return [unsigned, confused]
+
+
+def b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+
+def bearer(idp, token):
+    return requests.get(
+        idp.url("/userinfo"), headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
+
+
+def test_forged_tokens_are_refused_everywhere(idp, browser, rp):
+    real = rp.sign_in(browser)
+    claims = rp.verify_id_token(real["id_token"])
+    for forged in forged_tokens(idp, {**claims, "exp": claims["exp"] + 3600}):
+        assert bearer(idp, forged).status_code == 401
+        introspected = requests.post(
+            idp.url("/introspect"),
+            data={"token": forged},
+            auth=(rp.client_id, rp.client_secret),
+            timeout=5,
+        )
+        assert introspected.json() == {"active": False}
+        hinted = rp.callback_params(
+            browser.visit(rp.authorization_url(prompt="none", id_token_hint=forged))
+        )
+        assert hinted["error"] == "invalid_request" and "code" not in hinted
+        logout = browser.http.get(
+            idp.url("/end_session?" + urlencode({"id_token_hint": forged})),
+            allow_redirects=False,
+            timeout=5,
+        )
+        assert logout.status_code == 400
+    # Still signed in: none of the forged hints ended the session.
+    assert "code" in rp.callback_params(browser.visit(rp.authorization_url(prompt="none")))
+
+
+def test_token_endpoint_errors_are_json(idp, rp):
+    response = requests.post(
+        idp.url("/token"),
+        data={"grant_type": "authorization_code", "code": "nothing"},
+        auth=(rp.client_id, "wrong secret"),
+        timeout=5,
+    )
+    assert response.status_code == 401 and response.json()["error"] == "invalid_client"
