@@ -428,3 +428,49 @@ def test_next_on_this_site_is_honoured(app, client, outbox):
     activate(app, client, outbox)
     response = login(client, outbox, next_path="/logout?x=1")
     assert response.headers["Location"] == "/logout?x=1"
+
+
+# --- PIN guessing across several open attempts ------------------------------------------------
+
+
+def test_pin_lock_stops_guessing_on_other_open_logins(app, client, outbox):
+    """Someone with the password opens several logins at once; the wrong PINs of one lock the
+    account, and then no open login takes a PIN any more, not even the right one."""
+    activate(app, client, outbox)
+    browsers = [app.test_client() for _ in range(3)]
+    pins = []
+    for browser in browsers:
+        assert start_login(browser).status_code == 303
+        pins.append(outbox.last_pin())
+    for _ in range(app.config["PIN_MAX_ATTEMPTS"]):
+        submit_pin(browsers[0], wrong(pins[0]))
+    response = submit_pin(browsers[1], wrong(pins[1]))
+    assert response.status_code == 410
+    response = submit_pin(browsers[2], pins[2])
+    assert response.status_code == 410
+    with app.app_context():
+        assert db.session.scalars(db.select(Session)).all() == []
+        assert db.session.scalar(db.select(User)).failed_pins == app.config["PIN_MAX_ATTEMPTS"]
+
+
+def test_pin_lock_stops_guessing_through_repeated_activations(app, client, outbox):
+    """A leaked activation link gives a new PIN (and five tries) per POST: the account lock
+    must bound the guesses over all of them."""
+    from tests.conftest import invite, path_of
+
+    invite(app)
+    link = path_of(outbox.last_link())
+    for _ in range(3):
+        browser = app.test_client()
+        post_form(browser, link, {"password": PASSWORD, "password_confirm": PASSWORD})
+        right = outbox.last_pin()
+        while submit_pin(browser, wrong(right)).status_code == 422:
+            pass
+    with app.app_context():
+        compared = db.session.scalar(db.select(db.func.sum(AuthTransaction.pin_attempts)))
+        assert compared == app.config["LOCKOUT_THRESHOLD"]
+    browser = app.test_client()
+    post_form(browser, link, {"password": PASSWORD, "password_confirm": PASSWORD})
+    assert submit_pin(browser, outbox.last_pin()).status_code == 410
+    with app.app_context():
+        assert db.session.scalar(db.select(User)).password_hash is None

@@ -5,7 +5,7 @@ cannot slip extra guesses between a read and a write."""
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from idp.extensions import db
 from idp.models import User
@@ -39,6 +39,19 @@ def register_failure(user_id: int, counter: str, now: datetime) -> int:
             update(User).where(User.id == user_id).values(locked_until=now + duration)
         )
     return failures
+
+
+def locked_by_pins(user_id: int, now: datetime) -> bool:
+    """True while the account is locked after too many wrong PINs. Read from the database, not
+    the session: another open login or activation of the same account may have just locked it."""
+    failed_pins, locked_until = db.session.execute(
+        select(User.failed_pins, User.locked_until).where(User.id == user_id)
+    ).one()
+    return (
+        failed_pins >= current_app.config["LOCKOUT_THRESHOLD"]
+        and locked_until is not None
+        and locked_until > now
+    )
 
 
 def reset(user: User) -> None:

@@ -144,6 +144,12 @@ def verify(transaction: AuthTransaction, pin: str, now: datetime) -> PinResult:
     conditional UPDATE, so that parallel requests never get more tries than allowed. On OK the
     transaction is claimed but not committed: the caller completes it and commits."""
     max_attempts = current_app.config["PIN_MAX_ATTEMPTS"]
+    # Wrong PINs lock the account. Without this check every other open login or activation of
+    # the account (one SMS each) would still take its own five tries, lock or not.
+    if lockout.locked_by_pins(transaction.user_id, now):
+        end(transaction, now)
+        db.session.commit()
+        return PinResult.ENDED
     attempts = db.session.execute(
         update(AuthTransaction)
         .where(
