@@ -15,7 +15,7 @@ from idp.config import ConfigurationError
 from idp.extensions import db
 from idp.models import InvitationPurpose, User, UserState
 from idp.senders import SendError
-from idp.services import audit, clock, invitations, lockout, tokens_logout, users
+from idp.services import audit, clock, invitations, lockout, tokens_logout, transactions, users
 from idp.services.users import UserError
 
 
@@ -45,12 +45,14 @@ def main() -> None:
 
 
 def register_commands(app: Flask) -> None:
+    from idp.cli_audit import audit_group
     from idp.cli_oidc import clients_group, keys_group
     from idp.demo import demo_command
 
     app.cli.add_command(users_group)
     app.cli.add_command(clients_group)
     app.cli.add_command(keys_group)
+    app.cli.add_command(audit_group)
     app.cli.add_command(demo_command)
 
 
@@ -236,6 +238,8 @@ def set_phone(username, phone):
     user = users.get_by_username(username)
     old = user.phone
     user.phone = users.check_phone(phone)
+    # PINs already sent went to the old number, which may be the reason for the change.
+    transactions.end_pending(user, moment)
     audit.record(
         "user.phone_changed",
         now=moment,

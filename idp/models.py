@@ -194,6 +194,22 @@ class AuditEvent(db.Model):
     actor: Mapped[str] = mapped_column(String(128))
     ip: Mapped[str | None] = mapped_column(String(45))
     details: Mapped[dict] = mapped_column(JSON, default=dict)
+    # Hash chain: each row holds the hash of the one before, so that a changed, removed or
+    # inserted row shows (`idp audit verify`). Users are never deleted, so user_id stays put.
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditChainHead(db.Model):
+    """The one row that ends the audit chain. Appending locks it, so appends are serialized
+    and the chain has no forks; it also shows when the newest rows were cut off."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    events: Mapped[int] = mapped_column(default=0)
+    last_event_id: Mapped[int | None] = mapped_column()
+    last_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class Client(db.Model):
