@@ -474,3 +474,48 @@ def test_pin_lock_stops_guessing_through_repeated_activations(app, client, outbo
     assert submit_pin(browser, outbox.last_pin()).status_code == 410
     with app.app_context():
         assert db.session.scalar(db.select(User)).password_hash is None
+
+
+# --- Changes by the operator end half-done logins ---------------------------------------------
+
+
+def half_done_login(app, client, outbox):
+    activate(app, client, outbox)
+    browser = app.test_client()
+    assert start_login(browser).status_code == 303
+    return browser, outbox.last_pin()
+
+
+def assert_no_session_from(app, browser, pin):
+    response = submit_pin(browser, pin)
+    assert response.status_code == 410
+    assert browser.get_cookie(app.config["AUTH_COOKIE_NAME"]) is None
+    with app.app_context():
+        assert db.session.scalars(db.select(Session)).all() == []
+
+
+def test_disable_ends_a_half_done_login(app, client, outbox):
+    browser, pin = half_done_login(app, client, outbox)
+    cli(app, "users", "disable", "anna")
+    assert_no_session_from(app, browser, pin)
+    # Enabling the account again does not bring the old attempt back.
+    cli(app, "users", "enable", "anna")
+    assert_no_session_from(app, browser, pin)
+
+
+def test_new_phone_ends_a_login_whose_pin_went_to_the_old_one(app, client, outbox):
+    browser, pin = half_done_login(app, client, outbox)
+    cli(app, "users", "set-phone", "anna", "+4915198765432")
+    assert_no_session_from(app, browser, pin)
+
+
+def test_password_reset_ends_a_login_begun_with_the_old_password(app, client, outbox):
+    browser, pin = half_done_login(app, client, outbox)
+    cli(app, "users", "reset-password", "anna")
+    from tests.conftest import path_of
+
+    link = path_of(outbox.last_link())
+    new = "a brand new passphrase"
+    post_form(client, link, {"password": new, "password_confirm": new})
+    assert submit_pin(client, outbox.last_pin()).status_code == 200
+    assert_no_session_from(app, browser, pin)

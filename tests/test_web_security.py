@@ -408,11 +408,12 @@ def test_link_used_while_a_pin_was_pending_cannot_complete_twice(app, outbox):
     first, second = app.test_client(), app.test_client()
     post_form(first, link, {"password": PASSWORD, "password_confirm": PASSWORD})
     first_pin = outbox.last_pin()
+    first_token = csrf_token(first.get("/pin").text)
     other = PASSWORD + " other"
     post_form(second, link, {"password": other, "password_confirm": other})
     second_pin = outbox.last_pin()
     assert post_form(second, "/pin", {"pin": second_pin}).status_code == 200
-    response = post_form(first, "/pin", {"pin": first_pin})
+    response = first.post("/pin", data={"csrf_token": first_token, "pin": first_pin})
     assert response.status_code == 410
     with app.app_context():
         from idp.services.passwords import hashing

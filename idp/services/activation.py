@@ -46,6 +46,8 @@ def complete(transaction: AuthTransaction, now: datetime, ip: str | None) -> Use
         return None
     user.password_hash = transaction.pending_password_hash
     user.password_changed_at = now
+    # Logins begun with the old password must not complete after the change.
+    transactions.end_pending(user, now)
     lockout.reset(user)
     if invitation.purpose == InvitationPurpose.RESET:
         # A new password ends every session that the old one opened.

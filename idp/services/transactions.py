@@ -200,6 +200,19 @@ def verify(transaction: AuthTransaction, pin: str, now: datetime) -> PinResult:
     return result
 
 
+def end_pending(user: User, now: datetime) -> None:
+    """Ends the user's open logins and activations: after the account changes (disabled, new
+    phone, new password) none that began before the change may complete."""
+    db.session.execute(
+        update(AuthTransaction)
+        .where(
+            AuthTransaction.user_id == user.id,
+            AuthTransaction.state == TransactionState.PENDING,
+        )
+        .values(state=TransactionState.FAILED, ended_at=now)
+    )
+
+
 def end(transaction: AuthTransaction, now: datetime) -> None:
     db.session.execute(
         update(AuthTransaction)

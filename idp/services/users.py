@@ -89,10 +89,12 @@ def create_user(username: str, *, email: str, phone: str, name: str | None, now:
 def disable(user: User, now: datetime) -> list[tuple[str, str]]:
     """Disables the account: every session ends, every token and open link dies. Returns the
     back-channel logouts to send once this is committed (tokens_logout.send)."""
-    from idp.services import invitations, tokens_logout
+    from idp.services import invitations, tokens_logout, transactions
 
     user.state = UserState.DISABLED
     invitations.revoke_open_invitations(user, now)
+    # A login at its PIN step must not complete into a session that `enable` would revive.
+    transactions.end_pending(user, now)
     return tokens_logout.end_user_sessions(user, now)
 
 
