@@ -519,3 +519,20 @@ def test_password_reset_ends_a_login_begun_with_the_old_password(app, client, ou
     post_form(client, link, {"password": new, "password_confirm": new})
     assert submit_pin(client, outbox.last_pin()).status_code == 200
     assert_no_session_from(app, browser, pin)
+
+
+def test_no_new_pins_for_an_account_locked_by_wrong_pins(make_app, outbox, frozen_clock):
+    # A lock that outlasts the resend cooldown.
+    app = make_app(LOCKOUT_BASE_SECONDS=600, LOCKOUT_MAX_SECONDS=600)
+    client = app.test_client()
+    activate(app, client, outbox)
+    browsers = [app.test_client() for _ in range(2)]
+    for browser in browsers:
+        assert start_login(browser).status_code == 303
+    right = outbox.last_pin()
+    for _ in range(app.config["PIN_MAX_ATTEMPTS"]):
+        submit_pin(browsers[0], wrong(right))
+    frozen_clock.advance(seconds=app.config["PIN_RESEND_COOLDOWN"] + 1)
+    sent = len(outbox.sms())
+    assert resend(browsers[1]).status_code in (410, 429)
+    assert len(outbox.sms()) == sent

@@ -112,6 +112,9 @@ def resend_wait(transaction: AuthTransaction, now: datetime) -> int:
 
 
 def check_resend(transaction: AuthTransaction, now: datetime) -> None:
+    # The PINs of a locked account are refused anyway; sending more would only cost money.
+    if lockout.locked_by_pins(transaction.user_id, now):
+        raise ResendRefused("limit")
     if transaction.pins_sent > current_app.config["PIN_MAX_RESENDS"]:
         raise ResendRefused("limit")
     wait = resend_wait(transaction, now)
