@@ -181,3 +181,24 @@ def test_parallel_password_failures_lock_the_account(app, client, outbox):
     response = post_form(client, "/login", {"username": "anna", "password": PASSWORD})
     assert response.status_code == 200
     assert len(outbox.sms()) == sms_before
+
+
+def test_parallel_resends_send_exactly_one_pin(app, client, outbox, frozen_clock):
+    activate(app, client, outbox)
+    post_form(client, "/login", {"username": "anna", "password": PASSWORD})
+    frozen_clock.advance(seconds=app.config["PIN_RESEND_COOLDOWN"] + 1)
+    browsers, token = browsers_sharing_the_flow(app, client, 10)
+    sent = len(outbox.sms())
+
+    responses = in_parallel(
+        10, lambda i: browsers[i].post("/pin", data={"csrf_token": token, "resend": "1"})
+    )
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == 1, statuses
+    assert set(statuses) <= {200, 429}
+    assert len(outbox.sms()) == sent + 1
+    with app.app_context():
+        transaction = db.session.scalar(
+            db.select(AuthTransaction).where(AuthTransaction.purpose == "login")
+        )
+        assert transaction.pins_sent == 2

@@ -419,3 +419,17 @@ def test_failing_smtp_at_invite_changes_nothing(failure, make_app, smtp_server, 
         assert db.session.scalars(db.select(Invitation)).all() == []
         assert db.session.scalars(db.select(AuditEvent)).all() == []
 
+
+
+@pytest.mark.parametrize("command", ["resend-invite", "reset-password"])
+def test_failing_smtp_keeps_the_old_link(command, make_app, smtp_server, certificates):
+    app = make_app(**smtp_server.settings(certificates.ca_file))
+    assert invite_anna(app).exit_code == 0
+    link = path_of(activation_link(smtp_server))
+    smtp_server.mailbox.fail_with = "451 4.3.0 Try again later"
+    result = app.test_cli_runner().invoke(args=["users", command, "anna"])
+    assert result.exit_code != 0
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    with app.app_context():
+        assert [i.state for i in db.session.scalars(db.select(Invitation))] == ["sent"]
+    assert app.test_client().get(link).status_code == 200
