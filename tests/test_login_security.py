@@ -106,6 +106,9 @@ def test_unknown_wrong_disabled_locked_and_invited_look_the_same(
 def test_five_wrong_pins_end_the_attempt_even_for_the_right_pin_afterwards(app, client, outbox):
     activate(app, client, outbox)
     start_login(client)
+    pin_page = client.get("/pin")
+    # The PIN page names the phone only masked.
+    assert "15112345678" not in pin_page.text and "…" in pin_page.text
     right = outbox.last_pin()
     for left in (4, 3, 2, 1):
         response = submit_pin(client, wrong(right))

@@ -253,7 +253,8 @@ def activation_link(smtp_server) -> str:
     return match.group(0)
 
 
-def test_journey_through_smtp_and_vonage(real_senders_app, smtp_server, vonage):
+def test_journey_through_smtp_and_vonage(real_senders_app, smtp_server, vonage, caplog):
+    caplog.set_level(logging.DEBUG)
     app = real_senders_app
     client = app.test_client()
     result = invite_anna(app)
@@ -303,6 +304,11 @@ def test_journey_through_smtp_and_vonage(real_senders_app, smtp_server, vonage):
     with app.app_context():
         [session] = db.session.scalars(db.select(Session)).all()
         assert session.amr == ["pwd", "sms", "mfa"]
+    # Neither the link nor any PIN nor the API secret ever reached a log.
+    secrets = [link.rsplit("/", 1)[1], PASSWORD, "testsecret"]
+    secrets += [re.search(r"#(\d{6})$", r["text"]).group(1) for r in vonage.state.received]
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert [s for s in secrets if s in logged] == []
 
 
 def nothing_pending(app) -> None:
