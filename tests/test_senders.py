@@ -211,6 +211,9 @@ def test_vonage_failure_is_a_send_error_without_the_body(mode, vonage, make_app,
     assert "testsecret" not in caplog.text + str(raised.value)
     # No retry: a retried POST could deliver (and bill) the PIN twice.
     assert len(vonage.state.received) == 1
+    if mode == "hang":
+        # SMS_TIMEOUT ended the wait, not the fake giving up.
+        assert "Timeout" in str(raised.value)
 
 
 def test_vonage_with_an_untrusted_certificate_is_a_send_error(vonage, make_app, monkeypatch):
