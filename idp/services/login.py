@@ -5,7 +5,7 @@ from datetime import datetime
 
 from idp import metrics
 from idp.models import AuthTransaction, Session, TransactionPurpose, User, UserState
-from idp.services import audit, lockout, sessions, transactions, users
+from idp.services import audit, lockout, sessions, tokens_logout, transactions, users
 from idp.services.passwords import hashing
 
 AMR = ["pwd", "sms", "mfa"]
@@ -51,12 +51,27 @@ def begin(
 
 
 def complete(
-    transaction: AuthTransaction, now: datetime, ip: str | None, user_agent: str | None
-) -> tuple[Session, str]:
+    transaction: AuthTransaction,
+    now: datetime,
+    ip: str | None,
+    user_agent: str | None,
+    current: Session | None,
+) -> tuple[Session, str, list[tuple[str, str]]]:
+    """The session after the right PIN, its new cookie token, and the back-channel logouts to
+    send once committed. A fresh login in a live session of the same user (prompt=login,
+    max_age, step-up) renews that session, so single sign-on and logout still span every
+    relying party; a session of another user ends."""
     user = transaction.user
     lockout.reset(user)
     user.last_login_at = now
-    session, token = sessions.create(user, amr=AMR, now=now, ip=ip, user_agent=user_agent)
+    deliveries = []
+    if current is not None and current.user_id == user.id:
+        token = sessions.reauthenticate(current, amr=AMR, now=now)
+        session = current
+    else:
+        if current is not None:
+            deliveries = tokens_logout.end_session(current, now)
+        session, token = sessions.create(user, amr=AMR, now=now, ip=ip, user_agent=user_agent)
     audit.record("login.succeeded", now=now, actor="user", user=user, ip=ip, sid=session.sid)
     metrics.LOGINS.labels(result="ok").inc()
-    return session, token
+    return session, token, deliveries

@@ -36,6 +36,17 @@ def create(
     return session, token
 
 
+def reauthenticate(session: Session, *, amr: list[str], now: datetime) -> str:
+    """A new login within a live session: the same session (and `sid`) with a new auth_time
+    and a new cookie token, so that a token seen before the login is worthless after it."""
+    token = new_token()
+    session.token_hash = digest(token)
+    session.auth_time = now
+    session.amr = amr
+    session.last_seen_at = now
+    return token
+
+
 def is_live(session: Session, now: datetime) -> bool:
     idle = timedelta(seconds=current_app.config["SESSION_IDLE_TIMEOUT"])
     return (

@@ -5,11 +5,12 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from idp.extensions import db
 from idp.models import TransactionPurpose
 from idp.senders import SendError
-from idp.services import activation, audit, clock, login, transactions
+from idp.services import activation, audit, clock, login, tokens_logout, transactions
 from idp.services.transactions import PinResult, ResendRefused
 from idp.services.users import masked_phone
 from idp.web import (
     client_ip,
+    current_session,
     end_flow,
     flow_transaction_token,
     set_session_cookie,
@@ -110,9 +111,12 @@ def complete(transaction):
             user=user,
             portal_url=current_app.config["PORTAL_URL"],
         )
-    _, session_token = login.complete(transaction, clock.now(), client_ip(), user_agent())
+    _, session_token, logouts = login.complete(
+        transaction, clock.now(), client_ip(), user_agent(), current_session()
+    )
     return_to = transaction.return_to or url_for("account.home")
     db.session.commit()
+    tokens_logout.send(logouts)
     end_flow()
     response = redirect(return_to, code=303)
     set_session_cookie(response, session_token)

@@ -1,0 +1,107 @@
+"""The whole leaflet in a browser, through `idp demo`'s three apps: invitation mail in the
+outbox, set password, PIN, e:service main menu, cloud.phone by single sign-on, booking with a
+fresh PIN (step-up), and logout from e:service ending cloud.phone's session too."""
+
+import pytest
+
+from idp.demo import DemoPorts, serve_demo
+from idp.demo_apps.servers import free_port
+from tests.browser.conftest import SCREENSHOTS, Steps, new_page, newest_link, newest_pin
+from tests.conftest import PASSWORD
+
+TEXTS = {
+    "de": {"save": "Speichern", "confirm": "Bestätigen", "next": "Weiter"},
+    "en": {"save": "Save", "confirm": "Confirm", "next": "Next"},
+}
+
+
+@pytest.fixture
+def demo(tmp_path, database_uri):
+    ports = DemoPorts(free_port(), free_port(), free_port())
+    servers = serve_demo(
+        ports,
+        {"SQLALCHEMY_DATABASE_URI": database_uri, "OUTBOX_DIR": str(tmp_path / "outbox")},
+    )
+    yield ports
+    for server in servers:
+        server.stop()
+    identity_provider = servers[0].server.app
+    with identity_provider.app_context():
+        from tests.conftest import empty_tables
+
+        empty_tables()
+
+
+def sign_in(page, steps, outbox, text, name):
+    page.fill("#username", "anna")
+    page.fill("#password", PASSWORD)
+    page.get_by_role("button", name=text["next"]).click()
+    steps.record(f"{name}-pin")
+    pin = newest_pin(page, outbox)
+    page.go_back()
+    page.fill("#pin", pin)
+    page.get_by_role("button", name=text["confirm"], exact=True).click()
+
+
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_the_leaflet_journey_through_both_portals(browser, demo, language):
+    text = TEXTS[language]
+    outbox = f"{demo.url('idp')}/_dev/outbox"
+    page = new_page(browser, language)
+    steps = Steps(page, SCREENSHOTS / language / "demo")
+
+    page.goto(outbox)
+    steps.record("outbox-activation-mail")
+    page.goto(newest_link(page, outbox, "/activate/"))
+    steps.record("set-password")
+    page.fill("#password", PASSWORD)
+    page.fill("#password_confirm", PASSWORD)
+    page.get_by_role("button", name=text["save"]).click()
+    steps.record("activation-pin")
+    pin = newest_pin(page, outbox)
+    page.go_back()
+    page.fill("#pin", pin)
+    page.get_by_role("button", name=text["confirm"], exact=True).click()
+    steps.record("password-set")
+
+    page.goto(demo.url("eservice") + "/")
+    steps.record("eservice-start")
+    page.get_by_role("link", name="Anmelden").click()
+    steps.record("login")
+    sign_in(page, steps, outbox, text, "login")
+    assert page.url.startswith(demo.url("eservice"))
+    assert "Hauptmenü" in page.content()
+    steps.record("eservice-main-menu")
+
+    # Single sign-on: cloud.phone signs in without password or PIN.
+    sms_before = page.goto(outbox) and page.locator("article", has_text="SMS").count()
+    page.goto(demo.url("cloudphone") + "/")
+    page.get_by_role("link", name="Anmelden").click()
+    assert page.url.startswith(demo.url("cloudphone"))
+    assert "Telefonanlage" in page.content()
+    steps.record("cloudphone-single-sign-on")
+    page.goto(outbox)
+    assert page.locator("article", has_text="SMS").count() == sms_before
+
+    # Booking demands password and a fresh PIN (step-up), even within the session.
+    page.goto(demo.url("eservice") + "/")
+    page.get_by_role("link", name="Zusatzrufnummer buchen").click()
+    assert "/login" in page.url
+    steps.record("booking-step-up")
+    sign_in(page, steps, outbox, text, "booking")
+    assert "wurde gebucht" in page.content()
+    steps.record("booking-done")
+
+    # Logout at e:service ends the session at the IdP and, by back-channel, at cloud.phone.
+    page.get_by_role("button", name="Abmelden").click()
+    page.wait_for_url(demo.url("eservice") + "/")
+    steps.record("signed-out")
+    # The back-channel logout travels in the background: give it a moment to arrive.
+    for _ in range(20):
+        page.goto(demo.url("cloudphone") + "/")
+        if "Telefonanlage" not in page.content():
+            break
+        page.wait_for_timeout(250)
+    assert page.get_by_role("link", name="Anmelden").is_visible()
+
+    assert {name: found for name, found in steps.violations.items() if found} == {}
