@@ -436,3 +436,25 @@ def test_resend_invite_kills_the_old_link(app, client, outbox):
     )
     assert response.status_code == 410
     assert outbox.sms() == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/activate/%ff%fe", "/activate/" + "A" * 5000, "/login?next=%ff",
+             "/language/%ff?next=%ff", "/pin?x=%00", "/activate/..%2f..%2fetc"],
+)
+def test_junk_urls_are_no_500(client, path):
+    assert client.get(path).status_code < 500
+
+
+@pytest.mark.parametrize(
+    "content_type,body",
+    [
+        ("multipart/form-data; boundary=zz", b"\xff\xfe"),
+        ("application/json", b"{not json"),
+        ("application/x-www-form-urlencoded", b"%%%&&&==="),
+        ("text/plain", b"\x00\x01"),
+    ],
+)
+def test_junk_bodies_are_no_500(client, content_type, body):
+    for path in ("/login", "/pin", "/logout", "/activate/x"):
+        assert client.post(path, data=body, content_type=content_type).status_code < 500
