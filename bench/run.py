@@ -1,12 +1,17 @@
 """Benchmarks, one command: python -m bench.run [--logins N] [--seconds S] [--clients C]
+[--database auto|sqlite|postgresql] [--parts argon2,logins,protocol,profiles]
 
 Prints a table: argon2id verify time for the configured cost and for argon2-cffi's defaults,
 full logins per second (password + SMS PIN, the PIN read from the file SMS backend's outbox)
-against gunicorn started here on 127.0.0.1 with a temporary SQLite database, and a profile of
-the login POST naming where its time goes. Every loop is bounded in count and in time.
+against gunicorn started here on 127.0.0.1 (gunicorn.conf.py) with a temporary database
+(PostgreSQL on 127.0.0.1:5432 when it answers, else SQLite), then refresh grants, userinfo,
+discovery and JWKS requests per second against it and against node oidc-provider (installed
+with npm into bench/.cache, in-memory storage) under the same load, with our/peer ratios, and
+profiles of the login POST and of the token endpoint (refresh grant) naming where time goes.
+Every loop is bounded in count and in time.
 
-To add a scenario (the token endpoint, userinfo, discovery): write a function that takes the
-running `Server` and the parsed arguments and returns `Row`s, and append it to SERVER_SCENARIOS.
+To add a scenario: write a function that takes the running `Server` and the parsed arguments
+and returns `Row`s, and append it to SERVER_SCENARIOS.
 """
 
 import argparse
@@ -32,6 +37,8 @@ from pathlib import Path
 
 import requests
 from argon2 import PasswordHasher
+
+from bench import load, peer
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench: correct horse battery staple"  # noqa: S105
@@ -60,6 +67,11 @@ class Server:
     env: dict
     outbox: Path
     usernames: list[str]
+    database: str
+    client_id: str = ""
+    client_secret: str = ""
+    # One token family per load client: {"refresh_token": ..., "access_token": ...}
+    tokens: list[dict] | None = None
 
 
 # --- argon2 ------------------------------------------------------------------------------------
@@ -164,12 +176,17 @@ def submit(session: requests.Session, url: str, data: dict) -> requests.Response
     )
 
 
+def idp_command(env: dict, *args: str) -> str:
+    """Runs the operator's command line; its output, or an error that quotes its stderr."""
+    done = subprocess.run(["idp", *args], env=env, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"idp {' '.join(args[:2])} failed: {done.stderr[-2000:]}")
+    return done.stdout
+
+
 def activate(server: Server, index: int, username: str) -> None:
-    subprocess.run(
-        ["idp", "users", "invite", username, "--email", f"{username}@example.com",
-         "--phone", phone_of(index), "--name", f"Bench {index}"],
-        env=server.env, check=True, capture_output=True, timeout=60,
-    )
+    idp_command(server.env, "users", "invite", username, "--email", f"{username}@example.com",
+                "--phone", phone_of(index), "--name", f"Bench {index}")
     link = newest_link(server.outbox, f"{username}@example.com")
     path = "/" + link.split("/", 3)[3]
     with requests.Session() as session:
@@ -190,49 +207,129 @@ def full_login(server: Server, index: int) -> None:
         assert response.status_code == 303, response.status_code
 
 
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIRECT_URI = "http://127.0.0.1:9/callback"
+SCOPE = "openid profile email phone offline_access"
+
+
+@contextlib.contextmanager
+def bench_database(kind: str, work: Path) -> Iterator[tuple[str, str]]:
+    """A fresh database for one run: (SQLAlchemy URI, description); dropped afterwards."""
+    if kind in ("auto", "postgresql"):
+        try:
+            import psycopg
+
+            admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=3)
+        except Exception:
+            if kind == "postgresql":
+                raise
+        else:
+            name = f"idp_bench_{os.getpid()}"
+            with admin:
+                admin.execute(f"DROP DATABASE IF EXISTS {name}")
+                admin.execute(f"CREATE DATABASE {name}")
+                version = admin.execute("SHOW server_version").fetchone()[0]
+            try:
+                yield (f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+                       f"PostgreSQL {version.split()[0]} on 127.0.0.1")
+            finally:
+                with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+                    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            return
+    yield f"sqlite:///{work / 'idp.sqlite3'}", "SQLite in a temporary folder"
+
+
+def pkce_pair() -> tuple[str, str]:
+    import base64
+    import hashlib
+    import secrets
+
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    return verifier, challenge.rstrip(b"=").decode()
+
+
+def token_families(server: Server, count: int) -> list[dict]:
+    """Logs bench0 in through the hosted login (password + SMS PIN), then lets the client
+    sign in `count` times by single sign-on: one refresh token family per load client."""
+    families = []
+    with requests.Session() as browser:
+        response = submit(browser, server.base + "/login",
+                          {"username": server.usernames[0], "password": PASSWORD})
+        assert response.status_code == 303, response.status_code
+        response = submit(browser, server.base + "/pin",
+                          {"pin": newest_pin(server.outbox, phone_of(0))})
+        assert response.status_code == 303, response.status_code
+        for index in range(count):
+            verifier, challenge = pkce_pair()
+            response = browser.get(server.base + "/authorize", params={
+                "response_type": "code", "client_id": server.client_id,
+                "redirect_uri": REDIRECT_URI, "scope": SCOPE, "state": f"s{index}",
+                "nonce": f"n{index}", "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            }, allow_redirects=False, timeout=30)
+            location = response.headers["Location"]
+            assert location.startswith(REDIRECT_URI), location
+            code = re.search(r"[?&]code=([^&]+)", location).group(1)
+            token = requests.post(server.base + "/token", data={
+                "grant_type": "authorization_code", "code": code,
+                "redirect_uri": REDIRECT_URI, "code_verifier": verifier,
+            }, auth=(server.client_id, server.client_secret), timeout=30)
+            assert token.status_code == 200, token.text
+            families.append(token.json())
+    return families
+
+
 @contextlib.contextmanager
 def running_server(args) -> Iterator[Server]:
     work = Path(tempfile.mkdtemp(prefix="idp-bench-"))
     port = free_port()
-    env = {
-        **os.environ,
-        **UNLIMITED,
-        "IDP_CONFIG": "development",
-        "IDP_INSTANCE_PATH": str(work / "instance"),
-        "IDP_SQLALCHEMY_DATABASE_URI": f"sqlite:///{work / 'idp.sqlite3'}",
-        "IDP_OUTBOX_DIR": str(work / "outbox"),
-        "IDP_ISSUER": f"http://{HOST}:{port}",
-        "IDP_LOG_LEVEL": "WARNING",
-        "GUNICORN_BIND": f"{HOST}:{port}",
-        "PROMETHEUS_MULTIPROC_DIR": str(work / "prometheus"),
-    }
-    (work / "prometheus").mkdir()
-    subprocess.run(["idp", "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
-    log = (work / "gunicorn.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://{HOST}:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(base + "/healthz", timeout=2)
-                break
-            except requests.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((work / "gunicorn.log").read_text()) from None
-                time.sleep(0.2)
-        server = Server(base, env, work / "outbox", [f"bench{i}" for i in range(args.clients)])
-        for index, username in enumerate(server.usernames):
-            activate(server, index, username)
-        yield server
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
-        shutil.rmtree(work, ignore_errors=True)
+    with bench_database(args.database, work) as (uri, database):
+        env = {
+            **os.environ,
+            **UNLIMITED,
+            "IDP_CONFIG": "development",
+            "IDP_INSTANCE_PATH": str(work / "instance"),
+            "IDP_SQLALCHEMY_DATABASE_URI": uri,
+            "IDP_OUTBOX_DIR": str(work / "outbox"),
+            "IDP_ISSUER": f"http://{HOST}:{port}",
+            "IDP_LOG_LEVEL": "WARNING",
+            "GUNICORN_BIND": f"{HOST}:{port}",
+            "PROMETHEUS_MULTIPROC_DIR": str(work / "prometheus"),
+        }
+        (work / "prometheus").mkdir()
+        idp_command(env, "db", "upgrade")
+        client = json.loads(idp_command(
+            env, "clients", "create", "bench", "--redirect-uri", REDIRECT_URI, "--json"))
+        log = (work / "gunicorn.log").open("w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
+             "wsgi:app"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        base = f"http://{HOST}:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    requests.get(base + "/healthz", timeout=5)
+                    break
+                except (requests.ConnectionError, requests.Timeout):
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError((work / "gunicorn.log").read_text()) from None
+                    time.sleep(0.2)
+            server = Server(base, env, work / "outbox",
+                            [f"bench{i}" for i in range(args.clients)], database,
+                            client["client_id"], client["client_secret"])
+            for index, username in enumerate(server.usernames):
+                activate(server, index, username)
+            server.tokens = token_families(server, args.clients)
+            yield server
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            log.close()
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def login_rows(server: Server, args) -> list[Row]:
@@ -257,28 +354,85 @@ def login_rows(server: Server, args) -> list[Row]:
     ]
 
 
-# The token endpoint's scenarios join here (refresh grants/s, userinfo/s, discovery/s).
-SERVER_SCENARIOS: list[Callable[[Server, argparse.Namespace], list[Row]]] = [login_rows]
+# --- the protocol endpoints, ours against node oidc-provider ----------------------------------
 
 
-# --- profile of the login POST -----------------------------------------------------------------
+def protocol_jobs(base: str, client_id: str, secret: str, tokens: list[dict],
+                  userinfo: str, jwks: str) -> dict[str, list[load.Job]]:
+    def each(**kw) -> list[load.Job]:
+        return [load.Job(base, **kw) for _ in tokens]
+
+    # Userinfo before the refresh grants: the peer's in-memory storage is an LRU cache of 1000
+    # entries, from which thousands of refreshed tokens would evict the first access tokens.
+    return {
+        "userinfo/s": [load.Job(base, userinfo, "bearer", access_token=family["access_token"])
+                       for family in tokens],
+        "discovery/s": each(path="/.well-known/openid-configuration"),
+        "JWKS/s": each(path=jwks),
+        "refresh grants/s": [
+            load.Job(base, "/token", "refresh", refresh_token=family["refresh_token"],
+                     client_id=client_id, client_secret=secret)
+            for family in tokens
+        ],
+    }
 
 
-def profile_rows(args) -> list[Row]:
-    """Profiles POST /login in-process (Flask test client, same configuration as above)."""
+def protocol_rows(server: Server, args) -> list[Row]:
+    ours = protocol_jobs(server.base, server.client_id, server.client_secret, server.tokens,
+                         "/userinfo", "/jwks.json")
+    rows = []
+    with peer.running_peer(free_port(), args.clients) as node:
+        theirs = protocol_jobs(node.base, node.client_id, node.client_secret, node.tokens,
+                               "/me", "/jwks")
+        for what, jobs in ours.items():
+            our_rate, our_total = load.run(jobs, args.seconds, args.requests)
+            peer_rate, peer_total = load.run(theirs[what], args.seconds, args.requests)
+            for name, total in (("ours", our_total), ("peer", peer_total)):
+                if total.errors:
+                    print(f"{what} ({name}): {total.errors} errors, first: {total.first_error}",
+                          file=sys.stderr)
+            COMPARISON.append((what, our_rate, peer_rate))
+            rows.append(Row(f"{what} under gunicorn", f"{our_rate:.0f} /s",
+                            f"node oidc-provider {node.version}: {peer_rate:.0f} /s, "
+                            f"ours/peer {our_rate / max(peer_rate, 1e-9):.2f}"))
+    return rows
+
+
+# (what, ours per second, peer per second), printed as a table of its own at the end.
+COMPARISON: list[tuple[str, float, float]] = []
+
+# A scenario takes the running server and the arguments and returns rows. The protocol runs
+# first: its access tokens live 5 minutes.
+SERVER_SCENARIOS: list[Callable[[Server, argparse.Namespace], list[Row]]] = [
+    protocol_rows, login_rows]
+SCENARIO_PARTS = {protocol_rows: "protocol", login_rows: "logins"}
+
+
+# --- profiles, in-process ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def profiled_app(database: str = "sqlite") -> Iterator:
+    """The app in-process (Flask test client, the benchmark's configuration) on a temporary
+    database, with the user `profiled` activated."""
     work = Path(tempfile.mkdtemp(prefix="idp-profile-"))
     os.environ.update({**UNLIMITED, "IDP_INSTANCE_PATH": str(work / "instance")})
     from flask_migrate import upgrade
 
     from idp import create_app
+    from idp.extensions import db
 
+    stack = contextlib.ExitStack()
+    uri, described = stack.enter_context(bench_database(database, work))
     app = create_app("development", {
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{work / 'idp.sqlite3'}",
+        "SQLALCHEMY_DATABASE_URI": uri,
         "OUTBOX_DIR": str(work / "outbox"),
         "LOG_LEVEL": "WARNING",
     })
+    app.config["BENCH_DATABASE"] = described
     with app.app_context():
         upgrade()
+    stack.callback(lambda: app.app_context().push() or db.engine.dispose())
     result = app.test_cli_runner().invoke(args=[
         "users", "invite", "profiled", "--email", "p@example.com", "--phone", phone_of(0)])
     assert result.exit_code == 0, result.output
@@ -291,43 +445,113 @@ def profile_rows(args) -> list[Row]:
     page = client.get("/pin").text
     client.post("/pin", data={"csrf_token": csrf(page), "pin": newest_pin(work / "outbox",
                                                                          phone_of(0))})
-    profiler = cProfile.Profile()
-    rounds = 20
-    for _ in range(rounds):
-        login_client = app.test_client()
-        token = csrf(login_client.get("/login").text)
-        form = {"csrf_token": token, "username": "profiled", "password": PASSWORD}
-        profiler.enable()
-        response = login_client.post("/login", data=form)
-        profiler.disable()
-        assert response.status_code == 303, response.status_code
-    shutil.rmtree(work, ignore_errors=True)
-    return summarize_profile(profiler, rounds)
+    try:
+        yield app, work / "outbox"
+    finally:
+        stack.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
-def summarize_profile(profiler: cProfile.Profile, rounds: int) -> list[Row]:
+def profile_rows(args) -> list[Row]:
+    """Profiles POST /login in-process."""
+    with profiled_app() as (app, _):
+        profiler = cProfile.Profile()
+        rounds = 20
+        for _ in range(rounds):
+            login_client = app.test_client()
+            token = csrf(login_client.get("/login").text)
+            form = {"csrf_token": token, "username": "profiled", "password": PASSWORD}
+            profiler.enable()
+            response = login_client.post("/login", data=form)
+            profiler.disable()
+            assert response.status_code == 303, response.status_code
+    return summarize_profile(profiler, rounds, LOGIN_BUCKETS,
+                             "login POST, in-process",
+                             "cProfile over {rounds} POSTs /login (password check, PIN, SMS)")
+
+
+def token_profile_rows(args) -> list[Row]:
+    """Profiles POST /token with the refresh grant in-process: one family, rotated each time."""
+    with profiled_app(args.database) as (app, outbox):
+        database = app.config["BENCH_DATABASE"]
+        created = app.test_cli_runner().invoke(args=[
+            "clients", "create", "profiled", "--redirect-uri", REDIRECT_URI, "--json"])
+        assert created.exit_code == 0, created.output
+        rp = json.loads(created.output)
+        browser = app.test_client()
+        token = csrf(browser.get("/login").text)
+        browser.post("/login", data={"csrf_token": token, "username": "profiled",
+                                     "password": PASSWORD})
+        token = csrf(browser.get("/pin").text)
+        browser.post("/pin", data={"csrf_token": token, "pin": newest_pin(outbox, phone_of(0))})
+        verifier, challenge = pkce_pair()
+        response = browser.get("/authorize", query_string={
+            "response_type": "code", "client_id": rp["client_id"], "redirect_uri": REDIRECT_URI,
+            "scope": SCOPE, "state": "s", "nonce": "n", "code_challenge": challenge,
+            "code_challenge_method": "S256"})
+        code = re.search(r"[?&]code=([^&]+)", response.headers["Location"]).group(1)
+        auth = (rp["client_id"], rp["client_secret"])
+        api = app.test_client()
+        response = api.post("/token", auth=auth, data={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier})
+        refresh = response.json["refresh_token"]
+        for _ in range(20):  # warm: keys loaded, caches filled, as in a running worker
+            refresh = api.post("/token", auth=auth, data={
+                "grant_type": "refresh_token", "refresh_token": refresh}).json["refresh_token"]
+        profiler = cProfile.Profile()
+        rounds = min(args.requests, 300)
+        for _ in range(rounds):
+            profiler.enable()
+            response = api.post("/token", auth=auth, data={
+                "grant_type": "refresh_token", "refresh_token": refresh})
+            profiler.disable()
+            assert response.status_code == 200, response.text
+            refresh = response.json["refresh_token"]
+    return summarize_profile(profiler, rounds, TOKEN_BUCKETS,
+                             "refresh grant POST /token, in-process",
+                             f"cProfile over {{rounds}} refresh grants, {database}")
+
+
+LOGIN_BUCKETS = {
+    "argon2 verify": ("argon2", "_ffi"),
+    "SQLAlchemy + sqlite": ("sqlalchemy", "sqlite3"),
+    "SMS to the outbox file": ("senders",),
+    "templates + forms": ("jinja2", "flask_wtf", "wtforms"),
+}
+TOKEN_BUCKETS = {
+    "argon2 (must be none)": ("argon2",),
+    "SQLAlchemy + sqlite": ("sqlalchemy", "sqlite3", "psycopg"),
+    "signing (joserfc, cryptography)": ("joserfc", "cryptography"),
+    "Authlib": ("authlib",),
+    "Flask + Werkzeug": ("flask/", "werkzeug", "flask_"),
+    "our code (idp/)": ("/idp/",),
+}
+
+
+def summarize_profile(profiler: cProfile.Profile, rounds: int, buckets: dict, title: str,
+                      note: str) -> list[Row]:
+    """Own time per function, summed into buckets by file or function name."""
     stats = pstats.Stats(profiler, stream=io.StringIO())
     total = stats.total_tt
-    buckets = {
-        "argon2 verify": ("argon2", "_ffi"),
-        "SQLAlchemy + sqlite": ("sqlalchemy", "sqlite3"),
-        "SMS to the outbox file": ("senders",),
-        "templates + forms": ("jinja2", "flask_wtf", "wtforms"),
-    }
     spent = dict.fromkeys(buckets, 0.0)
     for (filename, _, name), (_, _, own, _, _) in stats.stats.items():
         for bucket, markers in buckets.items():
             if any(marker in filename or marker in name for marker in markers):
                 spent[bucket] += own
                 break
-    rows = [Row("login POST, in-process", f"{total / rounds * 1000:.1f} ms",
-                f"cProfile over {rounds} POSTs /login (password check, PIN, SMS)")]
+    rows = [Row(title, f"{total / rounds * 1000:.2f} ms", note.format(rounds=rounds))]
     for bucket, seconds in spent.items():
-        rows.append(Row(f"  of which {bucket}", f"{seconds / rounds * 1000:.1f} ms",
+        rows.append(Row(f"  of which {bucket}", f"{seconds / rounds * 1000:.2f} ms",
                         f"{seconds / total:.0%}"))
     other = total - sum(spent.values())
-    rows.append(Row("  of which everything else", f"{other / rounds * 1000:.1f} ms",
-                    f"{other / total:.0%} (Flask, Werkzeug, the services)"))
+    rows.append(Row("  of which everything else", f"{other / rounds * 1000:.2f} ms",
+                    f"{other / total:.0%} (standard library, other packages)"))
+    if os.environ.get("BENCH_PROFILE_TOP"):
+        listing = io.StringIO()
+        pstats.Stats(profiler, stream=listing).sort_stats("tottime").print_stats(
+            int(os.environ["BENCH_PROFILE_TOP"]))
+        print(listing.getvalue(), file=sys.stderr)
     return rows
 
 
@@ -341,20 +565,44 @@ def print_table(rows: list[Row]) -> None:
         print(f"{row.what:<{width}}  {row.figure:>{figure}}  {row.note}")
 
 
+PARTS = ("argon2", "logins", "protocol", "profiles")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--logins", type=int, default=300, help="at most this many logins")
+    parser.add_argument("--requests", type=int, default=50000,
+                        help="at most this many requests per protocol scenario and server")
     parser.add_argument("--seconds", type=float, default=20, help="at most this long per scenario")
     parser.add_argument("--clients", type=int, default=8, help="parallel clients (and users)")
+    parser.add_argument("--database", choices=("auto", "sqlite", "postgresql"), default="auto",
+                        help="auto: PostgreSQL on 127.0.0.1:5432 when it answers, else SQLite")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated, of {', '.join(PARTS)}")
     args = parser.parse_args(argv)
+    parts = set(args.parts.split(","))
+    if not parts <= set(PARTS):
+        parser.error(f"unknown part in --parts: {', '.join(parts - set(PARTS))}")
 
-    print(f"{len(os.sched_getaffinity(0))} cores, Python {sys.version.split()[0]}", flush=True)
-    rows = argon2_rows(args)
-    with running_server(args) as server:
-        for scenario in SERVER_SCENARIOS:
-            rows.extend(scenario(server, args))
-    rows.extend(profile_rows(args))
+    cores = len(os.sched_getaffinity(0))
+    print(f"{cores} cores, Python {sys.version.split()[0]}", flush=True)
+    rows = argon2_rows(args) if "argon2" in parts else []
+    scenarios = [scenario for scenario in SERVER_SCENARIOS
+                 if SCENARIO_PARTS.get(scenario, "protocol") in parts]
+    if scenarios:
+        with running_server(args) as server:
+            print(f"gunicorn on {server.base}, {server.database}", flush=True)
+            for scenario in scenarios:
+                rows.extend(scenario(server, args))
+    if "profiles" in parts:
+        rows.extend(token_profile_rows(args))
+        rows.extend(profile_rows(args))
     print_table(rows)
+    if COMPARISON:
+        print()
+        print(f"{'per second':<18}{'ours':>8}{'peer':>8}{'ours/peer':>11}")
+        for what, ours, theirs in COMPARISON:
+            print(f"{what:<18}{ours:>8.0f}{theirs:>8.0f}{ours / max(theirs, 1e-9):>11.2f}")
 
 
 if __name__ == "__main__":

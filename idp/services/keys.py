@@ -3,11 +3,18 @@ the same keys, the private halves encrypted under a key derived from the server 
 
 A new key is published in JWKS at once but signs only after KEY_PUBLISH_LEAD_TIME, so that
 relying parties that cache JWKS know it before they meet it. A retired key stays published until
-everything it signed has expired."""
+everything it signed has expired.
+
+Every process keeps what it read of the keys (the signing key, decrypted; the published keys,
+parsed; the JWKS document) until the next change it knows of, and looks again at least every
+KEY_RECHECK_INTERVAL: a key that another process adds is published in JWKS at once and signs
+only after the lead time, so a recheck interval well below the lead time switches every worker
+on time. Without this cache each token would cost a query, a decryption and a key import."""
 
 import base64
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -17,7 +24,7 @@ from flask import current_app
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from idp.extensions import db
 from idp.models import SigningKey
@@ -29,6 +36,25 @@ KEY_TYPES = {"ES256": (ECKey, "P-256"), "RS256": (RSAKey, 2048)}
 
 # Loading a PEM and decrypting it on every signature would cost more than the signature.
 _private_keys: dict[str, ECKey | RSAKey] = {}
+KEY_RECHECK_INTERVAL = timedelta(seconds=60)
+_CACHE = "idp.keys"
+
+
+@dataclass(frozen=True)
+class _Signer:
+    kid: str
+    alg: str
+    key: ECKey | RSAKey
+    loaded_at: datetime
+    until: datetime
+
+
+@dataclass(frozen=True)
+class _Published:
+    keys: dict[str, tuple[str, ECKey | RSAKey]]  # kid -> (alg, public key)
+    jwks: bytes
+    loaded_at: datetime
+    until: datetime
 
 
 class InvalidJWT(Exception):
@@ -75,6 +101,7 @@ def rotate(alg: str, now: datetime) -> SigningKey:
     then, and stays published until what it signed has expired."""
     lead = timedelta(seconds=current_app.config["KEY_PUBLISH_LEAD_TIME"])
     new = create(alg, now, active_at=now + lead)
+    forget_cached_keys()
     for old in db.session.scalars(
         select(SigningKey).where(
             SigningKey.alg == alg, SigningKey.retired_at.is_(None), SigningKey.id != new.id
@@ -100,6 +127,7 @@ def signing_key(alg: str, now: datetime) -> SigningKey:
     if row is None:
         row = create(alg, now, active_at=now)
         db.session.commit()
+        forget_cached_keys()
     return row
 
 
@@ -132,10 +160,75 @@ def _private_key(row: SigningKey) -> ECKey | RSAKey:
     return key
 
 
+def _cache() -> dict:
+    return current_app.extensions.setdefault(_CACHE, {})
+
+
+def forget_cached_keys() -> None:
+    """This process reads the keys again on next use (the others within the recheck interval)."""
+    current_app.extensions.pop(_CACHE, None)
+
+
+def _recheck_at(now: datetime, *moments: datetime | None) -> datetime:
+    # Half the lead time at most: a worker must learn of a new key well before it signs.
+    lead = timedelta(seconds=current_app.config["KEY_PUBLISH_LEAD_TIME"])
+    recheck = min(KEY_RECHECK_INTERVAL, lead / 2)
+    return min([now + recheck, *(moment for moment in moments if moment and moment > now)])
+
+
+def _fresh(entry, now: datetime) -> bool:
+    return entry is not None and entry.loaded_at <= now < entry.until
+
+
+def _signer(alg: str, now: datetime) -> _Signer:
+    signer = _cache().get(("signer", alg))
+    if not _fresh(signer, now):
+        row = signing_key(alg, now)
+        # A key of the same algorithm that starts signing later takes over then.
+        successor = db.session.scalar(
+            select(func.min(SigningKey.active_at)).where(
+                SigningKey.alg == alg, SigningKey.active_at > now
+            )
+        )
+        signer = _Signer(
+            row.kid, row.alg, _private_key(row), now, _recheck_at(now, row.retired_at, successor)
+        )
+        _cache()[("signer", alg)] = signer
+    return signer
+
+
+def _published(now: datetime) -> _Published:
+    cached = _cache().get("published")
+    if not _fresh(cached, now):
+        rows = published(now)
+        lifetime = _max_signed_lifetime()
+        # A retired key leaves JWKS once what it signed has expired.
+        leaves = [row.retired_at + lifetime for row in rows if row.retired_at is not None]
+        cached = _Published(
+            keys={row.kid: (row.alg, KEY_TYPES[row.alg][0].import_key(row.public_jwk))
+                  for row in rows},
+            jwks=json.dumps({"keys": [row.public_jwk for row in rows]}).encode(),
+            loaded_at=now,
+            until=_recheck_at(now, *leaves),
+        )
+        _cache()["published"] = cached
+    return cached
+
+
+def jwks_document(now: datetime) -> bytes:
+    """The JWKS as JSON bytes, with at least one key: the first is made on first use."""
+    document = _published(now)
+    if not document.keys:
+        signing_key(DEFAULT_ALG, now)
+        forget_cached_keys()
+        document = _published(now)
+    return document.jwks
+
+
 def sign(claims: dict, *, alg: str, now: datetime, typ: str = "JWT") -> str:
-    row = signing_key(alg, now)
-    header = {"alg": row.alg, "kid": row.kid, "typ": typ}
-    return jwt.encode(header, claims, _private_key(row), algorithms=[row.alg])
+    signer = _signer(alg, now)
+    header = {"alg": signer.alg, "kid": signer.kid, "typ": typ}
+    return jwt.encode(header, claims, signer.key, algorithms=[signer.alg])
 
 
 def _header(token: str) -> dict:
@@ -158,10 +251,14 @@ def verify(token: str, now: datetime, *, typ: str | None = None) -> dict:
         raise InvalidJWT("algorithm or key not accepted")
     if typ is not None and str(header.get("typ", "")).lower() != typ.lower():
         raise InvalidJWT("wrong token type")
-    row = next((key for key in published(now) if key.kid == kid and key.alg == alg), None)
-    if row is None:
+    known = _published(now).keys.get(kid)
+    if known is None:
+        # Perhaps a key that another process made first, after this one last looked.
+        forget_cached_keys()
+        known = _published(now).keys.get(kid)
+    if known is None or known[0] != alg:
         raise InvalidJWT("unknown key")
-    public = KEY_TYPES[alg][0].import_key(row.public_jwk)
+    public = known[1]
     try:
         return dict(jwt.decode(token, public, algorithms=[alg]).claims)
     except (JoseError, ValueError):

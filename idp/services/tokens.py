@@ -9,7 +9,8 @@ import secrets
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import joinedload
 
 from idp.extensions import db
 from idp.models import Client, Grant, Session, Token, TokenKind, User, UserState
@@ -151,35 +152,42 @@ def access_token(grant: Grant, scope: str, now: datetime) -> tuple[str, int]:
 def store(grant: Grant, token: dict, now: datetime) -> None:
     """Keeps the digests of what the token response carries."""
     scope = token.get("scope", grant.scope)
-    db.session.add(
-        Token(
-            grant_id=grant.id,
-            kind=TokenKind.ACCESS,
-            digest=digest(token["access_token"]),
-            scope=scope,
-            created_at=now,
-            expires_at=now + timedelta(seconds=token["expires_in"]),
-        )
-    )
+    rows = [
+        {
+            "grant_id": grant.id,
+            "kind": TokenKind.ACCESS,
+            "digest": digest(token["access_token"]),
+            "scope": scope,
+            "created_at": now,
+            "expires_at": now + timedelta(seconds=token["expires_in"]),
+        }
+    ]
     if "refresh_token" in token:
-        db.session.add(
-            Token(
-                grant_id=grant.id,
-                kind=TokenKind.REFRESH,
-                digest=digest(token["refresh_token"]),
-                scope=scope,
-                created_at=now,
+        rows.append(
+            {
+                "grant_id": grant.id,
+                "kind": TokenKind.REFRESH,
+                "digest": digest(token["refresh_token"]),
+                "scope": scope,
+                "created_at": now,
                 # An absolute lifetime for the family: rotation does not extend it.
-                expires_at=grant.created_at + _seconds("REFRESH_TOKEN_LIFETIME"),
-            )
+                "expires_at": grant.created_at + _seconds("REFRESH_TOKEN_LIFETIME"),
+            }
         )
+    # A bulk INSERT: nothing reads these rows back in this request.
+    db.session.execute(insert(Token), rows)
     db.session.commit()
 
 
 def find(value: str | None, kind: str | None = None) -> Token | None:
     if not value or len(value) > 8192:
         return None
-    query = select(Token).where(Token.digest == digest(value))
+    # Every caller goes on to the grant and its user: one query instead of three.
+    query = (
+        select(Token)
+        .where(Token.digest == digest(value))
+        .options(joinedload(Token.grant).joinedload(Grant.user))
+    )
     if kind is not None:
         query = query.where(Token.kind == kind)
     return db.session.scalar(query)
@@ -208,14 +216,16 @@ def find_refresh(value: str | None, now: datetime) -> Token | None:
 
 def claim_refresh(token: Token, now: datetime) -> bool:
     """Marks the refresh token used; False (and the family revoked) when a parallel request
-    used it first."""
+    used it first. The claim commits with the tokens that replace it (`store`): the UPDATE
+    holds the row until then, so a parallel claim waits and then finds it used, and a request
+    that fails in between leaves the token unused."""
     claimed = db.session.execute(
         update(Token)
         .where(Token.id == token.id, Token.used_at.is_(None), Token.revoked_at.is_(None))
         .values(used_at=now)
     ).rowcount
-    db.session.commit()
     if claimed != 1:
+        db.session.rollback()
         _refresh_reused(token, now)
     return claimed == 1
 

@@ -102,12 +102,8 @@ def discovery():
 
 @api.get("/jwks.json")
 def jwks():
-    document = keys.jwks(clock.now())
-    if not document["keys"]:
-        # The first key is made on first use; publish it before anything needs it.
-        keys.signing_key(keys.DEFAULT_ALG, clock.now())
-        document = keys.jwks(clock.now())
-    return _public_json(json.dumps(document).encode(), JWKS_MAX_AGE)
+    # The first key is made on first use; publish it before anything needs it.
+    return _public_json(keys.jwks_document(clock.now()), JWKS_MAX_AGE)
 
 
 # --- Authorization -----------------------------------------------------------------------------
