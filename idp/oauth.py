@@ -4,7 +4,13 @@ that show our rows to Authlib. Decisions live in idp.services; this module only 
 from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749 import ClientMixin, InvalidGrantError, InvalidRequestError, grants
+from authlib.oauth2.rfc6749 import (
+    ClientMixin,
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    grants,
+)
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
@@ -17,7 +23,14 @@ from idp.services.secrets import new_token
 
 SECRET_METHODS = ["client_secret_basic", "client_secret_post"]
 TOKEN_AUTH_METHODS = [*SECRET_METHODS, "none"]
-GRANT_TYPES = ("authorization_code", "refresh_token")
+CODE_FLOW_GRANT_TYPES = ("authorization_code", "refresh_token")
+GRANT_TYPES = (*CODE_FLOW_GRANT_TYPES, "client_credentials")
+# The audience of a service token, by scope: the one API the scope opens.
+SERVICE_AUDIENCES = {"scim": "/scim/v2"}
+
+
+def service_audience(scope: str) -> str:
+    return current_app.config["ISSUER"] + SERVICE_AUDIENCES[scope]
 
 
 class ClientAdapter(ClientMixin):
@@ -33,6 +46,8 @@ class ClientAdapter(ClientMixin):
         return None
 
     def get_allowed_scope(self, scope):
+        if not clients.signs_people_in(self.row):
+            return " ".join(clients.service_scopes(self.row))
         return " ".join(s for s in (scope or "").split() if s in tokens.SCOPES)
 
     def check_redirect_uri(self, redirect_uri):
@@ -47,10 +62,12 @@ class ClientAdapter(ClientMixin):
         return method in SECRET_METHODS
 
     def check_response_type(self, response_type):
-        return response_type == "code"
+        return response_type == "code" and clients.signs_people_in(self.row)
 
     def check_grant_type(self, grant_type):
-        return grant_type in GRANT_TYPES
+        if clients.signs_people_in(self.row):
+            return grant_type in CODE_FLOW_GRANT_TYPES
+        return grant_type == "client_credentials"
 
 
 class GrantAdapter:
@@ -91,13 +108,26 @@ def _query_client(client_id):
 
 
 def _save_token(token, request):
+    if request.user is None:
+        # Client credentials: the token is checked by signature, see tokens.service_access_token.
+        return
     # The grant travels as Authlib's "user": it carries the user, the session and the client.
     tokens.store(request.user, token, clock.now())
 
 
 def _generate_token(grant_type, client, user, scope, expires_in=None, include_refresh_token=True):
-    grant: Grant = user
     now = clock.now()
+    if grant_type == "client_credentials":
+        access, lifetime = tokens.service_access_token(
+            client.row, scope, service_audience(scope), now
+        )
+        return {
+            "token_type": "Bearer",
+            "access_token": access,
+            "expires_in": lifetime,
+            "scope": scope,
+        }
+    grant: Grant = user
     access, lifetime = tokens.access_token(grant, scope, now)
     token = {"token_type": "Bearer", "access_token": access, "expires_in": lifetime, "scope": scope}
     if include_refresh_token and tokens.refresh_allowed(scope):
@@ -159,6 +189,25 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         """Claimed (marked used) before the new one was issued."""
 
 
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    """For a service acting for itself (the ordering system), with exactly one scope of those
+    its operator allowed it: the token then opens that one API."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = SECRET_METHODS
+
+    def validate_requested_scope(self):
+        allowed = clients.service_scopes(self.client.row)
+        requested = (self.request.payload.scope or "").split() or allowed[:1]
+        if len(requested) != 1 or requested[0] not in allowed:
+            raise InvalidScopeError("ask for one scope that this client is allowed")
+        self.granted_scope = requested[0]
+
+    def create_token_response(self):
+        token = self.generate_token(scope=self.granted_scope, include_refresh_token=False)
+        self.save_token(token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
 class IdToken(OpenIDCode):
     def exists_nonce(self, nonce, request):
         # A code is single-use and bound to its PKCE verifier: a replayed nonce gains nothing.
@@ -205,6 +254,7 @@ def init_app(app: Flask) -> None:
     server.scopes_supported = None
     server.register_grant(AuthorizationCodeGrant, [S256Challenge(required=True), IdToken()])
     server.register_grant(RefreshTokenGrant)
+    server.register_grant(ClientCredentialsGrant)
     server.register_endpoint(Revocation)
     server.register_endpoint(Introspection)
     app.extensions["idp.oauth"] = server

@@ -21,7 +21,7 @@ from werkzeug.serving import make_server
 from tests.conftest import PASSWORD, activate
 from tests.servers import HOST, free_port
 
-SCOPE = "openid profile email phone offline_access"
+SCOPE = "openid profile email phone entitlements offline_access"
 
 
 @dataclass

@@ -1,5 +1,7 @@
-"""Relying parties registered by operators: exact redirect URIs, secrets shown once and kept
-as SHA-256 digests (a random 256-bit secret needs no slow hash), public clients without one."""
+"""Clients registered by operators: relying parties (exact redirect URIs, public clients
+without a secret) and services that act for themselves with client credentials (the ordering
+system). Secrets are shown once and kept as SHA-256 digests (a random 256-bit secret needs no
+slow hash)."""
 
 import ipaddress
 import secrets
@@ -10,11 +12,16 @@ from sqlalchemy import select
 
 from idp.extensions import db
 from idp.models import Client
-from idp.services import keys
+from idp.services import entitlements, keys
 from idp.services.secrets import digest, new_token, same
 from idp.services.users import UserError
 
 LOOPBACK_NAMES = ("localhost",)
+CODE_FLOW = "authorization_code"
+CLIENT_CREDENTIALS = "client_credentials"
+GRANT_TYPES = (CODE_FLOW, CLIENT_CREDENTIALS)
+# What a client_credentials client can be allowed: each scope opens one API and nothing else.
+SERVICE_SCOPES = ("scim",)
 
 
 def _is_loopback(host: str) -> bool:
@@ -57,13 +64,33 @@ def create(
     public: bool,
     alg: str,
     now: datetime,
+    grant_type: str = CODE_FLOW,
+    scope: str | None = None,
+    required_entitlement: str | None = None,
 ) -> tuple[Client, str | None]:
     """The new client and its secret (None for a public client): the secret is never stored."""
     name = name.strip()
     if not name or len(name) > 200:
         raise UserError("a client needs a name of 1 to 200 characters")
-    if not redirect_uris:
-        raise UserError("a client needs at least one --redirect-uri")
+    if grant_type == CLIENT_CREDENTIALS:
+        _check_service_client(
+            redirect_uris=redirect_uris,
+            post_logout_redirect_uris=post_logout_redirect_uris,
+            backchannel_logout_uri=backchannel_logout_uri,
+            public=public,
+            scope=scope,
+            required_entitlement=required_entitlement,
+        )
+        scope = " ".join(dict.fromkeys(scope.split()))
+    elif grant_type == CODE_FLOW:
+        if not redirect_uris:
+            raise UserError("a client needs at least one --redirect-uri")
+        if scope:
+            raise UserError("--scope is for --grant client_credentials only")
+        if required_entitlement is not None:
+            entitlements.check_known([required_entitlement])
+    else:
+        raise UserError(f"unsupported grant {grant_type!r}: use one of {', '.join(GRANT_TYPES)}")
     if alg not in keys.ALGORITHMS:
         raise UserError(f"unsupported algorithm {alg!r}: use one of {', '.join(keys.ALGORITHMS)}")
     secret = None if public else new_token()
@@ -82,10 +109,37 @@ def create(
         ),
         id_token_signed_response_alg=alg,
         created_at=now,
+        grant_type=grant_type,
+        scope=scope,
+        required_entitlement=required_entitlement,
     )
     db.session.add(client)
     db.session.flush()
     return client, secret
+
+
+def _check_service_client(
+    *,
+    redirect_uris,
+    post_logout_redirect_uris,
+    backchannel_logout_uri,
+    public,
+    scope,
+    required_entitlement,
+) -> None:
+    """A client_credentials client never sends a browser anywhere and must hold a secret."""
+    if redirect_uris or post_logout_redirect_uris or backchannel_logout_uri:
+        raise UserError("a client_credentials client takes no redirect or logout URIs")
+    if public:
+        raise UserError("a client_credentials client cannot be public: it needs a secret")
+    if required_entitlement is not None:
+        raise UserError("--require-entitlement is for clients that sign people in")
+    requested = (scope or "").split()
+    if not requested:
+        raise UserError(f"a client_credentials client needs --scope ({', '.join(SERVICE_SCOPES)})")
+    unknown = [value for value in requested if value not in SERVICE_SCOPES]
+    if unknown:
+        raise UserError(f"unknown scope {unknown[0]!r}: use one of {', '.join(SERVICE_SCOPES)}")
 
 
 def find(client_id: str | None) -> Client | None:
@@ -107,6 +161,18 @@ def all_clients() -> list[Client]:
 
 def is_public(client: Client) -> bool:
     return client.secret_digest is None
+
+
+def signs_people_in(client: Client) -> bool:
+    """A relying party (code flow); the others act for themselves with client credentials."""
+    return client.grant_type == CODE_FLOW
+
+
+def service_scopes(client: Client) -> list[str]:
+    """What a client_credentials client may ask for; nothing for a relying party."""
+    if client.grant_type != CLIENT_CREDENTIALS:
+        return []
+    return (client.scope or "").split()
 
 
 def secret_matches(client: Client, secret: str | None) -> bool:

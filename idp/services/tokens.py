@@ -14,17 +14,21 @@ from sqlalchemy.orm import joinedload
 
 from idp.extensions import db
 from idp.models import Client, Grant, Session, Token, TokenKind, User, UserState
-from idp.services import keys
+from idp.services import clients, entitlements, keys
 from idp.services.secrets import digest, new_token
 
 # What the login proves: a password and a possession factor (the SMS PIN).
 ACR = "https://refeds.org/profile/mfa"
-SCOPES = ("openid", "profile", "email", "phone", "offline_access")
+SCOPES = ("openid", "profile", "email", "phone", "entitlements", "offline_access")
 CLAIMS_BY_SCOPE = {
     "profile": ("name", "preferred_username"),
     "email": ("email", "email_verified"),
     "phone": ("phone_number", "phone_number_verified"),
+    "entitlements": ("entitlements",),
 }
+# Claims that the ID token carries too, not only userinfo: a relying party that admits only
+# one product decides at sign-in.
+ID_TOKEN_SCOPED_CLAIMS = ("entitlements",)
 
 
 def _seconds(setting: str) -> timedelta:
@@ -99,7 +103,12 @@ def redeem_code(code: str, client: Client, now: datetime) -> Grant | None:
 
 
 def grant_is_usable(grant: Grant) -> bool:
-    return grant.revoked_at is None and grant.user.state == UserState.ACTIVE
+    """Unrevoked, the account active, and the product the client serves still under contract."""
+    return (
+        grant.revoked_at is None
+        and grant.user.state == UserState.ACTIVE
+        and entitlements.admits(grant.client, grant.user)
+    )
 
 
 def revoke_grant(grant: Grant, now: datetime) -> None:
@@ -147,6 +156,47 @@ def access_token(grant: Grant, scope: str, now: datetime) -> tuple[str, int]:
         "sid": grant.sid,
     }
     return keys.sign(claims, alg=keys.DEFAULT_ALG, now=now, typ="at+jwt"), lifetime
+
+
+def service_access_token(client: Client, scope: str, audience: str, now: datetime):
+    """An RFC 9068 JWT access token for a client acting for itself (client credentials), valid
+    only at `audience`, and its lifetime in seconds. It is not stored: it is short-lived and
+    checked by signature, audience and scope, and it dies with its client."""
+    lifetime = current_app.config["SERVICE_TOKEN_LIFETIME"]
+    claims = {
+        "iss": current_app.config["ISSUER"],
+        "sub": client.client_id,
+        "aud": audience,
+        "client_id": client.client_id,
+        "scope": scope,
+        "iat": epoch(now),
+        "exp": epoch(now) + lifetime,
+        "jti": secrets.token_urlsafe(16),
+    }
+    return keys.sign(claims, alg=keys.DEFAULT_ALG, now=now, typ="at+jwt"), lifetime
+
+
+def authenticate_service_token(
+    value: str | None, *, audience: str, scope: str, now: datetime
+) -> Client | None:
+    """The client_credentials client behind a bearer token that is ours, unexpired, meant for
+    `audience` and granted `scope`; None for anything else, a relying party's token included."""
+    if not value or len(value) > 8192:
+        return None
+    try:
+        claims = keys.verify(value, now, typ="at+jwt")
+    except keys.InvalidJWT:
+        return None
+    expires = claims.get("exp")
+    if not isinstance(expires, int) or expires <= epoch(now):
+        return None
+    if claims.get("iss") != current_app.config["ISSUER"] or claims.get("aud") != audience:
+        return None
+    if scope not in str(claims.get("scope", "")).split():
+        return None
+    # The client as it is now: a deleted client, or one no longer allowed the scope, is out.
+    client = db.session.scalar(select(Client).where(Client.client_id == claims.get("client_id")))
+    return client if client is not None and scope in clients.service_scopes(client) else None
 
 
 def store(grant: Grant, token: dict, now: datetime) -> None:
@@ -272,6 +322,7 @@ def user_claims(user: User, scope: str) -> dict:
         "email_verified": True,
         "phone_number": user.phone,
         "phone_number_verified": True,
+        "entitlements": entitlements.of(user),
     }
     claims = {"sub": user.subject}
     for name, granted in CLAIMS_BY_SCOPE.items():
@@ -294,6 +345,8 @@ def id_token(grant: Grant, access_token_value: str | None, now: datetime) -> str
         "acr": grant.acr,
         "sid": grant.sid,
     }
+    scoped = user_claims(grant.user, grant.scope)
+    claims.update({name: scoped[name] for name in ID_TOKEN_SCOPED_CLAIMS if name in scoped})
     if grant.nonce:
         claims["nonce"] = grant.nonce
     if access_token_value:

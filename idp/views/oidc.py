@@ -20,7 +20,7 @@ from flask import (
 
 from idp import oauth
 from idp.extensions import csrf, db
-from idp.services import audit, clients, clock, keys, links, tokens, tokens_logout
+from idp.services import audit, clients, clock, entitlements, keys, links, tokens, tokens_logout
 from idp.web import clear_session_cookie, client_ip, current_session, end_flow
 
 bp = Blueprint("oidc", __name__)
@@ -176,7 +176,7 @@ def _login_redirect(client_id: str, status: int):
 def authorize():
     status = 303 if request.method == "POST" else 302
     client = clients.find(request.values.get("client_id"))
-    if client is None:
+    if client is None or not clients.signs_people_in(client):
         return invalid_request_page("client")
     if not clients.redirect_uri_registered(client, request.values.get("redirect_uri")):
         return invalid_request_page("redirect_uri")
@@ -209,7 +209,31 @@ def authorize():
             )
             return oauth.denial_response(denied, status)
         return _login_redirect(client.client_id, status)
+    if not entitlements.admits(client, session.user):
+        return _entitlement_missing(grant, client, session, status)
     return oauth.authorization_response(grant, session, client, status)
+
+
+def _entitlement_missing(grant, client, session, status):
+    """The person is signed in but has no contract for the product this client serves: they
+    learn why here, instead of landing in an application that has nothing for them."""
+    audit.record(
+        "authorization.refused",
+        now=clock.now(),
+        actor="user",
+        user=session.user,
+        ip=client_ip(),
+        client_id=client.client_id,
+        missing_entitlement=client.required_entitlement,
+    )
+    db.session.commit()
+    if "none" in request.values.get("prompt", "").split():
+        denied = oauth.AuthorizationDenied(
+            grant.redirect_uri, "access_denied", None, grant.request.payload.state
+        )
+        return oauth.denial_response(denied, status)
+    page = render_template("oidc/entitlement_missing.html", client=client, user=session.user)
+    return page, 403
 
 
 # --- Protocol endpoints for relying parties ----------------------------------------------------
