@@ -35,7 +35,7 @@ def test_activation_and_login_in_the_browser(browser, live_idp, language):
     page.go_back()
     page.fill("#pin", pin)
     page.get_by_role("button", name=text["confirm"], exact=True).click()
-    assert text["done"] in page.content()
+    page.get_by_role("heading", name=text["done"]).wait_for()
     steps.record("password-set")
 
     page.goto(f"{base}/login")
@@ -48,7 +48,7 @@ def test_activation_and_login_in_the_browser(browser, live_idp, language):
     page.go_back()
     page.fill("#pin", pin)
     page.get_by_role("button", name=text["confirm"], exact=True).click()
-    assert page.url.rstrip("/") == base
+    page.wait_for_url(f"{base}/")
     assert "anna" in page.content()
     steps.record("signed-in")
 
@@ -61,5 +61,24 @@ def test_language_switch_changes_the_page_language(browser, live_idp):
     page.goto(f"{base}/login")
     assert page.get_attribute("html", "lang") == "de"
     page.get_by_role("link", name="EN").click()
-    assert page.get_attribute("html", "lang") == "en"
+    page.wait_for_selector("html[lang=en]")
     assert "Username" in page.content()
+
+
+def test_login_works_with_the_keyboard_alone(browser, live_idp):
+    app, base = live_idp
+    page = new_page(browser, "de")
+    invite(app)
+    page.goto(newest_link(page, f"{base}/_dev/outbox", "/activate/"))
+    page.focus("#password")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/pin")
+    pin = newest_pin(page, f"{base}/_dev/outbox")
+    page.goto(f"{base}/pin")
+    # The PIN field has the focus when the page opens: type and press Enter.
+    page.keyboard.type(pin)
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Ihr Passwort ist gespeichert").wait_for()
