@@ -35,6 +35,7 @@ class Result:
     errors: int
     seconds: float
     first_error: str | None = None
+    refresh_token: str | None = None  # the newest of the chain, for the next round
 
 
 def _run(job: Job, start_at: float, seconds: float, max_requests: int) -> Result:
@@ -73,17 +74,19 @@ def _run(job: Job, start_at: float, seconds: float, max_requests: int) -> Result
             refresh_token = json.loads(payload)["refresh_token"]
     elapsed = time.perf_counter() - started
     connection.close()
-    return Result(done, errors, elapsed, first_error)
+    return Result(done, errors, elapsed, first_error, refresh_token)
 
 
 def run(jobs: list[Job], seconds: float, max_requests: int) -> tuple[float, Result]:
     """Runs the jobs in parallel, at most `seconds` long and `max_requests` in all; returns
-    requests per second and the summed result."""
+    requests per second and the summed result. Refresh jobs keep their newest token."""
     per_job = max(1, max_requests // len(jobs))
     with ProcessPoolExecutor(len(jobs)) as pool:
         start_at = time.time() + 1.0  # every process is up before the clock starts
         futures = [pool.submit(_run, job, start_at, seconds, per_job) for job in jobs]
         results = [future.result(timeout=seconds + 60) for future in futures]
+    for job, result in zip(jobs, results, strict=True):
+        job.refresh_token = result.refresh_token
     total = Result(
         sum(r.requests for r in results),
         sum(r.errors for r in results),

@@ -1,11 +1,21 @@
 """Which language a page speaks: the visitor's choice (a cookie set by the switch), else the
+language a relying party asked for with `ui_locales` at /authorize (for that login), else the
 browser's Accept-Language, else German."""
 
-from flask import Blueprint, current_app, has_request_context, redirect, request
+from flask import (
+    Blueprint,
+    after_this_request,
+    current_app,
+    has_request_context,
+    redirect,
+    request,
+)
 
 from idp.web import safe_return_path
 
 LANGUAGE_COOKIE = "idp_lang"
+# Lives as long as the browser session: the login that the relying party started, not longer.
+UI_LOCALES_COOKIE = "idp_ui_locales"
 
 bp = Blueprint("i18n", __name__)
 
@@ -17,7 +27,41 @@ def select_locale() -> str:
     chosen = request.cookies.get(LANGUAGE_COOKIE)
     if chosen in languages:
         return chosen
+    asked = requested_ui_locale(request.args.get("ui_locales")) or request.cookies.get(
+        UI_LOCALES_COOKIE
+    )
+    if asked in languages:
+        return asked
     return request.accept_languages.best_match(languages) or languages[0]
+
+
+def requested_ui_locale(ui_locales: str | None) -> str | None:
+    """The first language of a space-separated `ui_locales` list that the pages speak
+    ("en-US" counts as "en")."""
+    languages = current_app.config["LANGUAGES"]
+    for tag in (ui_locales or "").split()[:10]:
+        for candidate in (tag, tag.split("-")[0]):
+            if candidate.lower() in languages:
+                return candidate.lower()
+    return None
+
+
+def remember_ui_locales() -> None:
+    """At /authorize: the hosted pages of the login that follows speak the language asked for."""
+    asked = requested_ui_locale(request.values.get("ui_locales"))
+    if asked is None:
+        return
+
+    @after_this_request
+    def set_cookie(response):
+        response.set_cookie(
+            UI_LOCALES_COOKIE,
+            asked,
+            secure=current_app.config["SESSION_COOKIE_SECURE"],
+            httponly=True,
+            samesite="Lax",
+        )
+        return response
 
 
 @bp.get("/language/<code>")
@@ -33,4 +77,7 @@ def switch(code: str):
             httponly=True,
             samesite="Lax",
         )
+        if UI_LOCALES_COOKIE in request.cookies:
+            # The person's own choice outranks what a relying party asked for.
+            response.delete_cookie(UI_LOCALES_COOKIE)
     return response

@@ -24,8 +24,9 @@ SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 SECRET_LOOKING_SEGMENT = re.compile(r"(?=[^/]*[A-Z0-9])[A-Za-z0-9._~=-]{24,}")
 REDACTED = "[redacted]"
 
-# Loggers whose chatter at DEBUG or INFO would carry SQL parameters (hashes, token digests).
-QUIET_LOGGERS = ("sqlalchemy.engine", "sqlalchemy.pool")
+# Loggers whose chatter at DEBUG or INFO would carry SQL parameters (hashes, token digests)
+# or whole token responses (Authlib logs every token it issues at DEBUG).
+QUIET_LOGGERS = ("sqlalchemy.engine", "sqlalchemy.pool", "authlib")
 
 current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "idp_request_id", default=None

@@ -35,6 +35,11 @@ PIN_SEND_FAILURES = Counter(
     "idp_pin_send_failures_total", "PIN SMS the provider did not accept.", ["purpose"]
 )
 SMS_COST = Counter("idp_sms_cost_eur_total", "What the SMS provider reported as charged, in EUR.")
+TOKENS_ISSUED = Counter(
+    "idp_tokens_issued_total",
+    "Successful token responses by grant type (authorization_code, refresh_token, ...).",
+    ["grant"],
+)
 REQUEST_DURATION = Histogram(
     "idp_request_duration_seconds",
     "Time to answer a request, by endpoint (the route's name, never the path).",

@@ -15,8 +15,9 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import OpenIDCode
-from flask import Flask, Response, current_app, redirect
+from flask import Flask, Response, current_app, redirect, request
 
+from idp import metrics
 from idp.models import Client, Grant, Token, TokenKind
 from idp.services import clients, clock, tokens
 from idp.services.secrets import new_token
@@ -326,6 +327,9 @@ def authorization_response(grant, session, client: Client, status: int) -> Respo
 
 def token_response() -> Response:
     response = _server().create_token_response()
+    if response.status_code == 200:
+        # Only grant types that the server registered get this far: a bounded label set.
+        metrics.TOKENS_ISSUED.labels(grant=request.form.get("grant_type", "")).inc()
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     return response

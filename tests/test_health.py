@@ -20,7 +20,10 @@ def test_healthz_answers(client):
 def test_readyz_is_ready_with_a_reachable_database(client):
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json == {"status": "ready", "checks": {"database": "ok"}}
+    assert response.json == {
+        "status": "ready",
+        "checks": {"database": "ok", "signing_key": "ok"},
+    }
 
 
 def test_readyz_fails_when_the_database_is_unreachable(make_app, database_uri):
@@ -29,8 +32,9 @@ def test_readyz_fails_when_the_database_is_unreachable(make_app, database_uri):
     app = make_app(SQLALCHEMY_DATABASE_URI=unreachable)
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
-    assert response.json["failing"] == ["database"]
-    assert response.json["checks"] == {"database": "failed"}
+    # Without a database there is no signing key either.
+    assert response.json["failing"] == ["database", "signing_key"]
+    assert response.json["checks"] == {"database": "failed", "signing_key": "failed"}
     assert "s3cret-pw" not in response.text and "127.0.0.1" not in response.text
 
 
@@ -41,7 +45,7 @@ def test_readyz_checks_redis_when_configured(make_app):
     assert response.json == {
         "status": "unavailable",
         "failing": ["redis"],
-        "checks": {"database": "ok", "redis": "failed"},
+        "checks": {"database": "ok", "signing_key": "ok", "redis": "failed"},
     }
 
 

@@ -8,9 +8,11 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+import requests
 
 from idp.logging_setup import GunicornLogger, JsonFormatter, loggable_path
 from tests.conftest import PASSWORD, invite, path_of, post_form
+from tests.oidc_fixtures import *  # noqa: F403 (fixtures: idp, browser, rp)
 from tests.test_metrics import fetch, gunicorn
 
 
@@ -160,3 +162,68 @@ def test_under_gunicorn_every_line_is_json_and_no_query_string_is_logged(tmp_pat
     everything = "\n".join(lines)
     assert "c0de-in-query" not in everything and "st4te" not in everything
     assert token not in everything
+
+
+def test_the_oidc_flow_logs_no_code_token_or_hint(idp, browser, rp, collected_logs):
+    collector, root = collected_logs
+    root.setLevel(logging.DEBUG)
+    response = browser.visit(rp.authorization_url(login_hint="anna-hint-7f3k"))
+    callback = response.headers["Location"]
+    secrets = {"code": rp.callback_params(response)["code"], "state": rp.last["state"]}
+    token = rp.redeem(callback)
+    secrets.update({name: token[name] for name in ("access_token", "refresh_token", "id_token")})
+    refreshed = requests_post(
+        idp.url("/token"),
+        {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
+        (rp.client_id, rp.client_secret),
+    )
+    secrets["rotated refresh token"] = refreshed["refresh_token"]
+    # Replaying the old refresh token and the old code takes the paths that log a warning.
+    requests_post(
+        idp.url("/token"),
+        {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
+        (rp.client_id, rp.client_secret),
+    )
+    requests_post(
+        idp.url("/token"),
+        {"grant_type": "authorization_code", "code": secrets["code"],
+         "redirect_uri": rp.redirect_uri, "code_verifier": rp.last["verifier"]},
+        (rp.client_id, rp.client_secret),
+    )
+    browser.http.get(
+        idp.url("/end_session"),
+        params={"id_token_hint": token["id_token"], "state": "logout-state-9q2w"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    secrets["logout state"] = "logout-state-9q2w"
+    secrets["login_hint"] = "anna-hint-7f3k"
+
+    # The test server's request lines (werkzeug) and the test's HTTP client (urllib3) are not
+    # ours: production runs gunicorn, whose access lines are checked below.
+    lines = [
+        line
+        for line in collector.lines
+        if json.loads(line)["logger"].split(".")[0] not in ("werkzeug", "urllib3")
+    ]
+    assert lines, "nothing was logged: is the collector attached?"
+    everything = "\n".join(lines)
+    for name, value in secrets.items():
+        assert value not in everything, f"the {name} appears in the logs"
+
+
+def requests_post(url: str, data: dict, auth: tuple) -> dict:
+    return requests.post(url, data=data, auth=auth, timeout=10).json()
+
+
+def test_under_gunicorn_authorize_and_end_session_queries_are_not_logged(tmp_path, database_uri):
+    hint = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJoaW50In0.c2lnbmF0dXJlLW9mLXRoZS1oaW50"
+    with gunicorn(tmp_path, database_uri) as (base, lines):
+        fetch(f"{base}/authorize?client_id=c&state=st4te-a&login_hint=h1nt-user&code=c0de-a")
+        fetch(f"{base}/end_session?id_token_hint={hint}&state=st4te-b")
+    everything = "\n".join(lines)
+    entries = [json.loads(line) for line in lines]
+    paths = {entry["access"]["path"] for entry in entries if "access" in entry}
+    assert {"/authorize", "/end_session"} <= paths
+    for value in ("st4te-a", "h1nt-user", "c0de-a", hint, "st4te-b", "c2lnbmF0dXJl"):
+        assert value not in everything

@@ -6,14 +6,26 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from idp.extensions import db
 
+# Paths that relying parties call: errors there are JSON even when no route matched (a 404 or
+# 405 has no blueprint), since a client library parses the answer instead of showing it.
+PROTOCOL_PATHS = ("/token", "/userinfo", "/revoke", "/introspect", "/jwks.json", "/.well-known")
+JSON_ERRORS = {404: "not_found", 405: "method_not_allowed"}
+
+
+def is_protocol_path(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in PROTOCOL_PATHS)
+
 
 def wants_json() -> bool:
-    return request.blueprint in current_app.config.get("JSON_ERROR_BLUEPRINTS", ())
+    return request.blueprint in current_app.config.get(
+        "JSON_ERROR_BLUEPRINTS", ()
+    ) or is_protocol_path(request.path)
 
 
 def error_page(status: int, kind: str | None = None):
     if wants_json():
-        return {"error": kind or "server_error"}, status
+        default = JSON_ERRORS.get(status, "invalid_request" if status < 500 else "server_error")
+        return {"error": kind or default}, status
     return render_template("errors/error.html", status=status, kind=kind), status
 
 
@@ -32,7 +44,8 @@ def register_error_handlers(app: Flask) -> None:
             response.set_data(page)
             response.content_type = "text/html; charset=utf-8"
             return response
-        return page, status
+        # The error's own headers stay (Allow on a 405).
+        return page, status, [(k, v) for k, v in response.headers if k.lower() == "allow"]
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):

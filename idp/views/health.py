@@ -1,8 +1,8 @@
 """Liveness (/healthz: the process answers) and readiness (/readyz: it can serve a login).
 
-Readiness runs named checks; each returns nothing or raises. Other parts of the app add
-theirs with `register_readiness_check` (the signing keys, for example). A failing check is
-named in the answer but its error text never is: it may carry a host, a user or a URL.
+Readiness runs named checks (database, signing_key, redis when configured); each returns
+nothing or raises. Other parts of the app add theirs with `register_readiness_check`. A failing
+check is named in the answer but its error text never is: it may carry a host, a user or a URL.
 """
 
 from collections.abc import Callable
@@ -52,6 +52,7 @@ def readiness_checks(app: Flask) -> dict[str, ReadinessCheck]:
 
 def init_readiness(app: Flask) -> None:
     register_readiness_check(app, "database", check_database)
+    register_readiness_check(app, "signing_key", check_signing_key)
     if app.config["REDIS_URL"]:
         register_readiness_check(app, "redis", check_redis)
 
@@ -71,3 +72,10 @@ def check_redis() -> None:
         client.ping()
     finally:
         client.close()
+
+
+def check_signing_key() -> None:
+    """A key signs: it exists (or is made now, as on first use) and decrypts with our secret."""
+    from idp.services import clock, keys
+
+    keys.sign({"purpose": "readiness"}, alg=keys.DEFAULT_ALG, now=clock.now())

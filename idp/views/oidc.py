@@ -18,7 +18,7 @@ from flask import (
     url_for,
 )
 
-from idp import oauth
+from idp import i18n, oauth
 from idp.extensions import csrf, db
 from idp.services import audit, clients, clock, entitlements, keys, links, tokens, tokens_logout
 from idp.web import clear_session_cookie, client_ip, current_session, end_flow
@@ -175,6 +175,7 @@ def _login_redirect(client_id: str, status: int):
 @csrf.exempt
 def authorize():
     status = 303 if request.method == "POST" else 302
+    i18n.remember_ui_locales()
     client = clients.find(request.values.get("client_id"))
     if client is None or not clients.signs_people_in(client):
         return invalid_request_page("client")
