@@ -50,7 +50,20 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 METRICS_DIR = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 
+def shared_counters_missing(environ, worker_count: int) -> bool:
+    """Several workers keep separate memory: without Redis every one of them would grant its
+    own share of login tries and SMS, multiplying every limit by the worker count."""
+    production = environ.get("IDP_CONFIG", "production") == "production"
+    shared = environ.get("IDP_REDIS_URL") or environ.get("IDP_RATELIMIT_STORAGE_URI")
+    return production and worker_count > 1 and not shared
+
+
 def on_starting(server):
+    if shared_counters_missing(os.environ, server.cfg.workers):
+        raise RuntimeError(
+            "several workers need IDP_REDIS_URL for shared rate limits: "
+            "set it, or run one worker (GUNICORN_WORKERS=1)"
+        )
     # Values of processes from an earlier run (a restarted container) must not count again.
     METRICS_DIR.mkdir(parents=True, exist_ok=True)
     for stale in METRICS_DIR.glob("*.db"):

@@ -67,6 +67,23 @@ METRICS_ADDRESS = "127.0.0.1"
 # --- Shared state -----------------------------------------------------------------------------
 # Redis URL for state shared by several workers and hosts (rate limits). Unset: in-process.
 REDIS_URL = None
+# Where rate-limit and SMS counters live. Unset: IDP_REDIS_URL, else this process's memory.
+RATELIMIT_STORAGE_URI = None
+# How many reverse proxies of ours (ingress, load balancer) stand before the app. Only then is
+# X-Forwarded-For believed for the client address that rate limits and the audit log use.
+TRUSTED_PROXIES = 0
+
+# --- SMS defences (checked before any SMS is handed to the provider) -------------------------
+# Countries whose mobile numbers may receive PINs (ISO 3166 codes); also checked at invitation.
+SMS_ALLOWED_COUNTRIES = ["DE", "AT", "CH"]
+# PIN SMS per phone number and per account (limits syntax: "N per day|hour|minute").
+SMS_LIMIT_PER_NUMBER = "10 per day"
+SMS_LIMIT_PER_ACCOUNT = "10 per day"
+# Global budget over all numbers: messages per hour, and money per hour (EUR, as Vonage
+# reports each message's price). Past either, sending stops for the rest of the hour and an
+# error is logged and counted (idp_sms_budget_exceeded_total).
+SMS_BUDGET_MESSAGES = "300 per hour"
+SMS_BUDGET_EUR_PER_HOUR = 20.0
 
 # --- Passwords (NIST SP 800-63B) -------------------------------------------------------------
 # argon2id cost. OWASP's minimum is t=2, m=19 MiB, p=1; see docs/performance.md for timings.
@@ -98,12 +115,25 @@ PIN_MAX_RESENDS = 3
 # Seconds a started login or activation (password accepted, PIN pending) stays open.
 TRANSACTION_LIFETIME = 900
 
+# --- Request rate limits (429 with Retry-After when exceeded) --------------------------------
+RATELIMIT_ENABLED = True
+RATELIMIT_LOGIN_PER_IP = "30 per minute; 300 per hour"
+RATELIMIT_LOGIN_PER_NETWORK = "100 per minute"
+RATELIMIT_LOGIN_PER_ACCOUNT = "20 per 10 minutes"
+RATELIMIT_PIN_PER_IP = "30 per minute"
+RATELIMIT_ACTIVATION_PER_IP = "20 per minute"
+# Password attempts for one account from one address, counted before the password is checked.
+# Exhausting it blocks only that address for that account.
+LOGIN_ATTEMPTS_PER_ACCOUNT_AND_IP = "10 per 15 minutes"
+
 # --- Brute force ------------------------------------------------------------------------------
 # Failed passwords (or PINs) on one account before it is locked for a while.
 LOCKOUT_THRESHOLD = 5
-# First lock in seconds; it doubles with every further failure up to LOCKOUT_MAX_SECONDS.
+# First lock in seconds; it doubles with every further failure up to LOCKOUT_MAX_SECONDS. Kept
+# short: the per-address limit above stops a guesser, and an attacker must not be able to lock
+# the real administrator out for long.
 LOCKOUT_BASE_SECONDS = 30
-LOCKOUT_MAX_SECONDS = 900
+LOCKOUT_MAX_SECONDS = 300
 
 # --- Sessions ---------------------------------------------------------------------------------
 # A login session ends after this many seconds without use...

@@ -32,6 +32,7 @@ def create_app(environment: str | None = None, overrides: Mapping | None = None)
     babel.init_app(app, locale_selector=select_locale)
     csrf.init_app(app)
     init_senders(app)
+    _install_abuse_defences(app)
     app.extensions["idp.passwords"] = PasswordHashing.from_config(app.config)
 
     _register_blueprints(app)
@@ -43,6 +44,21 @@ def create_app(environment: str | None = None, overrides: Mapping | None = None)
 
     register_commands(app)
     return app
+
+
+def _install_abuse_defences(app: Flask) -> None:
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from idp.ratelimit import counters_storage, init_rate_limits
+    from idp.services.sms_guard import SmsGuard
+
+    proxies = int(app.config["TRUSTED_PROXIES"])
+    if proxies:
+        # The client address comes from X-Forwarded-For only through this many of our own
+        # proxies; otherwise anybody could pick the address that rate limits count.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=0)
+    init_rate_limits(app)
+    app.extensions["idp.sms_guard"] = SmsGuard.from_config(app.config, counters_storage(app))
 
 
 def _configure_database(app: Flask) -> None:

@@ -112,9 +112,9 @@ def invite(username, email, phone, name, locale):
     moment = clock.now()
     user = users.create_user(username, email=email, phone=phone, name=name, now=moment)
     user.locale = locale
-    invitation, url = invitations.issue(user, InvitationPurpose.ACTIVATION, moment)
-    audit.record("user.invited", now=moment, actor=operator(), user=user)
-    invitations.send(invitation, url, moment)
+    invitations.issue_and_send(
+        user, InvitationPurpose.ACTIVATION, moment, actor=operator(), event="user.invited"
+    )
     db.session.commit()
     click.echo(f"invited {user.username}: activation mail sent to {user.email}")
 
@@ -129,9 +129,9 @@ def resend_invite(username):
     user = users.get_by_username(username)
     if user.state != UserState.INVITED:
         raise UserError(f"user {user.username!r} is {user.state}, not invited")
-    invitation, url = invitations.issue(user, InvitationPurpose.ACTIVATION, moment)
-    audit.record("user.invite_resent", now=moment, actor=operator(), user=user)
-    invitations.send(invitation, url, moment)
+    invitations.issue_and_send(
+        user, InvitationPurpose.ACTIVATION, moment, actor=operator(), event="user.invite_resent"
+    )
     db.session.commit()
     click.echo(f"activation mail sent again to {user.email}; the previous link is dead")
 
@@ -149,9 +149,9 @@ def reset_password(username):
     purpose = (
         InvitationPurpose.ACTIVATION if user.state == UserState.INVITED else InvitationPurpose.RESET
     )
-    invitation, url = invitations.issue(user, purpose, moment)
-    audit.record("password.reset_requested", now=moment, actor=operator(), user=user)
-    invitations.send(invitation, url, moment)
+    invitations.issue_and_send(
+        user, purpose, moment, actor=operator(), event="password.reset_requested"
+    )
     db.session.commit()
     click.echo(f"set-password mail sent to {user.email}")
 

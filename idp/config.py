@@ -40,6 +40,9 @@ def _fill_defaults(app: Flask) -> None:
     if not app.config.get("OUTBOX_DIR"):
         app.config["OUTBOX_DIR"] = str(instance / "outbox")
     app.config["ISSUER"] = app.config["ISSUER"].rstrip("/")
+    countries = app.config["SMS_ALLOWED_COUNTRIES"]
+    if isinstance(countries, str):  # IDP_SMS_ALLOWED_COUNTRIES=DE,AT
+        app.config["SMS_ALLOWED_COUNTRIES"] = [c.strip().upper() for c in countries.split(",")]
 
 
 def check_config(config: Mapping) -> None:

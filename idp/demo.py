@@ -25,6 +25,10 @@ DEMO_USER = {
     "phone": "+4915112345678",
     "name": "Anna Admin",
 }
+# The demo customer has a cloud.phone contract; the cloud.phone portal admits only such
+# customers (as the ordering system sets up through SCIM in production).
+DEMO_ENTITLEMENTS = ["cloud.phone"]
+REQUIRED_ENTITLEMENT = {"cloudphone": "cloud.phone"}
 RELYING_PARTIES = {"eservice": "e:service (demo)", "cloudphone": "cloud.phone (demo)"}
 
 
@@ -50,9 +54,10 @@ def invite_demo_user() -> bool:
         name=DEMO_USER["name"],
         now=moment,
     )
-    invitation, url = invitations.issue(user, InvitationPurpose.ACTIVATION, moment)
-    audit.record("user.invited", now=moment, actor="demo", user=user)
-    invitations.send(invitation, url, moment)
+    user.entitlements = DEMO_ENTITLEMENTS
+    invitations.issue_and_send(
+        user, InvitationPurpose.ACTIVATION, moment, actor="demo", event="user.invited"
+    )
     db.session.commit()
     return True
 
@@ -71,6 +76,7 @@ def register_relying_party(kind: str, base_url: str) -> tuple[str, str]:
         public=False,
         alg="ES256",
         now=clock.now(),
+        required_entitlement=REQUIRED_ENTITLEMENT.get(kind),
     )
     audit.record("client.created", now=clock.now(), actor="demo", client_id=client.client_id)
     db.session.commit()

@@ -35,6 +35,14 @@ PIN_SEND_FAILURES = Counter(
     "idp_pin_send_failures_total", "PIN SMS the provider did not accept.", ["purpose"]
 )
 SMS_COST = Counter("idp_sms_cost_eur_total", "What the SMS provider reported as charged, in EUR.")
+SMS_BUDGET_EXCEEDED = Counter(
+    "idp_sms_budget_exceeded_total",
+    "SMS refused because the global hourly budget (messages or money) was used up: an alert.",
+    ["budget"],
+)
+SMS_REFUSED = Counter(
+    "idp_sms_refused_total", "PIN SMS refused before sending, by reason.", ["reason"]
+)
 TOKENS_ISSUED = Counter(
     "idp_tokens_issued_total",
     "Successful token responses by grant type (authorization_code, refresh_token, ...).",

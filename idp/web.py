@@ -5,6 +5,7 @@ from flask import current_app, g, request, session
 
 from idp.models import Session
 from idp.services import clock, sessions
+from idp.services.sms_guard import SmsRefused
 
 FLOW_TRANSACTION = "tx"
 
@@ -63,6 +64,14 @@ def flow_transaction_token() -> str | None:
 def end_flow() -> None:
     # A new CSRF token and no leftover state after every change of who is logged in.
     session.clear()
+
+
+def sms_error(error: Exception) -> tuple[str, int]:
+    """The page's error key and status when a PIN SMS was not sent: refused by our own caps
+    (429, try later) or failed at the provider (503, try again)."""
+    if isinstance(error, SmsRefused):
+        return "sms_refused", 429
+    return "sms_failed", 503
 
 
 def safe_return_path(path: str | None) -> str | None:

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from idp.extensions import db
 from idp.models import Invitation, InvitationPurpose, InvitationState, User, UserState
 from idp.senders import Mail, send_mail
-from idp.services import links
+from idp.services import audit, links
 from idp.services.secrets import digest, new_token, same
 
 OPEN_STATES = (InvitationState.CREATED, InvitationState.SENT, InvitationState.OPENED)
@@ -49,6 +49,17 @@ def issue(user: User, purpose: InvitationPurpose, now: datetime) -> tuple[Invita
     db.session.flush()
     token = links.sign(links.SET_PASSWORD_SALT, [invitation.id, nonce])
     return invitation, links.absolute_url(f"/activate/{token}")
+
+
+def issue_and_send(
+    user: User, purpose: InvitationPurpose, now: datetime, *, actor: str, event: str
+) -> Invitation:
+    """A new link by mail (older links die), with its audit event. Raises SendError when the
+    mail cannot be sent; the caller rolls back and nothing has changed."""
+    invitation, url = issue(user, purpose, now)
+    audit.record(event, now=now, actor=actor, user=user)
+    send(invitation, url, now)
+    return invitation
 
 
 def send(invitation: Invitation, url: str, now: datetime) -> None:

@@ -5,6 +5,7 @@ from datetime import datetime
 
 from idp import metrics
 from idp.models import AuthTransaction, Session, TransactionPurpose, User, UserState
+from idp.ratelimit import take_login_attempt
 from idp.services import audit, lockout, sessions, tokens_logout, transactions, users
 from idp.services.passwords import hashing
 
@@ -16,8 +17,13 @@ def check_password(username: str, password: str, now: datetime, ip: str | None) 
     users, disabled or locked accounts and wrong passwords cost one argon2 verify each, so
     that neither the answer nor its timing tells them apart."""
     user = users.find_by_username(username) if username else None
+    # Counted for every name, existing or not, so that the limit tells nothing either.
+    attempt_allowed = take_login_attempt(users.username_key(username), ip)
     usable = (
-        user is not None and user.state == UserState.ACTIVE and not lockout.is_locked(user, now)
+        attempt_allowed
+        and user is not None
+        and user.state == UserState.ACTIVE
+        and not lockout.is_locked(user, now)
     )
     ok = hashing().verify(user.password_hash if usable else None, password)
     if not ok:

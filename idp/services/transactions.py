@@ -12,7 +12,7 @@ from idp import metrics
 from idp.extensions import db
 from idp.models import AuthTransaction, PinChallenge, TransactionState, User
 from idp.senders import SendError, Sms, send_sms
-from idp.services import lockout, pins
+from idp.services import lockout, pins, sms_guard
 from idp.services.secrets import digest, new_token, same
 
 
@@ -87,6 +87,8 @@ def send_pin(transaction: AuthTransaction, now: datetime) -> None:
     challenge.pin_digest = pins.pin_digest(str(challenge.id), pin)
     transaction.pins_sent += 1
     transaction.last_pin_sent_at = now
+    # Raises SmsRefused (a SendError) before the provider is called: pumping costs us nothing.
+    sms_guard.guard().reserve(transaction.user.phone, transaction.user.subject)
     try:
         receipt = send_sms(
             Sms(
@@ -99,6 +101,7 @@ def send_pin(transaction: AuthTransaction, now: datetime) -> None:
         raise
     metrics.PINS_SENT.labels(purpose=transaction.purpose).inc()
     metrics.record_sms_cost(receipt.price)
+    sms_guard.guard().record_cost(receipt.price)
 
 
 def resend_wait(transaction: AuthTransaction, now: datetime) -> int:

@@ -4,10 +4,12 @@ import unicodedata
 from datetime import datetime
 
 import phonenumbers
+from flask import current_app
 from sqlalchemy import select
 
 from idp.extensions import db
 from idp.models import User, UserState
+from idp.services.sms_guard import number_problem
 
 USERNAME_ALLOWED = set("abcdefghijklmnopqrstuvwxyz0123456789._-@")
 MAX_USERNAME = 64
@@ -53,6 +55,14 @@ def check_phone(phone: str) -> str:
         raise UserError(f"invalid phone number {phone!r}: give it as +<country code>...") from error
     if not phonenumbers.is_valid_number(parsed):
         raise UserError(f"invalid phone number {phone!r}")
+    allowed = current_app.config["SMS_ALLOWED_COUNTRIES"]
+    problem = number_problem(phone, allowed)
+    if problem == "country":
+        raise UserError(
+            f"phone number {phone!r} is not in an allowed country ({', '.join(allowed)})"
+        )
+    if problem:
+        raise UserError(f"phone number {phone!r} is not a mobile number: PINs go by SMS")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 

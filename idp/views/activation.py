@@ -3,11 +3,12 @@
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from idp.extensions import db
+from idp.ratelimit import limit_posts
 from idp.senders import SendError
 from idp.services import activation, audit, clock, invitations
 from idp.services.invitations import LinkProblem
 from idp.services.passwords import PolicyViolation
-from idp.web import client_ip, start_flow
+from idp.web import client_ip, sms_error, start_flow
 
 bp = Blueprint("activation", __name__)
 
@@ -48,6 +49,7 @@ def set_password_form(token):
 
 
 @bp.post("/activate/<token>")
+@limit_posts(per_ip="RATELIMIT_ACTIVATION_PER_IP")
 def set_password(token):
     try:
         invitation = invitations.resolve(token, clock.now())
@@ -68,7 +70,8 @@ def set_password(token):
             "pin.send_failed", now=clock.now(), actor="user", user=invitation.user, ip=client_ip()
         )
         db.session.commit()
-        return form_page(invitation, token, error="sms_failed", status=503)
+        key, status = sms_error(error)
+        return form_page(invitation, token, error=key, status=status)
     if isinstance(result, PolicyViolation):
         db.session.rollback()
         return form_page(invitation, token, error=result.message, status=422)

@@ -3,6 +3,7 @@
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from idp.extensions import db
+from idp.ratelimit import limit_posts
 from idp.senders import SendError
 from idp.services import audit, clock, login, tokens_logout
 from idp.web import (
@@ -11,6 +12,7 @@ from idp.web import (
     current_session,
     end_flow,
     safe_return_path,
+    sms_error,
     start_flow,
 )
 
@@ -33,6 +35,11 @@ def form():
 
 
 @bp.post("/login")
+@limit_posts(
+    per_ip="RATELIMIT_LOGIN_PER_IP",
+    per_network="RATELIMIT_LOGIN_PER_NETWORK",
+    per_account="RATELIMIT_LOGIN_PER_ACCOUNT",
+)
 def submit():
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
@@ -46,9 +53,8 @@ def submit():
     except SendError as error:
         db.session.rollback()
         current_app.logger.warning("PIN SMS for login not sent: %s", error)
-        return login_page(
-            username=username[:64], return_to=return_to, error="sms_failed", status=503
-        )
+        key, status = sms_error(error)
+        return login_page(username=username[:64], return_to=return_to, error=key, status=status)
     db.session.commit()
     start_flow(transaction_token)
     return redirect(url_for("pin.form"), code=303)

@@ -4,6 +4,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 
 from idp.extensions import db
 from idp.models import TransactionPurpose
+from idp.ratelimit import limit_posts
 from idp.senders import SendError
 from idp.services import activation, audit, clock, login, tokens_logout, transactions
 from idp.services.transactions import PinResult, ResendRefused
@@ -14,6 +15,7 @@ from idp.web import (
     end_flow,
     flow_transaction_token,
     set_session_cookie,
+    sms_error,
     user_agent,
 )
 
@@ -48,6 +50,7 @@ def form():
 
 
 @bp.post("/pin")
+@limit_posts(per_ip="RATELIMIT_PIN_PER_IP")
 def submit():
     transaction = transactions.load(flow_transaction_token(), clock.now())
     if transaction is None:
@@ -83,7 +86,8 @@ def resend(transaction):
     except SendError as error:
         db.session.rollback()
         current_app.logger.warning("PIN SMS not re-sent: %s", error)
-        return pin_page(transaction, error="sms_failed", status=503)
+        key, status = sms_error(error)
+        return pin_page(transaction, error=key, status=status)
     audit.record(
         "pin.sent",
         now=clock.now(),

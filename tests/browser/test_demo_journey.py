@@ -75,7 +75,9 @@ def test_the_leaflet_journey_through_both_portals(browser, demo, language):
 
     # Single sign-on: cloud.phone signs in without password or PIN.
     sms_before = page.goto(outbox) and page.locator("article", has_text="SMS").count()
-    page.goto(demo.url("cloudphone") + "/")
+    page.goto(demo.url("eservice") + "/")
+    # The main menu offers cloud.phone because the customer has a cloud.phone contract.
+    page.get_by_role("link", name="cloud.phone öffnen").click()
     page.get_by_role("link", name="Anmelden").click()
     page.get_by_role("heading", name="cloud.phone – Telefonanlage").wait_for()
     assert page.url.startswith(demo.url("cloudphone"))

@@ -1,0 +1,230 @@
+"""Abuse resistance: request limits per address, network and account; password attempts per
+account and address; SMS caps that stop pumping before the provider is called; trusted proxy
+addresses; limits shared by gunicorn workers through Redis."""
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+import requests
+
+from tests.conftest import PASSWORD, activate, csrf_token, post_form
+from tests.test_metrics import gunicorn
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def from_address(client, address: str):
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def try_login(client, password=PASSWORD, username="anna", **kwargs):
+    return post_form(client, "/login", {"username": username, "password": password}, **kwargs)
+
+
+@pytest.fixture
+def shared_redis():
+    connection = redis.Redis.from_url(REDIS_URL)
+    connection.flushdb()
+    yield REDIS_URL
+    connection.flushdb()
+
+
+def test_login_posts_per_address_get_a_friendly_429_with_retry_after(make_app):
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_LOGIN_PER_IP="3 per minute")
+    client = app.test_client()
+    answers = [try_login(client, password="wrong password here") for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert int(answers[-1].headers["Retry-After"]) > 0
+    assert "Zu viele Versuche" in answers[-1].text
+    # Another address is not affected.
+    assert try_login(from_address(app.test_client(), "198.51.100.7")).status_code != 429
+
+
+def test_login_posts_per_network_count_the_whole_slash_24(make_app):
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_LOGIN_PER_NETWORK="4 per minute")
+    statuses = [
+        try_login(from_address(app.test_client(), f"203.0.113.{host}")).status_code
+        for host in range(1, 7)
+    ]
+    assert statuses.count(429) == 2
+    assert try_login(from_address(app.test_client(), "203.0.114.1")).status_code != 429
+
+
+def test_login_posts_per_account_count_every_address(make_app):
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_LOGIN_PER_ACCOUNT="3 per minute")
+    statuses = [
+        try_login(from_address(app.test_client(), f"192.0.2.{n}"), username="Anna").status_code
+        for n in range(1, 6)
+    ]
+    assert statuses == [200, 200, 200, 429, 429]
+    assert try_login(app.test_client(), username="bert").status_code != 429
+
+
+def test_password_attempts_per_account_and_address(make_app, outbox):
+    app = make_app(LOGIN_ATTEMPTS_PER_ACCOUNT_AND_IP="3 per 15 minutes", LOCKOUT_THRESHOLD=100)
+    outbox_app_client = app.test_client()
+    activate(app, outbox_app_client, outbox)
+    guesser = from_address(app.test_client(), "192.0.2.66")
+    for _ in range(3):
+        try_login(guesser, password="a wrong guess 123")
+    sms_before = len(outbox.sms())
+    # The right password no longer helps from this address: the answer is the usual failure.
+    refused = try_login(guesser)
+    assert refused.status_code == 200 and "Anmeldung ist fehlgeschlagen" in refused.text
+    assert len(outbox.sms()) == sms_before
+    # The real administrator, elsewhere, signs in as always.
+    assert try_login(from_address(app.test_client(), "198.51.100.1")).status_code == 303
+
+
+def test_parallel_guesses_get_no_extra_attempts(make_app, outbox):
+    app = make_app(LOGIN_ATTEMPTS_PER_ACCOUNT_AND_IP="5 per 15 minutes", LOCKOUT_THRESHOLD=100)
+    activate(app, app.test_client(), outbox)
+    with app.app_context():
+        from idp.services.passwords import PasswordHashing
+
+        counted = []
+        original = PasswordHashing.verify
+
+        def counting_verify(self, password_hash, password):
+            counted.append(password_hash is not None)
+            return original(self, password_hash, password)
+
+    PasswordHashing.verify = counting_verify
+    try:
+        guessers = [app.test_client() for _ in range(20)]
+        tokens = [csrf_token(guesser.get("/login").text) for guesser in guessers]
+
+        def guess(pair):
+            guesser, token = pair
+            form = {"csrf_token": token, "username": "anna", "password": "parallel wrong guess"}
+            return guesser.post("/login", data=form).status_code
+
+        with ThreadPoolExecutor(10) as pool:
+            statuses = list(pool.map(guess, zip(guessers, tokens, strict=True)))
+    finally:
+        PasswordHashing.verify = original
+    assert statuses == [200] * 20
+    # Every request costs one verify, but only five were against the real hash.
+    assert len(counted) == 20
+    assert counted.count(True) == 5
+
+
+def test_sms_cap_per_account_stops_pumping_through_logins(make_app, outbox):
+    """1,000 login requests from 100 addresses by someone who knows the password: the SMS
+    count stays at the account's daily cap."""
+    app = make_app(
+        SMS_LIMIT_PER_ACCOUNT="5 per day",
+        SMS_LIMIT_PER_NUMBER="6 per day",
+        LOGIN_ATTEMPTS_PER_ACCOUNT_AND_IP="10 per 15 minutes",
+        LOCKOUT_THRESHOLD=10_000,
+    )
+    activate(app, app.test_client(), outbox)  # one SMS for the activation
+    clients = [
+        from_address(app.test_client(), f"100.64.{n // 250}.{n % 250 + 1}") for n in range(100)
+    ]
+    token_of = {id(c): csrf_token(c.get("/login").text) for c in clients}
+    statuses = []
+    for _round in range(10):
+        for client in clients:
+            answer = client.post(
+                "/login",
+                data={
+                    "csrf_token": token_of[id(client)],
+                    "username": "anna",
+                    "password": PASSWORD,
+                },
+            )
+            statuses.append(answer.status_code)
+            if answer.status_code == 303:  # a new flow: the next form needs a fresh token
+                token_of[id(client)] = csrf_token(client.get("/login").text)
+    assert len(statuses) == 1000
+    # The activation's SMS counts too: five in all, then no more today.
+    assert len(outbox.sms()) == 5
+    assert statuses.count(303) == 4
+    assert statuses.count(429) == 996
+
+
+def test_sms_refusal_is_explained_and_sends_nothing(make_app, outbox):
+    app = make_app(SMS_LIMIT_PER_ACCOUNT="1 per day")
+    client = app.test_client()
+    activate(app, client, outbox)  # uses the one SMS
+    answer = try_login(client)
+    assert answer.status_code == 429
+    assert "keine weiteren SMS" in answer.text
+    assert len(outbox.sms()) == 1
+
+
+@pytest.mark.parametrize(
+    ("phone", "message"),
+    [("+493012345678", "not a mobile number"), ("+12025550123", "not in an allowed country")],
+)
+def test_invitations_need_a_mobile_number_of_an_allowed_country(app, phone, message):
+    result = app.test_cli_runner().invoke(
+        args=["users", "invite", "carl", "--email", "carl@example.com", "--phone", phone]
+    )
+    assert result.exit_code != 0
+    assert message in result.stderr
+
+
+def test_forwarded_addresses_count_only_behind_trusted_proxies(make_app):
+    untrusted = make_app(RATELIMIT_ENABLED=True, RATELIMIT_LOGIN_PER_IP="2 per minute")
+    client = untrusted.test_client()
+    statuses = [
+        try_login(client, headers={"X-Forwarded-For": f"192.0.2.{n}"}).status_code for n in range(3)
+    ]
+    assert statuses[-1] == 429  # a forged header does not buy new addresses
+
+    trusted = make_app(
+        RATELIMIT_ENABLED=True, RATELIMIT_LOGIN_PER_IP="2 per minute", TRUSTED_PROXIES=1
+    )
+    client = trusted.test_client()
+    statuses = [
+        try_login(client, headers={"X-Forwarded-For": f"192.0.2.{n}"}).status_code for n in range(3)
+    ]
+    assert 429 not in statuses
+
+
+def test_two_gunicorn_workers_share_the_limits_through_redis(tmp_path, database_uri, shared_redis):
+    settings = {
+        "IDP_RATELIMIT_ENABLED": "true",
+        "IDP_RATELIMIT_LOGIN_PER_IP": "6 per minute",
+        "IDP_REDIS_URL": shared_redis,
+    }
+    with gunicorn(tmp_path, database_uri, **settings) as (base, _):
+        statuses = []
+        for _ in range(12):
+            # A new connection each time, so that both workers answer.
+            with requests.Session() as browser:
+                browser.headers["Connection"] = "close"
+                page = browser.get(f"{base}/login", timeout=10)
+                token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+                answer = browser.post(
+                    f"{base}/login",
+                    timeout=10,
+                    data={
+                        "csrf_token": token,
+                        "username": "nobody",
+                        "password": "x" * 12,
+                    },
+                )
+                statuses.append(answer.status_code)
+    assert statuses.count(200) == 6
+    assert statuses.count(429) == 6
+
+
+def test_production_gunicorn_refuses_several_workers_without_redis():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "gunicorn_conf", Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
+    )
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    assert conf.shared_counters_missing({}, 2)
+    assert not conf.shared_counters_missing({"IDP_REDIS_URL": "redis://r"}, 2)
+    assert not conf.shared_counters_missing({}, 1)
+    assert not conf.shared_counters_missing({"IDP_CONFIG": "development"}, 2)
