@@ -533,7 +533,7 @@ LOGIN_BUCKETS = {
 }
 TOKEN_BUCKETS = {
     "argon2 (must be none)": ("argon2",),
-    "SQLAlchemy + sqlite": ("sqlalchemy", "sqlite3", "psycopg"),
+    "SQLAlchemy + driver, round trips": ("sqlalchemy", "sqlite3", "psycopg"),
     "signing (joserfc, cryptography)": ("joserfc", "cryptography"),
     "Authlib": ("authlib",),
     "Flask + Werkzeug": ("flask/", "werkzeug", "flask_"),
