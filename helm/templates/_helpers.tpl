@@ -79,6 +79,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   value: {{ .Values.config.vonageSmsFrom | quote }}
 - name: IDP_LOG_LEVEL
   value: {{ .Values.config.logLevel | quote }}
+- name: IDP_TRUSTED_PROXIES
+  value: {{ .Values.config.trustedProxies | quote }}
 {{ include "idp.secretEnv" (dict "name" "IDP_SECRET_KEY" "secret" $secret "key" $keys.secretKey) }}
 {{ include "idp.secretEnv" (dict "name" "IDP_SQLALCHEMY_DATABASE_URI" "secret" $secret "key" $keys.databaseUrl) }}
 {{ include "idp.secretEnv" (dict "name" "IDP_VONAGE_API_KEY" "secret" $secret "key" $keys.vonageApiKey) }}
