@@ -11,7 +11,7 @@ ISSUER = "http://localhost"
 # Request limits and the SMS caps would trip over the many logins of unrelated tests; the tests
 # of those defences set their own limits.
 RATELIMIT_ENABLED = False
-LOGIN_ATTEMPTS_PER_ACCOUNT_AND_IP = "10000 per minute"
+LOGIN_ATTEMPTS_PER_ACCOUNT_AND_NETWORK = "10000 per minute"
 SMS_LIMIT_PER_NUMBER = "10000 per day"
 SMS_LIMIT_PER_ACCOUNT = "10000 per day"
 SMS_BUDGET_MESSAGES = "10000 per hour"

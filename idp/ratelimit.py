@@ -2,15 +2,13 @@
 defences. All share one storage: Redis when IDP_REDIS_URL is set, so that limits hold across
 workers and hosts; this process's memory otherwise (development, one worker)."""
 
-import ipaddress
-
 from flask import Flask, current_app, request
 from flask_limiter import Limiter
 from limits import parse
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from idp.services.users import username_key
+from idp.network import network_of
 
 
 def client_ip() -> str:
@@ -18,17 +16,7 @@ def client_ip() -> str:
 
 
 def client_network() -> str:
-    """The client's /24 (IPv4) or /64 (IPv6): one attacker rarely has more than one."""
-    try:
-        address = ipaddress.ip_address(client_ip())
-    except ValueError:
-        return client_ip()
-    prefix = 24 if address.version == 4 else 64
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
-
-
-def submitted_account() -> str:
-    return "account:" + username_key(request.form.get("username", ""))[:64]
+    return network_of(client_ip())
 
 
 limiter = Limiter(key_func=client_ip, strategy="moving-window", headers_enabled=True)
@@ -39,19 +27,15 @@ def setting(name: str):
     return lambda: current_app.config[name]
 
 
-def limit_posts(*, per_ip: str, per_network: str | None = None, per_account: str | None = None):
-    """Decorator: the configured limits on a view's POSTs, by IP, by network and by the
-    account named in the form."""
+def limit_posts(*, per_ip: str, per_network: str | None = None):
+    """Decorator: the configured limits on a view's POSTs, by IP and by network. Not by the
+    account named in the form: anybody could use that up and lock its owner out."""
 
     def decorate(view):
         decorated = limiter.limit(setting(per_ip), key_func=client_ip, methods=["POST"])(view)
         if per_network:
             decorated = limiter.limit(
                 setting(per_network), key_func=client_network, methods=["POST"]
-            )(decorated)
-        if per_account:
-            decorated = limiter.limit(
-                setting(per_account), key_func=submitted_account, methods=["POST"]
             )(decorated)
         return decorated
 
@@ -74,8 +58,8 @@ def counters() -> Storage:
 
 
 def take_login_attempt(account: str, ip: str | None) -> bool:
-    """Counts a password attempt for this account from this address; False when the pair has
+    """Counts a password attempt for this account from this network; False when the pair has
     used up its attempts. Counted before the password is checked, so that parallel requests get
-    no extra guesses; the account stays usable from everywhere else."""
-    limit = parse(current_app.config["LOGIN_ATTEMPTS_PER_ACCOUNT_AND_IP"])
-    return MovingWindowRateLimiter(counters()).hit(limit, "login", account, ip or "unknown")
+    no extra guesses; the account stays usable from every other network."""
+    limit = parse(current_app.config["LOGIN_ATTEMPTS_PER_ACCOUNT_AND_NETWORK"])
+    return MovingWindowRateLimiter(counters()).hit(limit, "login", account, network_of(ip))

@@ -1,14 +1,16 @@
 """Per-account failure counters with a temporary lock that doubles with every further failure.
 The counters are incremented in the database in one statement, so that parallel requests
-cannot slip extra guesses between a read and a write."""
+cannot slip extra guesses between a read and a write. The owner is spared: from a network
+where the account signed in lately, a lock set by guesses from elsewhere does not apply."""
 
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import case, or_, select, update
 
 from idp.extensions import db
-from idp.models import User
+from idp.models import Session, User
+from idp.network import network_of
 
 
 def is_locked(user: User, now: datetime) -> bool:
@@ -41,6 +43,44 @@ def register_failure(user_id: int, counter: str, now: datetime) -> int:
     return failures
 
 
+def claim_password_attempt(user_id: int, now: datetime) -> bool:
+    """Counts a password attempt before the password is checked, in one conditional UPDATE:
+    False when the account is locked. The attempt that reaches the threshold sets the lock at
+    once, so that parallel requests cannot all pass while nobody has failed yet."""
+    config = current_app.config
+    reaches_threshold = User.failed_passwords + 1 >= config["LOCKOUT_THRESHOLD"]
+    first_lock = now + timedelta(seconds=config["LOCKOUT_BASE_SECONDS"])
+    claimed = db.session.execute(
+        update(User)
+        .where(User.id == user_id, or_(User.locked_until.is_(None), User.locked_until <= now))
+        .values(
+            failed_passwords=User.failed_passwords + 1,
+            locked_until=case((reaches_threshold, first_lock), else_=User.locked_until),
+        )
+        .returning(User.id)
+    ).scalar_one_or_none()
+    # Committed before the slow password check, which then holds no lock.
+    db.session.commit()
+    return claimed is not None
+
+
+def settle_password_attempt(user: User, ok: bool, now: datetime) -> None:
+    """After the check: a right password gives the attempt back (a lock from wrong PINs
+    stays); a wrong one keeps it and lengthens the lock with every further failure."""
+    if ok:
+        db.session.refresh(user)
+        user.failed_passwords = 0
+        if user.failed_pins < current_app.config["LOCKOUT_THRESHOLD"]:
+            user.locked_until = None
+        return
+    failures = db.session.scalar(select(User.failed_passwords).where(User.id == user.id))
+    duration = lock_duration(failures)
+    if duration is not None:
+        db.session.execute(
+            update(User).where(User.id == user.id).values(locked_until=now + duration)
+        )
+
+
 def locked_by_pins(user_id: int, now: datetime) -> bool:
     """True while the account is locked after too many wrong PINs. Read from the database, not
     the session: another open login or activation of the same account may have just locked it."""
@@ -52,6 +92,17 @@ def locked_by_pins(user_id: int, now: datetime) -> bool:
         and locked_until is not None
         and locked_until > now
     )
+
+
+def is_home_network(user: User, network: str, now: datetime) -> bool:
+    """Whether the account signed in from this network within TRUSTED_NETWORK_DAYS."""
+    since = now - timedelta(days=current_app.config["TRUSTED_NETWORK_DAYS"])
+    addresses = db.session.scalars(
+        select(Session.ip)
+        .where(Session.user_id == user.id, Session.created_at >= since, Session.ip.is_not(None))
+        .distinct()
+    )
+    return any(network_of(address) == network for address in addresses)
 
 
 def reset(user: User) -> None:

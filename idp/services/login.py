@@ -5,6 +5,7 @@ from datetime import datetime
 
 from idp import metrics
 from idp.models import AuthTransaction, Session, TransactionPurpose, User, UserState
+from idp.network import network_of
 from idp.ratelimit import take_login_attempt
 from idp.services import audit, lockout, sessions, tokens_logout, transactions, users
 from idp.services.passwords import hashing
@@ -23,12 +24,15 @@ def check_password(username: str, password: str, now: datetime, ip: str | None) 
         attempt_allowed
         and user is not None
         and user.state == UserState.ACTIVE
-        and not lockout.is_locked(user, now)
+        and (
+            lockout.claim_password_attempt(user.id, now)
+            or lockout.is_home_network(user, network_of(ip), now)
+        )
     )
     ok = hashing().verify(user.password_hash if usable else None, password)
+    if usable:
+        lockout.settle_password_attempt(user, ok, now)
     if not ok:
-        if usable:
-            lockout.register_failure(user.id, "failed_passwords", now)
         audit.record(
             "login.failed",
             now=now,

@@ -35,11 +35,7 @@ def form():
 
 
 @bp.post("/login")
-@limit_posts(
-    per_ip="RATELIMIT_LOGIN_PER_IP",
-    per_network="RATELIMIT_LOGIN_PER_NETWORK",
-    per_account="RATELIMIT_LOGIN_PER_ACCOUNT",
-)
+@limit_posts(per_ip="RATELIMIT_LOGIN_PER_IP", per_network="RATELIMIT_LOGIN_PER_NETWORK")
 def submit():
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
