@@ -2,6 +2,7 @@
 PIN sent to the phone on record is confirmed, so that a leaked e-mail alone yields nothing."""
 
 from datetime import datetime
+from typing import NamedTuple
 
 from idp.models import (
     AuthTransaction,
@@ -11,8 +12,16 @@ from idp.models import (
     User,
     UserState,
 )
-from idp.services import audit, invitations, lockout, sessions, transactions
+from idp.services import audit, invitations, lockout, tokens_logout, transactions
 from idp.services.passwords import PolicyViolation, check_policy, hashing
+
+
+class Completed(NamedTuple):
+    """The user whose password took effect, and the back-channel logouts to send once the
+    change is committed (tokens_logout.send)."""
+
+    user: User
+    logouts: list[tuple[str, str]]
 
 
 def begin(
@@ -37,9 +46,11 @@ def begin(
     return transaction, token
 
 
-def complete(transaction: AuthTransaction, now: datetime, ip: str | None) -> User | None:
+def complete(transaction: AuthTransaction, now: datetime, ip: str | None) -> Completed | None:
     """After the right PIN: the password takes effect and the link dies. None when the link
-    was used or revoked in the meantime (the caller rolls back)."""
+    was used or revoked in the meantime (the caller rolls back). After a reset, every session
+    and every token the old password opened ends: the caller commits, then sends the
+    returned back-channel logouts."""
     user = transaction.user
     invitation = transaction.invitation
     if invitation is None or not invitations.consume(invitation.id, now):
@@ -49,13 +60,15 @@ def complete(transaction: AuthTransaction, now: datetime, ip: str | None) -> Use
     # Logins begun with the old password must not complete after the change.
     transactions.end_pending(user, now)
     lockout.reset(user)
+    logouts: list[tuple[str, str]] = []
     if invitation.purpose == InvitationPurpose.RESET:
-        # A new password ends every session that the old one opened.
-        sessions.revoke_all(user, now)
+        # A new password ends every session that the old one opened, the access and refresh
+        # tokens its relying parties hold, and tells those relying parties (back-channel).
+        logouts = tokens_logout.end_user_sessions(user, now)
         audit.record("password.reset", now=now, actor="user", user=user, ip=ip)
     else:
         audit.record("user.activated", now=now, actor="user", user=user, ip=ip)
     if user.state == UserState.INVITED:
         user.state = UserState.ACTIVE
     audit.record("password.set", now=now, actor="user", user=user, ip=ip)
-    return user
+    return Completed(user, logouts)

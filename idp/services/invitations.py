@@ -57,8 +57,10 @@ def issue_and_send(
     """A new link by mail (older links die), with its audit event. Raises SendError when the
     mail cannot be sent; the caller rolls back and nothing has changed."""
     invitation, url = issue(user, purpose, now)
-    audit.record(event, now=now, actor=actor, user=user)
+    # The mail first: recording the event locks the audit chain head until the commit, and
+    # every audited action of the cluster would wait for the mail server meanwhile.
     send(invitation, url, now)
+    audit.record(event, now=now, actor=actor, user=user)
     return invitation
 
 

@@ -125,6 +125,10 @@ def create(data: AccountData, *, actor: str, now: datetime) -> tuple[User, bool]
             raise Conflict(f"userName {data.username!r} is taken") from None
         return _same_request(winner, data), False
     invitation, url = invitations.issue(user, InvitationPurpose.ACTIVATION, now)
+    if data.active is not False:
+        # The mail before the audit event: recording it locks the audit chain head until the
+        # commit, and every audited action of the cluster would wait for the mail server.
+        invitations.send(invitation, url, now)
     audit.record(
         "user.provisioned",
         now=now,
@@ -135,8 +139,6 @@ def create(data: AccountData, *, actor: str, now: datetime) -> tuple[User, bool]
     if data.active is False:
         users.disable(user, now)
         audit.record("user.disabled", now=now, actor=actor, user=user)
-    else:
-        invitations.send(invitation, url, now)
     return user, True
 
 
@@ -166,6 +168,10 @@ def replace(user: User, data: AccountData, *, actor: str, now: datetime) -> list
     if taken:
         raise Conflict(f"externalId {data.external_id!r} belongs to another account")
     user.username = data.username
+    if data.email.lower() != user.email.lower():
+        # A set-password link mailed to the old address must not outlive the change: the
+        # address may have been changed because that mailbox is no longer the person's.
+        invitations.revoke_open_invitations(user, now)
     user.email = data.email
     user.name = data.name
     user.locale = data.locale or user.locale

@@ -5,6 +5,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from idp.extensions import db
+from idp.logging_setup import loggable_path
 
 # Paths that relying parties call: errors there are JSON even when no route matched (a 404 or
 # 405 has no blueprint), since a client library parses the answer instead of showing it.
@@ -50,5 +51,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
         db.session.rollback()
-        current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        current_app.logger.exception(
+            "unhandled error on %s %s", request.method, loggable_path(request.path)
+        )
         return error_page(InternalServerError.code)

@@ -103,16 +103,17 @@ def resend(transaction):
 
 def complete(transaction):
     if transaction.purpose == TransactionPurpose.ACTIVATION:
-        user = activation.complete(transaction, clock.now(), client_ip())
-        if user is None:
+        completed = activation.complete(transaction, clock.now(), client_ip())
+        if completed is None:
             db.session.rollback()
             end_flow()
             return render_template("activation/link_problem.html", reason="used"), 410
         db.session.commit()
+        tokens_logout.send(completed.logouts)
         end_flow()
         return render_template(
             "activation/done.html",
-            user=user,
+            user=completed.user,
             portal_url=current_app.config["PORTAL_URL"],
         )
     _, session_token, logouts = login.complete(

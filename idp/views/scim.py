@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, Unsupporte
 
 from idp import oauth, scim
 from idp.extensions import csrf, db
+from idp.logging_setup import loggable_path
 from idp.senders import SendError
 from idp.services import clock, provisioning, tokens, tokens_logout
 from idp.services.provisioning import Conflict
@@ -98,7 +99,9 @@ def http_error(error: HTTPException):
 @bp.errorhandler(Exception)
 def unexpected(error: Exception):
     db.session.rollback()
-    current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
+    current_app.logger.exception(
+        "unhandled error on %s %s", request.method, loggable_path(request.path)
+    )
     return _error(500, "internal error; nothing was changed")
 
 
