@@ -50,10 +50,23 @@ def clear_session_cookie(response) -> None:
     )
 
 
+# What /authorize asked this browser to log in for, and when (see views.oidc): it must outlive
+# the login steps that it asked for. It grants nothing by itself: only a login after that moment
+# satisfies it, for the very same authorization request, once.
+FLOW_PENDING_LOGINS = "oidc_logins"
+
+
+def _clear_flow(*, keep_pending_logins: bool) -> None:
+    pending = session.get(FLOW_PENDING_LOGINS) if keep_pending_logins else None
+    session.clear()
+    if pending:
+        session[FLOW_PENDING_LOGINS] = pending
+
+
 def start_flow(transaction_token: str) -> None:
     """A new login or activation step: drop whatever flow state the browser had (another
     person's half-done login on a shared computer must not carry over)."""
-    session.clear()
+    _clear_flow(keep_pending_logins=True)
     session[FLOW_TRANSACTION] = transaction_token
 
 
@@ -61,9 +74,10 @@ def flow_transaction_token() -> str | None:
     return session.get(FLOW_TRANSACTION)
 
 
-def end_flow() -> None:
-    # A new CSRF token and no leftover state after every change of who is logged in.
-    session.clear()
+def end_flow(*, keep_pending_logins: bool = True) -> None:
+    # A new CSRF token and no leftover state after every change of who is logged in; a logout
+    # also forgets the authorizations that wait for a login.
+    _clear_flow(keep_pending_logins=keep_pending_logins)
 
 
 def sms_error(error: Exception) -> tuple[str, int]:

@@ -14,6 +14,7 @@ on time. Without this cache each token would cost a query, a decryption and a ke
 import base64
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -37,7 +38,12 @@ KEY_TYPES = {"ES256": (ECKey, "P-256"), "RS256": (RSAKey, 2048)}
 # Loading a PEM and decrypting it on every signature would cost more than the signature.
 _private_keys: dict[str, ECKey | RSAKey] = {}
 KEY_RECHECK_INTERVAL = timedelta(seconds=60)
+# A token with a kid we do not know makes us read the published keys again (another process may
+# have just added one), but not more often than this: anyone can send such tokens, unsigned.
+UNKNOWN_KID_RELOAD_INTERVAL = timedelta(seconds=5)
 _CACHE = "idp.keys"
+_UNKNOWN_KID_RELOAD = "idp.keys.unknown-kid-reload"
+_unknown_kid_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -169,6 +175,18 @@ def forget_cached_keys() -> None:
     current_app.extensions.pop(_CACHE, None)
 
 
+def _may_reload_for_unknown_kid(now: datetime) -> bool:
+    """Whether an unknown kid may make this process read the published keys again now: once per
+    UNKNOWN_KID_RELOAD_INTERVAL (a clock that went back allows it)."""
+    extensions = current_app.extensions
+    with _unknown_kid_lock:
+        last = extensions.get(_UNKNOWN_KID_RELOAD)
+        if last is not None and last <= now < last + UNKNOWN_KID_RELOAD_INTERVAL:
+            return False
+        extensions[_UNKNOWN_KID_RELOAD] = now
+        return True
+
+
 def _recheck_at(now: datetime, *moments: datetime | None) -> datetime:
     # Half the lead time at most: a worker must learn of a new key well before it signs.
     lead = timedelta(seconds=current_app.config["KEY_PUBLISH_LEAD_TIME"])
@@ -242,6 +260,12 @@ def _header(token: str) -> dict:
     return header
 
 
+def token_type(token: str) -> str:
+    """The header's typ, lower case ("" when absent), of a token not yet verified."""
+    typ = _header(token).get("typ")
+    return typ.lower() if isinstance(typ, str) else ""
+
+
 def verify(token: str, now: datetime, *, typ: str | None = None) -> dict:
     """The claims of a token that one of our published keys signed, with the algorithm that
     key is for. Expiry is the caller's business (an expired id_token_hint is still a hint)."""
@@ -252,9 +276,10 @@ def verify(token: str, now: datetime, *, typ: str | None = None) -> dict:
     if typ is not None and str(header.get("typ", "")).lower() != typ.lower():
         raise InvalidJWT("wrong token type")
     known = _published(now).keys.get(kid)
-    if known is None:
-        # Perhaps a key that another process made first, after this one last looked.
-        forget_cached_keys()
+    if known is None and _may_reload_for_unknown_kid(now):
+        # Perhaps a key that another process made first, after this one last looked. Only the
+        # published keys are read again: the signer (a decrypted private key) stays.
+        _cache().pop("published", None)
         known = _published(now).keys.get(kid)
     if known is None or known[0] != alg:
         raise InvalidJWT("unknown key")

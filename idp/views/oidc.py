@@ -4,6 +4,8 @@ introspection and RP-initiated logout.
 Two blueprints: `oidc` serves browsers (errors as pages), `oidc_api` serves relying parties
 (errors as JSON, no CSRF token: they authenticate themselves)."""
 
+import base64
+import hashlib
 import json
 from datetime import timedelta
 from urllib.parse import urlencode
@@ -17,19 +19,29 @@ from flask import (
     request,
     url_for,
 )
+from flask import session as flow
 
 from idp import i18n, oauth
 from idp.extensions import csrf, db
-from idp.services import audit, clients, clock, entitlements, keys, links, tokens, tokens_logout
-from idp.web import clear_session_cookie, client_ip, current_session, end_flow
+from idp.services import audit, clients, clock, entitlements, keys, tokens, tokens_logout
+from idp.web import (
+    FLOW_PENDING_LOGINS,
+    clear_session_cookie,
+    client_ip,
+    current_session,
+    end_flow,
+)
 
 bp = Blueprint("oidc", __name__)
 api = Blueprint("oidc_api", __name__)
 csrf.exempt(api)
 
-# Proves that /authorize sent the browser to log in at a given moment; bound to the client.
-FRESH_LOGIN_SALT = "idp.oidc.fresh-login"
-FRESH_LOGIN_PARAM = "_login"
+# Authorization requests of one browser that wait for the login they asked for (flow cookie).
+MAX_PENDING_LOGINS = 5
+# A larger max_age (about 31 years) means the same; timedelta overflows near 10**14 days.
+MAX_AGE_LIMIT = 10**9
+# Header types of the tokens we sign that are not ID tokens: never an id_token_hint.
+NOT_ID_TOKEN_TYPES = ("at+jwt", "logout+jwt")
 DISCOVERY_MAX_AGE = 3600
 JWKS_MAX_AGE = 300
 
@@ -118,53 +130,77 @@ def _milliseconds(moment) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _fresh_login_since(client_id: str):
-    """The moment /authorize sent this browser to log in for this client, if the request
-    carries a valid proof of it."""
-    marker = request.values.get(FRESH_LOGIN_PARAM)
-    if not marker:
-        return None
-    try:
-        issued, bound_client = links.unsign(
-            FRESH_LOGIN_SALT, marker, max_age=current_app.config["TRANSACTION_LIFETIME"]
-        )
-    except (links.LinkInvalid, links.LinkExpired, ValueError):
-        return None
-    if bound_client != client_id or not isinstance(issued, int):
-        return None
-    return issued
+def _request_fingerprint(client_id: str) -> str:
+    """Names this very authorization request: every parameter, so a new request (new state,
+    nonce and PKCE challenge) never matches an old one."""
+    items = sorted(request.values.items(multi=True))
+    digest = hashlib.sha256(json.dumps([client_id, items]).encode()).digest()
+    return base64.urlsafe_b64encode(digest[:18]).decode()
 
 
-def _needs_login(session, client_id: str) -> bool:
-    """Whether password and PIN must be asked (again) before a code is issued."""
+def _pending_logins() -> dict[str, int]:
+    """Fingerprint -> the moment (ms) /authorize sent this browser to log in for it; the old
+    ones dropped."""
+    pending = flow.get(FLOW_PENDING_LOGINS)
+    if not isinstance(pending, dict):
+        return {}
+    oldest = _milliseconds(clock.now()) - current_app.config["TRANSACTION_LIFETIME"] * 1000
+    return {
+        key: since
+        for key, since in pending.items()
+        if isinstance(key, str) and isinstance(since, int) and since >= oldest
+    }
+
+
+def _take_pending_login(fingerprint: str) -> int | None:
+    """The moment this browser was sent to log in for this request, if it was; single use: the
+    request either completes now, or asks for the login again."""
+    pending = _pending_logins()
+    since = pending.pop(fingerprint, None)
+    if since is not None or FLOW_PENDING_LOGINS in flow:
+        if pending:
+            flow[FLOW_PENDING_LOGINS] = pending
+        else:
+            flow.pop(FLOW_PENDING_LOGINS, None)
+    return since
+
+
+def _remember_pending_login(fingerprint: str) -> None:
+    pending = _pending_logins()
+    pending[fingerprint] = _milliseconds(clock.now())
+    newest = sorted(pending.items(), key=lambda item: item[1])[-MAX_PENDING_LOGINS:]
+    flow[FLOW_PENDING_LOGINS] = dict(newest)
+
+
+def _max_age() -> int | None:
+    """The max_age asked for in seconds, at most MAX_AGE_LIMIT; ValueError unless a
+    non-negative integer. Empty counts as absent (RFC 6749 3.1)."""
+    value = request.values.get("max_age")
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit()):
+        raise ValueError("max_age must be a non-negative integer")
+    # Long digit strings are huge numbers: no need to parse them (int() refuses 4300 digits).
+    return MAX_AGE_LIMIT if len(value) > 10 else min(int(value), MAX_AGE_LIMIT)
+
+
+def _needs_login(session, max_age: int | None, asked_since: int | None) -> bool:
+    """Whether password and PIN must be asked (again) before a code is issued. asked_since:
+    when this browser was sent to log in for this very request, if it was."""
     if session is None:
         return True
-    since = _fresh_login_since(client_id)
-    if since is not None:
-        # Back from the login that prompt=login or max_age asked for: it must have happened.
-        return _milliseconds(session.auth_time) < since
-    if "login" in request.values.get("prompt", "").split():
-        return True
-    max_age = request.values.get("max_age")
-    if max_age is not None:
-        try:
-            seconds = int(max_age)
-        except ValueError:
-            return True
-        return clock.now() - session.auth_time > timedelta(seconds=max(seconds, 0))
-    return False
+    stale = max_age is not None and clock.now() - session.auth_time > timedelta(seconds=max_age)
+    if not stale and "login" not in request.values.get("prompt", "").split():
+        return False
+    # Back from the login that prompt=login or max_age asked for: it must have happened since.
+    return asked_since is None or _milliseconds(session.auth_time) < asked_since
 
 
-def _login_redirect(client_id: str, status: int):
-    """To the hosted login, which comes back here with a proof that it was asked for."""
-    params = [
-        (key, value)
-        for key, value in request.values.items(multi=True)
-        if key not in (FRESH_LOGIN_PARAM, "prompt")
-    ]
-    marker = links.sign(FRESH_LOGIN_SALT, [_milliseconds(clock.now()), client_id])
-    params.append((FRESH_LOGIN_PARAM, marker))
-    resume = url_for("oidc.authorize") + "?" + urlencode(params)
+def _login_redirect(fingerprint: str, status: int):
+    """To the hosted login, which comes back to this same request; this browser's flow cookie
+    remembers that the login was asked for, and when."""
+    _remember_pending_login(fingerprint)
+    resume = url_for("oidc.authorize") + "?" + urlencode(list(request.values.items(multi=True)))
     login_params = {"next": resume}
     if request.values.get("login_hint"):
         login_params["username"] = request.values["login_hint"][:64]
@@ -182,8 +218,20 @@ def authorize():
     if not clients.redirect_uri_registered(client, request.values.get("redirect_uri")):
         return invalid_request_page("redirect_uri")
 
+    try:
+        max_age = _max_age()
+    except ValueError as error:
+        denied = oauth.AuthorizationDenied(
+            request.values["redirect_uri"],
+            "invalid_request",
+            str(error),
+            request.values.get("state"),
+        )
+        return oauth.denial_response(denied, status)
+
     session = current_session()
-    needs_login = _needs_login(session, client.client_id)
+    fingerprint = _request_fingerprint(client.client_id)
+    needs_login = _needs_login(session, max_age, _take_pending_login(fingerprint))
     try:
         grant = oauth.validate_authorization(None if needs_login else session)
     except oauth.AuthorizationInvalid:
@@ -209,7 +257,7 @@ def authorize():
                 grant.redirect_uri, "login_required", None, request.values.get("state")
             )
             return oauth.denial_response(denied, status)
-        return _login_redirect(client.client_id, status)
+        return _login_redirect(fingerprint, status)
     if not entitlements.admits(client, session.user):
         return _entitlement_missing(grant, client, session, status)
     return oauth.authorization_response(grant, session, client, status)
@@ -277,8 +325,11 @@ def introspect():
 
 
 def _verified_claims(id_token: str) -> dict | None:
-    """The claims of an ID token that we signed (expired or not: it is only a hint)."""
+    """The claims of an ID token that we signed (expired or not: it is only a hint). Access and
+    logout tokens are ours too, but no ID tokens: they must not speak for a session."""
     try:
+        if keys.token_type(id_token) in NOT_ID_TOKEN_TYPES:
+            return None
         claims = keys.verify(id_token, clock.now())
     except keys.InvalidJWT:
         return None
@@ -328,7 +379,7 @@ def end_session():
         )
         db.session.commit()
         tokens_logout.send(deliveries)
-    end_flow()
+    end_flow(keep_pending_logins=False)
     if post_logout_uri:
         target = post_logout_uri
         state = request.values.get("state")
