@@ -11,6 +11,7 @@ from idp.logging_setup import loggable_path
 # 405 has no blueprint), since a client library parses the answer instead of showing it.
 PROTOCOL_PATHS = ("/token", "/userinfo", "/revoke", "/introspect", "/jwks.json", "/.well-known")
 JSON_ERRORS = {404: "not_found", 405: "method_not_allowed"}
+SCIM_PATH = "/scim/v2/"
 
 
 def is_protocol_path(path: str) -> bool:
@@ -39,6 +40,12 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(error: HTTPException):
         if error.code is None or error.code < 400:
             return error
+        if request.path.startswith(SCIM_PATH):
+            # No route matched, so the SCIM blueprint's handler was not asked: SCIM clients
+            # still parse SCIM's error format.
+            from idp.views import scim
+
+            return scim.http_error(error)
         response = error.get_response()
         page, status = error_page(error.code)
         if isinstance(page, str):

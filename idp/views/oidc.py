@@ -229,6 +229,18 @@ def authorize():
         )
         return oauth.denial_response(denied, status)
 
+    response_type = request.values.get("response_type")
+    if response_type != "code":
+        # Refused here, before Authlib, which echoes the value into its error description and
+        # fails on characters that RFC 6749 does not allow there.
+        denied = oauth.AuthorizationDenied(
+            request.values["redirect_uri"],
+            "invalid_request" if response_type is None else "unsupported_response_type",
+            None,
+            request.values.get("state"),
+        )
+        return oauth.denial_response(denied, status)
+
     session = current_session()
     fingerprint = _request_fingerprint(client.client_id)
     needs_login = _needs_login(session, max_age, _take_pending_login(fingerprint))
