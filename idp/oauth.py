@@ -104,7 +104,8 @@ class TokenAdapter:
 
 
 def _query_client(client_id):
-    row = clients.find(client_id)
+    # A read-only row (Core), not an ORM object: the adapter and Authlib only read columns.
+    row = clients.find_record(client_id)
     return ClientAdapter(row) if row is not None else None
 
 
