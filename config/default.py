@@ -12,6 +12,9 @@ in that environment; IDP_CONFIG chooses one of them (default: production).
 SECRET_KEY = None
 # Database URL. Unset: SQLite in the instance folder. Production: postgresql+psycopg://...
 SQLALCHEMY_DATABASE_URI = None
+# A pooled server connection idle this many seconds is checked before it is reused (and
+# replaced when the server dropped it); one used more recently is reused unchecked.
+DATABASE_PING_AFTER_IDLE_SECONDS = 1.0
 # Production refuses SQLite unless this is true (a single-host installation that knows the cost).
 ALLOW_SQLITE = False
 # The issuer URL. Discovery lives under it, and every link in a mail is built from it, never from

@@ -4,10 +4,9 @@ import os
 from collections.abc import Mapping
 
 from flask import Flask
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from idp.config import environment_from_env, load_config
+from idp.database import configure_engine_options, install_idle_ping
 from idp.resources import resource_dir
 
 
@@ -19,15 +18,19 @@ def create_app(environment: str | None = None, overrides: Mapping | None = None)
         template_folder=str(resource_dir("templates")),
     )
     load_config(app, environment or environment_from_env(), overrides)
-    _configure_database(app)
+    configure_engine_options(app)
     os.makedirs(app.instance_path, exist_ok=True)
 
     from idp.extensions import babel, csrf, db, migrate
     from idp.i18n import select_locale
     from idp.senders import init_senders
     from idp.services.passwords import PasswordHashing
+    from idp.web import FlowCookieSessions
 
+    app.session_interface = FlowCookieSessions()
     db.init_app(app)
+    with app.app_context():
+        install_idle_ping(db.engine, app.config["DATABASE_PING_AFTER_IDLE_SECONDS"])
     migrate.init_app(app, db, directory=str(resource_dir("migrations")))
     babel.init_app(app, locale_selector=select_locale)
     csrf.init_app(app)
@@ -59,27 +62,6 @@ def _install_abuse_defences(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=0)
     init_rate_limits(app)
     app.extensions["idp.sms_guard"] = SmsGuard.from_config(app.config, counters_storage(app))
-
-
-def _configure_database(app: Flask) -> None:
-    uri = app.config["SQLALCHEMY_DATABASE_URI"]
-    options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
-    if uri.startswith("sqlite"):
-        # Wait for a writer instead of failing at once when requests run in parallel.
-        options.setdefault("connect_args", {"timeout": 30})
-    else:
-        options.setdefault("pool_pre_ping", True)
-    # Error messages (and so logs) must not quote SQL parameters: hashes and token digests.
-    options.setdefault("hide_parameters", True)
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
-
-
-@event.listens_for(Engine, "connect")
-def _sqlite_foreign_keys(dbapi_connection, connection_record):
-    if type(dbapi_connection).__module__.startswith("sqlite3"):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
 
 
 def _register_blueprints(app: Flask) -> None:

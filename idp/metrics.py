@@ -74,6 +74,9 @@ def registry() -> CollectorRegistry:
 
 
 def init_app(app: Flask) -> None:
+    if not app.config["METRICS_ENABLED"]:
+        return  # nobody scrapes: no timing on every request
+
     def start_timer() -> None:
         g.request_started = time.perf_counter()
 
@@ -89,7 +92,7 @@ def init_app(app: Flask) -> None:
             ).observe(time.perf_counter() - started)
         return response
 
-    if app.config["METRICS_ENABLED"] and not app.config["METRICS_PORT"]:
+    if not app.config["METRICS_PORT"]:
         app.add_url_rule("/metrics", "metrics", serve_metrics)
 
 

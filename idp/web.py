@@ -2,12 +2,23 @@
 flow state kept in Flask's signed cookie, and safe return paths."""
 
 from flask import current_app, g, request, session
+from flask.sessions import SecureCookieSessionInterface
 
 from idp.models import Session
 from idp.services import clock, sessions
 from idp.services.sms_guard import SmsRefused
 
 FLOW_TRANSACTION = "tx"
+
+
+class FlowCookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie session. A request without the cookie (every protocol request:
+    token, userinfo, keys) starts an empty session without building the signer first."""
+
+    def open_session(self, app, request):
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 def client_ip() -> str | None:
