@@ -15,7 +15,16 @@ from idp.config import ConfigurationError
 from idp.extensions import db
 from idp.models import InvitationPurpose, User, UserState
 from idp.senders import SendError
-from idp.services import audit, clock, invitations, lockout, tokens_logout, transactions, users
+from idp.services import (
+    audit,
+    clock,
+    invitations,
+    lockout,
+    provisioning,
+    tokens_logout,
+    transactions,
+    users,
+)
 from idp.services.users import UserError
 
 
@@ -126,7 +135,7 @@ def invite(username, email, phone, name, locale):
 def resend_invite(username):
     """Send a new activation mail; the previous link stops working."""
     moment = clock.now()
-    user = users.get_by_username(username)
+    user = users.get_changeable(username)
     if user.state != UserState.INVITED:
         raise UserError(f"user {user.username!r} is {user.state}, not invited")
     invitations.issue_and_send(
@@ -143,7 +152,7 @@ def resend_invite(username):
 def reset_password(username):
     """Send a set-password link (confirmed by SMS PIN, like the activation)."""
     moment = clock.now()
-    user = users.get_by_username(username)
+    user = users.get_changeable(username)
     if user.state == UserState.DISABLED:
         raise UserError(f"user {user.username!r} is disabled; enable it first")
     purpose = (
@@ -218,7 +227,7 @@ def disable(username):
 def enable(username):
     """Enable a disabled account again."""
     moment = clock.now()
-    user = users.get_by_username(username)
+    user = users.get_changeable(username)
     if user.state != UserState.DISABLED:
         raise UserError(f"user {user.username!r} is not disabled")
     user.state = UserState.ACTIVE if user.password_hash else UserState.INVITED
@@ -235,7 +244,7 @@ def enable(username):
 def set_phone(username, phone):
     """Change the mobile number that receives the PINs."""
     moment = clock.now()
-    user = users.get_by_username(username)
+    user = users.get_changeable(username)
     old = user.phone
     user.phone = users.check_phone(phone)
     # PINs already sent went to the old number, which may be the reason for the change.
@@ -259,8 +268,23 @@ def set_phone(username, phone):
 def unlock(username):
     """Lift a temporary lock after failed passwords or PINs."""
     moment = clock.now()
-    user = users.get_by_username(username)
+    user = users.get_changeable(username)
     lockout.reset(user)
     audit.record("user.unlocked", now=moment, actor=operator(), user=user)
     db.session.commit()
     click.echo(f"unlocked {user.username}")
+
+
+@users_group.command("purge")
+@with_appcontext
+@fail_on_user_error
+def purge():
+    """Erase the personal data of accounts deprovisioned longer ago than the retention period
+    (DEPROVISIONED_RETENTION_DAYS). Safe to run on a schedule (a CronJob): each batch commits
+    on its own, and a second run finds nothing left to do."""
+    moment = clock.now()
+    erased = 0
+    while done := provisioning.erase_expired(moment, actor=operator()):
+        db.session.commit()
+        erased += done
+    click.echo(f"erased {erased} deprovisioned account(s)")

@@ -7,6 +7,7 @@ import pytest
 
 from idp.extensions import db
 from idp.models import AuditEvent, Invitation, Session, User
+from idp.services import clock, provisioning
 from tests.conftest import PASSWORD, activate, csrf_token, invite, login, path_of, post_form
 
 NEW_PASSWORD = "a completely new passphrase"
@@ -141,6 +142,34 @@ def test_enable_brings_an_invited_user_back_to_invited(app, outbox):
     ok(app, "users", "disable", "anna")
     ok(app, "users", "enable", "anna")
     assert the_user(app).state == "invited"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("enable",),
+        ("resend-invite",),
+        ("reset-password",),
+        ("set-phone", "+4915198765432"),
+        ("unlock",),
+    ],
+)
+def test_a_deprovisioned_account_cannot_be_revived(app, client, outbox, command):
+    # The ordering system ended it (SCIM DELETE): no operator command brings it back.
+    activate(app, client, outbox)
+    with app.app_context():
+        user = db.session.scalar(db.select(User).where(User.username_key == "anna"))
+        provisioning.deprovision(user, actor="client:ordering", now=clock.now())
+        db.session.commit()
+        username = user.username
+    before = database_rows(app)
+    mails = len(outbox.mails())
+
+    result = run(app, "users", command[0], username, *command[1:])
+
+    assert result.exit_code != 0
+    assert "deprovisioned" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert database_rows(app) == before and len(outbox.mails()) == mails
 
 
 def test_set_phone_normalises_and_new_pins_go_there(app, client, outbox):
@@ -291,3 +320,31 @@ def test_other_bad_input_changes_nothing(populated, args):
 def test_reset_password_of_a_disabled_user_changes_nothing(populated):
     ok(populated, "users", "disable", "anna")
     assert_refused(populated, ["reset-password", "anna"])
+
+
+def test_purge_erases_accounts_deprovisioned_past_the_retention(make_app, outbox, frozen_clock):
+    app = make_app(DEPROVISIONED_RETENTION_DAYS=30)
+    for username in ("anna", "bert", "carl"):
+        invite(app, username=username)
+    with app.app_context():
+        for username in ("anna", "bert"):
+            user = db.session.scalar(db.select(User).where(User.username_key == username))
+            provisioning.deprovision(user, actor="client:ordering", now=clock.now())
+        db.session.commit()
+
+    assert "erased 0 " in ok(app, "users", "purge").stdout  # still within the retention
+    frozen_clock.advance(days=31)
+    assert "erased 2 " in ok(app, "users", "purge").stdout
+    assert "erased 0 " in ok(app, "users", "purge").stdout  # nothing left: safe to repeat
+
+    with app.app_context():
+        rows = db.session.scalars(db.select(User).order_by(User.id)).all()
+        assert [(row.email, row.phone, row.erased_at is not None) for row in rows[:2]] == [
+            ("", "", True),
+            ("", "", True),
+        ]
+        assert rows[2].email and rows[2].erased_at is None  # never deprovisioned: untouched
+        actors = db.session.scalars(
+            db.select(AuditEvent.actor).where(AuditEvent.event == "user.erased")
+        ).all()
+        assert len(actors) == 2 and all(actor.startswith("cli:") for actor in actors)

@@ -213,19 +213,22 @@ def deprovision(user: User, *, actor: str, now: datetime) -> list:
     return deliveries
 
 
-def erase_expired(now: datetime) -> int:
-    """Erases the personal data of accounts deprovisioned longer ago than the retention period.
-    The caller commits."""
+def erase_expired(now: datetime, *, actor: str = "system", batch: int = 100) -> int:
+    """Erases the personal data of at most `batch` accounts deprovisioned longer ago than the
+    retention period. The caller commits."""
     cutoff = now - timedelta(days=current_app.config["DEPROVISIONED_RETENTION_DAYS"])
     due = db.session.scalars(
-        select(User).where(User.deprovisioned_at <= cutoff, User.erased_at.is_(None)).limit(100)
+        select(User)
+        .where(User.deprovisioned_at <= cutoff, User.erased_at.is_(None))
+        .order_by(User.id)
+        .limit(batch)
     ).all()
     for user in due:
-        _erase(user, now)
+        _erase(user, now, actor)
     return len(due)
 
 
-def _erase(user: User, now: datetime) -> None:
+def _erase(user: User, now: datetime, actor: str = "system") -> None:
     user.name = None
     user.email = ""
     user.phone = ""
@@ -233,4 +236,4 @@ def _erase(user: User, now: datetime) -> None:
     user.entitlements = []
     user.password_hash = None
     user.erased_at = now
-    audit.record("user.erased", now=now, actor="system", user=user)
+    audit.record("user.erased", now=now, actor=actor, user=user)

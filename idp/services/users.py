@@ -77,6 +77,19 @@ def get_by_username(username: str) -> User:
     return user
 
 
+def get_changeable(username: str) -> User:
+    """The account for an operator's change. A deprovisioned one is refused: the ordering
+    system ended it for good (its personal data is or will be erased), and enabling it, sending
+    it a link or a new number would bring it back behind the ordering system's back."""
+    user = get_by_username(username)
+    if user.deprovisioned_at is not None:
+        raise UserError(
+            f"user {user.username!r} was deprovisioned by provisioning (SCIM) and cannot be "
+            "changed; provision the customer again to give them an account"
+        )
+    return user
+
+
 def create_user(username: str, *, email: str, phone: str, name: str | None, now: datetime) -> User:
     key = check_username(username)
     if find_by_username(username) is not None:
