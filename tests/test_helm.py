@@ -148,6 +148,30 @@ def test_credentials_come_from_the_existing_secret_only():
         assert env["IDP_ISSUER"]["value"] == VALUES["config"]["issuer"]
 
 
+def redis_key_reference(values: dict) -> dict:
+    pod = by_kind(render(values))["Deployment"]["spec"]["template"]["spec"]
+    env = {item["name"]: item for item in pod["containers"][0]["env"]}
+    return env["IDP_REDIS_URL"]["valueFrom"]["secretKeyRef"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        {"autoscaling": {"enabled": False}, "replicaCount": 3, "gunicorn": {"workers": 1}},
+        {"autoscaling": {"enabled": False}, "replicaCount": 1, "gunicorn": {"workers": 2}},
+    ],
+)
+def test_redis_is_required_when_several_processes_count(values):
+    # Each pod or worker without Redis would grant its own share of every limit.
+    assert not redis_key_reference(values).get("optional", False)
+
+
+def test_one_pod_with_one_worker_may_count_in_memory():
+    single = {"autoscaling": {"enabled": False}, "replicaCount": 1, "gunicorn": {"workers": 1}}
+    assert redis_key_reference(single)["optional"] is True
+
+
 def test_migration_runs_as_pre_install_and_pre_upgrade_hook():
     job = by_kind(render({}))["Job"]
     annotations = job["metadata"]["annotations"]
