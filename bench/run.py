@@ -6,8 +6,9 @@ full logins per second (password + SMS PIN, the PIN read from the file SMS backe
 against gunicorn started here on 127.0.0.1 (gunicorn.conf.py) with a temporary database
 (PostgreSQL on 127.0.0.1:5432 when it answers, else SQLite), then refresh grants, userinfo,
 discovery and JWKS requests per second against it and against node oidc-provider (installed
-with npm into bench/.cache, in-memory storage) under the same load, with our/peer ratios, and
-profiles of the login POST and of the token endpoint (refresh grant) naming where time goes.
+with npm into bench/.cache; once with its in-memory storage, once with Redis) under the same
+load, with our/peer ratios, and profiles of the login POST and of the token endpoint (refresh
+grant) naming where time goes.
 Every loop is bounded in count and in time.
 
 To add a scenario: write a function that takes the running `Server` and the parsed arguments
@@ -381,31 +382,46 @@ def protocol_rows(server: Server, args) -> list[Row]:
     ours = protocol_jobs(server.base, server.client_id, server.client_secret, server.tokens,
                          "/userinfo", "/jwks.json")
     rows = []
-    with peer.running_peer(free_port(), args.clients) as node:
-        theirs = protocol_jobs(node.base, node.client_id, node.client_secret, node.tokens,
-                               "/me", "/jwks")
-        for what, jobs in ours.items():
-            # Alternating slices, so that whatever else the machine does hits both alike.
-            done = {"ours": [0, 0.0], "peer": [0, 0.0]}
+    with contextlib.ExitStack() as stack:
+        peers = {
+            storage: stack.enter_context(peer.running_peer(free_port(), args.clients, storage))
+            for storage in peer.STORAGES
+        }
+        sides = {"ours": ours} | {
+            storage: protocol_jobs(node.base, node.client_id, node.client_secret, node.tokens,
+                                   "/me", "/jwks")
+            for storage, node in peers.items()
+        }
+        version = peers["memory"].version
+        for what in ours:
+            # Alternating slices, so that whatever else the machine does hits all alike.
+            done = {name: [0, 0.0] for name in sides}
             for _ in range(ROUNDS):
-                for name, side in (("ours", jobs), ("peer", theirs[what])):
-                    _, total = load.run(side, args.seconds / ROUNDS, args.requests // ROUNDS)
+                for name, jobs in sides.items():
+                    _, total = load.run(jobs[what], args.seconds / ROUNDS, args.requests // ROUNDS)
                     done[name][0] += total.requests - total.errors
                     done[name][1] += total.seconds
                     if total.errors:
                         print(f"{what} ({name}): {total.errors} errors, first: "
                               f"{total.first_error}", file=sys.stderr)
-            our_rate, peer_rate = (count / seconds for count, seconds in done.values())
-            COMPARISON.append((what, our_rate, peer_rate))
-            rows.append(Row(f"{what} under gunicorn", f"{our_rate:.0f} /s",
-                            f"node oidc-provider {node.version}: {peer_rate:.0f} /s, "
-                            f"ours/peer {our_rate / max(peer_rate, 1e-9):.2f}"))
+            rates = {name: count / seconds for name, (count, seconds) in done.items()}
+            COMPARISON.append((what, rates))
+            ratios = ", ".join(
+                f"{storage}: {rates[storage]:.0f} /s, ours/peer {ratio(rates, storage):.2f}"
+                for storage in peer.STORAGES
+            )
+            rows.append(Row(f"{what} under gunicorn", f"{rates['ours']:.0f} /s",
+                            f"node oidc-provider {version} ({ratios})"))
     return rows
 
 
+def ratio(rates: dict[str, float], storage: str) -> float:
+    return rates["ours"] / max(rates[storage], 1e-9)
+
+
 ROUNDS = 3
-# (what, ours per second, peer per second), printed as a table of its own at the end.
-COMPARISON: list[tuple[str, float, float]] = []
+# (what, {"ours" or a peer storage: per second}), printed as a table of its own at the end.
+COMPARISON: list[tuple[str, dict[str, float]]] = []
 
 # A scenario takes the running server and the arguments and returns rows. The protocol runs
 # first: its access tokens live 5 minutes.
@@ -612,9 +628,12 @@ def main(argv=None) -> None:
     print_table(rows)
     if COMPARISON:
         print()
-        print(f"{'per second':<18}{'ours':>8}{'peer':>8}{'ours/peer':>11}")
-        for what, ours, theirs in COMPARISON:
-            print(f"{what:<18}{ours:>8.0f}{theirs:>8.0f}{ours / max(theirs, 1e-9):>11.2f}")
+        header = "".join(f"{'peer ' + storage:>14}{'ours/peer':>11}" for storage in peer.STORAGES)
+        print(f"{'per second':<18}{'ours':>8}{header}")
+        for what, rates in COMPARISON:
+            figures = "".join(f"{rates[storage]:>14.0f}{ratio(rates, storage):>11.2f}"
+                              for storage in peer.STORAGES)
+            print(f"{what:<18}{rates['ours']:>8.0f}{figures}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-// The peer for python -m bench.run: node oidc-provider with its in-memory storage on 127.0.0.1,
-// one confidential client, ES256 signing, refresh tokens rotated on every use (as ours are).
+// The peer for python -m bench.run: node oidc-provider on 127.0.0.1, one confidential client,
+// ES256 signing, refresh tokens rotated on every use (as ours are). Storage: in memory, or in
+// Redis when PEER_REDIS_URL is set (redis_adapter.mjs).
 // Usage: node server.mjs PORT GRANTS. Prints one JSON line (client, one refresh and one access
 // token per grant) once it listens; runs until terminated.
 import { generateKeyPairSync } from 'node:crypto';
 import Provider from 'oidc-provider';
+import { connect, RedisAdapter } from './redis_adapter.mjs';
 
 const port = Number(process.argv[2]);
 const grants = Number(process.argv[3] || 8);
@@ -15,7 +17,14 @@ const clientSecret = 'bench-peer-client-secret-0123456789abcdef';
 const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'bench-es256', alg: 'ES256', use: 'sig' };
 
+const storage = {};
+if (process.env.PEER_REDIS_URL) {
+  connect(process.env.PEER_REDIS_URL);
+  storage.adapter = RedisAdapter;
+}
+
 const provider = new Provider(issuer, {
+  ...storage,
   clients: [{
     client_id: clientId,
     client_secret: clientSecret,
