@@ -96,6 +96,9 @@ ARGON2_PARALLELISM = 1
 # How many argon2 computations may run at once in one process: more only queue for the CPU and
 # use memory (each takes ARGON2_MEMORY_COST_KIB).
 ARGON2_MAX_CONCURRENT = 2
+# Seconds a request waits for one of those slots before it gets "busy, try again" (503 with
+# Retry-After): a flood of logins must not hold every worker thread in the queue.
+ARGON2_WAIT_SECONDS = 3.0
 PASSWORD_MIN_LENGTH = 12
 # Longest password in characters (NIST: at least 64 must be accepted).
 PASSWORD_MAX_LENGTH = 256

@@ -3,13 +3,14 @@ lock with backoff, expiry of PINs, transactions and sessions, session fixation, 
 and open redirects. Each test fails when its defence is taken away."""
 
 import re
+import threading
 from urllib.parse import urlsplit
 
 import pytest
 from argon2 import PasswordHasher
 
 from idp.extensions import db
-from idp.models import AuthTransaction, Session, User
+from idp.models import AuditEvent, AuthTransaction, Session, User
 from tests.conftest import PASSWORD, activate, csrf_token, login, post_form
 
 EN = {"Accept-Language": "en"}
@@ -35,9 +36,7 @@ def submit_pin(client, pin):
     page = client.get("/pin", headers=EN)
     if 'name="csrf_token"' not in page.text:
         page = client.get("/login", headers=EN)
-    return client.post(
-        "/pin", data={"csrf_token": csrf_token(page.text), "pin": pin}, headers=EN
-    )
+    return client.post("/pin", data={"csrf_token": csrf_token(page.text), "pin": pin}, headers=EN)
 
 
 def strip_token(html: str) -> str:
@@ -543,3 +542,46 @@ def test_no_new_pins_for_an_account_locked_by_wrong_pins(make_app, outbox, froze
     sent = len(outbox.sms())
     assert resend(browsers[1]).status_code in (410, 429)
     assert len(outbox.sms()) == sent
+
+
+def test_a_login_that_finds_every_argon2_slot_taken_gets_503_and_counts_nothing(make_app, outbox):
+    # A flood of logins from more networks than the limits see must not hold every worker
+    # thread in argon2's queue: after a short wait the request is answered "busy".
+    app = make_app(ARGON2_MAX_CONCURRENT=1, ARGON2_WAIT_SECONDS=0.1)
+    client = app.test_client()
+    activate(app, client, outbox)
+    client = app.test_client()
+    token = csrf_token(client.get("/login").text)
+    slots = app.extensions["idp.passwords"].slots
+    answers = []
+
+    def log_in():
+        answers.append(
+            client.post(
+                "/login",
+                data={"csrf_token": token, "username": "anna", "password": "a wrong password!!"},
+            )
+        )
+
+    slots.acquire()  # what a flood of parallel logins does
+    try:
+        waiting = threading.Thread(target=log_in)
+        waiting.start()
+        waiting.join(timeout=10)
+        assert not waiting.is_alive(), "the login waited for a slot without end"
+    finally:
+        slots.release()
+        waiting.join()
+
+    busy = answers[0]
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "5"
+    assert "try again in a few seconds" in busy.text or "in ein paar Sekunden" in busy.text
+    with app.app_context():
+        user = db.session.scalar(db.select(User).where(User.username_key == "anna"))
+        assert user.failed_passwords == 0 and user.locked_until is None
+        failures = db.session.scalars(
+            db.select(AuditEvent).where(AuditEvent.event == "login.failed")
+        ).all()
+        assert failures == []
+    # Once a slot is free, the same person signs in as usual.
+    login(app.test_client(), outbox)

@@ -20,18 +20,23 @@ def check_password(username: str, password: str, now: datetime, ip: str | None) 
     user = users.find_by_username(username) if username else None
     # Counted for every name, existing or not, so that the limit tells nothing either.
     attempt_allowed = take_login_attempt(users.username_key(username), ip)
-    usable = (
-        attempt_allowed
-        and user is not None
-        and user.state == UserState.ACTIVE
-        and (
-            lockout.claim_password_attempt(user.id, now)
-            or lockout.is_home_network(user, network_of(ip), now)
+    # An argon2 slot before the account's attempt is counted: a request that finds none in
+    # time (HashingBusy, answered 503) leaves the account as it was.
+    with hashing().reserved() as hasher:
+        usable = (
+            attempt_allowed
+            and user is not None
+            and user.state == UserState.ACTIVE
+            and (
+                lockout.claim_password_attempt(user.id, now)
+                or lockout.is_home_network(user, network_of(ip), now)
+            )
         )
-    )
-    ok = hashing().verify(user.password_hash if usable else None, password)
-    if usable:
-        lockout.settle_password_attempt(user, ok, now)
+        ok = hasher.verify(user.password_hash if usable else None, password)
+        if usable:
+            lockout.settle_password_attempt(user, ok, now)
+        if ok and hashing().needs_rehash(user.password_hash):
+            user.password_hash = hasher.hash(password)
     if not ok:
         audit.record(
             "login.failed",
@@ -43,8 +48,6 @@ def check_password(username: str, password: str, now: datetime, ip: str | None) 
         )
         metrics.LOGINS.labels(result="password_rejected").inc()
         return None
-    if hashing().needs_rehash(user.password_hash):
-        user.password_hash = hashing().hash(password)
     return user
 
 

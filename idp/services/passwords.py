@@ -3,6 +3,8 @@ composition; a list of breached passwords; nothing that contains the username or
 
 import threading
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -15,15 +17,31 @@ from flask_babel import lazy_gettext as _l
 SHORTEST_CHECKABLE = 10
 
 
+class HashingBusy(Exception):
+    """Every argon2 slot stayed taken for ARGON2_WAIT_SECONDS: answered with 503 and
+    Retry-After before anything was counted or written."""
+
+
 class PasswordHashing:
     """argon2id with the configured cost, and a bound on how many hashes run at once: each
-    uses the configured memory and a core, so an unbounded number only queues and swaps."""
+    uses the configured memory and a core, so an unbounded number only queues and swaps. A
+    request waits for a slot at most `wait_seconds`: a flood of logins (from more networks
+    than the rate limits see) then gets quick 503s instead of holding every worker thread in
+    the queue, and token, PIN and page requests go on being served."""
 
-    def __init__(self, time_cost: int, memory_cost_kib: int, parallelism: int, concurrent: int):
+    def __init__(
+        self,
+        time_cost: int,
+        memory_cost_kib: int,
+        parallelism: int,
+        concurrent: int,
+        wait_seconds: float,
+    ):
         self.hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_cost_kib, parallelism=parallelism
         )
         self.slots = threading.BoundedSemaphore(concurrent)
+        self.wait_seconds = wait_seconds
         # Verified when the user is unknown, so that the answer takes as long as for a real one.
         self.dummy_hash = self.hasher.hash("dummy password that never matches anything")
 
@@ -34,24 +52,50 @@ class PasswordHashing:
             config["ARGON2_MEMORY_COST_KIB"],
             config["ARGON2_PARALLELISM"],
             config["ARGON2_MAX_CONCURRENT"],
+            config["ARGON2_WAIT_SECONDS"],
         )
 
+    @contextmanager
+    def reserved(self) -> Iterator["PasswordHashing"]:
+        """A slot held for several hashes in a row (a login's check and rehash), taken before
+        the caller counts or writes anything; raises HashingBusy. Inside, use the _unslotted
+        methods through the object it yields."""
+        if not self.slots.acquire(timeout=self.wait_seconds):
+            raise HashingBusy()
+        try:
+            yield _Unslotted(self)
+        finally:
+            self.slots.release()
+
     def hash(self, password: str) -> str:
-        with self.slots:
-            return self.hasher.hash(normalize(password))
+        with self.reserved() as hasher:
+            return hasher.hash(password)
 
     def verify(self, password_hash: str | None, password: str) -> bool:
         """True when the password matches; a missing hash costs the same time as a real one."""
-        with self.slots:
-            try:
-                return self.hasher.verify(
-                    password_hash or self.dummy_hash, normalize(password)
-                ) and (password_hash is not None)
-            except (VerifyMismatchError, VerificationError, InvalidHashError):
-                return False
+        with self.reserved() as hasher:
+            return hasher.verify(password_hash, password)
 
     def needs_rehash(self, password_hash: str) -> bool:
         return self.hasher.check_needs_rehash(password_hash)
+
+
+class _Unslotted:
+    """hash and verify for the holder of a slot (PasswordHashing.reserved)."""
+
+    def __init__(self, hashing: PasswordHashing):
+        self.hashing = hashing
+
+    def hash(self, password: str) -> str:
+        return self.hashing.hasher.hash(normalize(password))
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        try:
+            return self.hashing.hasher.verify(
+                password_hash or self.hashing.dummy_hash, normalize(password)
+            ) and (password_hash is not None)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
 
 
 def hashing() -> PasswordHashing:

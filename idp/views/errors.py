@@ -6,12 +6,15 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from idp.extensions import db
 from idp.logging_setup import loggable_path
+from idp.services.passwords import HashingBusy
 
 # Paths that relying parties call: errors there are JSON even when no route matched (a 404 or
 # 405 has no blueprint), since a client library parses the answer instead of showing it.
 PROTOCOL_PATHS = ("/token", "/userinfo", "/revoke", "/introspect", "/jwks.json", "/.well-known")
 JSON_ERRORS = {404: "not_found", 405: "method_not_allowed"}
 SCIM_PATH = "/scim/v2/"
+# When a password check found every argon2 slot taken: long enough for a burst to drain.
+BUSY_RETRY_AFTER_SECONDS = 5
 
 
 def is_protocol_path(path: str) -> bool:
@@ -35,6 +38,13 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_failed(error):
         return error_page(400, "csrf")
+
+    @app.errorhandler(HashingBusy)
+    def hashing_busy(error):
+        # Raised before anything was counted or written; the person just tries again.
+        db.session.rollback()
+        page, status = error_page(503, "busy")
+        return page, status, {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
