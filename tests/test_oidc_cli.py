@@ -62,18 +62,17 @@ def test_bad_redirect_uri_is_refused_and_nothing_is_created(app, uri):
 
 
 def test_rotate_secret_and_delete(app):
-    created = json.loads(
-        run(
-            app, "clients", "create", "P", "--redirect-uri", "https://p.example/cb", "--json"
-        ).stdout
-    )
-    rotated = json.loads(
-        run(app, "clients", "rotate-secret", created["client_id"], "--json").stdout
-    )
+    result = run(app, "clients", "create", "P", "--redirect-uri", "https://p.example/cb", "--json")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    created = json.loads(result.stdout)
+    result = run(app, "clients", "rotate-secret", created["client_id"], "--json")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    rotated = json.loads(result.stdout)
     assert rotated["client_secret"] != created["client_secret"]
-    assert run(app, "clients", "delete", created["client_id"]).exit_code == 0
+    result = run(app, "clients", "delete", created["client_id"])
+    assert result.exit_code == 0, (result.stdout, result.stderr)
     missing = run(app, "clients", "delete", created["client_id"])
-    assert missing.exit_code != 0 and "no client" in missing.stderr
+    assert missing.exit_code != 0 and "no client" in missing.stderr, missing.stderr
 
 
 def test_rotated_key_is_published_before_it_signs(app, frozen_clock):

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 from flask import current_app, g
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import joinedload
 
 from idp.extensions import db
@@ -325,12 +325,19 @@ _CLAIM_REFRESH = (
 
 def _insert_tokens(count: int):
     """INSERT INTO tokens (...) VALUES (...), ... for `count` rows, parameters named
-    <column>_<row>."""
+    <column>_<row> and typed by their columns. Written as text: SQLAlchemy does not cache the
+    compiled form of a multi-row insert() and would compile it on every request."""
     names = ("grant_id", "kind", "digest", "scope", "created_at", "expires_at")
-    return insert(_TOKENS).values(
-        [
-            {name: bindparam(f"{name}_{index}", type_=_TOKENS.c[name].type) for name in names}
+    rows = ", ".join(
+        "(" + ", ".join(f":{name}_{index}" for name in names) + ")" for index in range(count)
+    )
+    # Only our own table and column names go into the text; every value is a bound parameter.
+    sql = f"INSERT INTO {_TOKENS.name} ({', '.join(names)}) VALUES {rows}"  # noqa: S608
+    return text(sql).bindparams(
+        *[
+            bindparam(f"{name}_{index}", type_=_TOKENS.c[name].type)
             for index in range(count)
+            for name in names
         ]
     )
 
@@ -339,12 +346,18 @@ def _insert_tokens(count: int):
 _INSERT_TOKENS = {1: _insert_tokens(1), 2: _insert_tokens(2)}
 
 
+# Where each part's columns sit in a _FIND_WITH_GRANT row: (prefix, names, first, end).
+_RECORD_SLICES = []
+for _prefix, _, _names in _RECORD_PARTS:
+    _first = _RECORD_SLICES[-1][3] if _RECORD_SLICES else 0
+    _RECORD_SLICES.append((_prefix, _names, _first, _first + len(_names)))
+
+
 def _record(row) -> SimpleNamespace:
     """The token of a _FIND_WITH_GRANT row, with .grant, .grant.user and .grant.client."""
-    values = row._mapping
     parts = {
-        prefix: SimpleNamespace(**{name: values[f"{prefix}_{name}"] for name in names})
-        for prefix, _, names in _RECORD_PARTS
+        prefix: SimpleNamespace(**dict(zip(names, row[first:end], strict=True)))
+        for prefix, names, first, end in _RECORD_SLICES
     }
     token, grant = parts["t"], parts["g"]
     grant.user, grant.client = parts["u"], parts["c"]
