@@ -64,6 +64,17 @@ def claim_password_attempt(user_id: int, now: datetime) -> bool:
     return claimed is not None
 
 
+def give_back_password_attempt(user_id: int) -> None:
+    """Takes back an attempt that claim_password_attempt counted but that was never checked
+    (no argon2 slot in time), committed at once: the request ends with an error."""
+    db.session.execute(
+        update(User)
+        .where(User.id == user_id, User.failed_passwords > 0)
+        .values(failed_passwords=User.failed_passwords - 1)
+    )
+    db.session.commit()
+
+
 def settle_password_attempt(user: User, ok: bool, now: datetime) -> None:
     """After the check: a right password gives the attempt back (a lock from wrong PINs
     stays); a wrong one keeps it and lengthens the lock with every further failure."""

@@ -1,6 +1,7 @@
 """The password step of a login. It yields only a pending transaction, never a session: that
 comes when the SMS PIN is confirmed."""
 
+from contextlib import suppress
 from datetime import datetime
 
 from idp import metrics
@@ -8,7 +9,7 @@ from idp.models import AuthTransaction, Session, TransactionPurpose, User, UserS
 from idp.network import network_of
 from idp.ratelimit import take_login_attempt
 from idp.services import audit, lockout, sessions, tokens_logout, transactions, users
-from idp.services.passwords import hashing
+from idp.services.passwords import HashingBusy, hashing
 
 AMR = ["pwd", "sms", "mfa"]
 
@@ -20,23 +21,28 @@ def check_password(username: str, password: str, now: datetime, ip: str | None) 
     user = users.find_by_username(username) if username else None
     # Counted for every name, existing or not, so that the limit tells nothing either.
     attempt_allowed = take_login_attempt(users.username_key(username), ip)
-    # An argon2 slot before the account's attempt is counted: a request that finds none in
-    # time (HashingBusy, answered 503) leaves the account as it was.
-    with hashing().reserved() as hasher:
-        usable = (
-            attempt_allowed
-            and user is not None
-            and user.state == UserState.ACTIVE
-            and (
-                lockout.claim_password_attempt(user.id, now)
-                or lockout.is_home_network(user, network_of(ip), now)
-            )
+    usable = (
+        attempt_allowed
+        and user is not None
+        and user.state == UserState.ACTIVE
+        and (
+            lockout.claim_password_attempt(user.id, now)
+            or lockout.is_home_network(user, network_of(ip), now)
         )
-        ok = hasher.verify(user.password_hash if usable else None, password)
+    )
+    try:
+        ok = hashing().verify(user.password_hash if usable else None, password)
+    except HashingBusy:
+        # Not checked, so not a try: a burst of other people's logins must not count against
+        # the owner (a lock that this claim set stays, on the safe side).
         if usable:
-            lockout.settle_password_attempt(user, ok, now)
-        if ok and hashing().needs_rehash(user.password_hash):
-            user.password_hash = hasher.hash(password)
+            lockout.give_back_password_attempt(user.id)
+        raise
+    if usable:
+        lockout.settle_password_attempt(user, ok, now)
+    if ok and hashing().needs_rehash(user.password_hash):
+        with suppress(HashingBusy):  # the stronger hash can wait for the next login
+            user.password_hash = hashing().hash(password)
     if not ok:
         audit.record(
             "login.failed",

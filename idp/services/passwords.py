@@ -19,7 +19,7 @@ SHORTEST_CHECKABLE = 10
 
 class HashingBusy(Exception):
     """Every argon2 slot stayed taken for ARGON2_WAIT_SECONDS: answered with 503 and
-    Retry-After before anything was counted or written."""
+    Retry-After; nothing it was about is written (see login.check_password)."""
 
 
 class PasswordHashing:
@@ -56,46 +56,30 @@ class PasswordHashing:
         )
 
     @contextmanager
-    def reserved(self) -> Iterator["PasswordHashing"]:
-        """A slot held for several hashes in a row (a login's check and rehash), taken before
-        the caller counts or writes anything; raises HashingBusy. Inside, use the _unslotted
-        methods through the object it yields."""
+    def _slot(self) -> Iterator[None]:
         if not self.slots.acquire(timeout=self.wait_seconds):
             raise HashingBusy()
         try:
-            yield _Unslotted(self)
+            yield
         finally:
             self.slots.release()
 
     def hash(self, password: str) -> str:
-        with self.reserved() as hasher:
-            return hasher.hash(password)
+        with self._slot():
+            return self.hasher.hash(normalize(password))
 
     def verify(self, password_hash: str | None, password: str) -> bool:
         """True when the password matches; a missing hash costs the same time as a real one."""
-        with self.reserved() as hasher:
-            return hasher.verify(password_hash, password)
+        with self._slot():
+            try:
+                return self.hasher.verify(
+                    password_hash or self.dummy_hash, normalize(password)
+                ) and (password_hash is not None)
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                return False
 
     def needs_rehash(self, password_hash: str) -> bool:
         return self.hasher.check_needs_rehash(password_hash)
-
-
-class _Unslotted:
-    """hash and verify for the holder of a slot (PasswordHashing.reserved)."""
-
-    def __init__(self, hashing: PasswordHashing):
-        self.hashing = hashing
-
-    def hash(self, password: str) -> str:
-        return self.hashing.hasher.hash(normalize(password))
-
-    def verify(self, password_hash: str | None, password: str) -> bool:
-        try:
-            return self.hashing.hasher.verify(
-                password_hash or self.hashing.dummy_hash, normalize(password)
-            ) and (password_hash is not None)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            return False
 
 
 def hashing() -> PasswordHashing:
