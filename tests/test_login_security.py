@@ -4,6 +4,7 @@ and open redirects. Each test fails when its defence is taken away."""
 
 import re
 import threading
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -544,12 +545,8 @@ def test_no_new_pins_for_an_account_locked_by_wrong_pins(make_app, outbox, froze
     assert len(outbox.sms()) == sent
 
 
-def test_a_login_that_finds_every_argon2_slot_taken_gets_503_and_counts_nothing(make_app, outbox):
-    # A flood of logins from more networks than the limits see must not hold every worker
-    # thread in argon2's queue: after a short wait the request is answered "busy".
-    app = make_app(ARGON2_MAX_CONCURRENT=1, ARGON2_WAIT_SECONDS=0.1)
-    client = app.test_client()
-    activate(app, client, outbox)
+def login_while_argon2_is_busy(app):
+    """POST /login while every argon2 slot is taken, as by a flood of parallel logins."""
     client = app.test_client()
     token = csrf_token(client.get("/login").text)
     slots = app.extensions["idp.passwords"].slots
@@ -563,7 +560,7 @@ def test_a_login_that_finds_every_argon2_slot_taken_gets_503_and_counts_nothing(
             )
         )
 
-    slots.acquire()  # what a flood of parallel logins does
+    slots.acquire()
     try:
         waiting = threading.Thread(target=log_in)
         waiting.start()
@@ -572,8 +569,17 @@ def test_a_login_that_finds_every_argon2_slot_taken_gets_503_and_counts_nothing(
     finally:
         slots.release()
         waiting.join()
+    return answers[0]
 
-    busy = answers[0]
+
+def test_a_login_that_finds_every_argon2_slot_taken_gets_503_and_counts_nothing(make_app, outbox):
+    # A flood of logins from more networks than the limits see must not hold every worker
+    # thread in argon2's queue: after a short wait the request is answered "busy".
+    app = make_app(ARGON2_MAX_CONCURRENT=1, ARGON2_WAIT_SECONDS=0.1)
+    activate(app, app.test_client(), outbox)
+
+    busy = login_while_argon2_is_busy(app)
+
     assert busy.status_code == 503 and busy.headers["Retry-After"] == "5"
     assert "try again in a few seconds" in busy.text or "in ein paar Sekunden" in busy.text
     with app.app_context():
@@ -585,3 +591,23 @@ def test_a_login_that_finds_every_argon2_slot_taken_gets_503_and_counts_nothing(
         assert failures == []
     # Once a slot is free, the same person signs in as usual.
     login(app.test_client(), outbox)
+
+
+def test_a_busy_login_past_the_lock_gives_back_no_attempt_it_did_not_count(make_app, outbox):
+    # From her home network the owner gets past a lock without a counted attempt; a busy answer
+    # there must not take one of the strangers' counted attempts off the lock.
+    app = make_app(ARGON2_MAX_CONCURRENT=1, ARGON2_WAIT_SECONDS=0.1)
+    client = app.test_client()
+    activate(app, client, outbox)
+    login(client, outbox)  # a session from this network: her home network
+    with app.app_context():
+        user = db.session.scalar(db.select(User).where(User.username_key == "anna"))
+        user.failed_passwords = 7
+        user.locked_until = datetime.now(UTC) + timedelta(minutes=10)
+        db.session.commit()
+
+    assert login_while_argon2_is_busy(app).status_code == 503
+
+    with app.app_context():
+        user = db.session.scalar(db.select(User).where(User.username_key == "anna"))
+        assert user.failed_passwords == 7

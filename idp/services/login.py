@@ -21,21 +21,17 @@ def check_password(username: str, password: str, now: datetime, ip: str | None) 
     user = users.find_by_username(username) if username else None
     # Counted for every name, existing or not, so that the limit tells nothing either.
     attempt_allowed = take_login_attempt(users.username_key(username), ip)
-    usable = (
-        attempt_allowed
-        and user is not None
-        and user.state == UserState.ACTIVE
-        and (
-            lockout.claim_password_attempt(user.id, now)
-            or lockout.is_home_network(user, network_of(ip), now)
-        )
-    )
+    claimed = usable = False
+    if attempt_allowed and user is not None and user.state == UserState.ACTIVE:
+        claimed = lockout.claim_password_attempt(user.id, now)
+        usable = claimed or lockout.is_home_network(user, network_of(ip), now)
     try:
         ok = hashing().verify(user.password_hash if usable else None, password)
     except HashingBusy:
         # Not checked, so not a try: a burst of other people's logins must not count against
-        # the owner (a lock that this claim set stays, on the safe side).
-        if usable:
+        # the owner (a lock that this claim set stays, on the safe side). Only an attempt this
+        # request counted is given back: past a lock, from the home network, none was.
+        if claimed:
             lockout.give_back_password_attempt(user.id)
         raise
     if usable:
