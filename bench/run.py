@@ -179,7 +179,9 @@ def submit(session: requests.Session, url: str, data: dict) -> requests.Response
 
 def idp_command(env: dict, *args: str) -> str:
     """Runs the operator's command line; its output, or an error that quotes its stderr."""
-    done = subprocess.run(["idp", *args], env=env, capture_output=True, text=True, timeout=120)
+    # The `idp` script of this interpreter's environment, whether or not that is on PATH.
+    command = [sys.executable, "-m", "idp", *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         raise RuntimeError(f"idp {' '.join(args[:2])} failed: {done.stderr[-2000:]}")
     return done.stdout

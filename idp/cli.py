@@ -8,7 +8,7 @@ import os
 
 import click
 from flask import Flask
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
 
 from idp import create_app
 from idp.config import ConfigurationError
@@ -43,26 +43,45 @@ def app_for_cli() -> Flask:
         raise click.ClickException(str(error)) from None
 
 
+class OperatorGroup(FlaskGroup):
+    """Flask's command group, whose help lists our commands and says in one line what is
+    wrong where the configuration does not load (Flask's own prints a traceback)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        try:
+            ctx.ensure_object(ScriptInfo).load_app()
+        except click.ClickException as error:
+            click.echo(f"Error: {error.format_message()}", err=True)
+            return sorted(self.commands)
+        return super().list_commands(ctx)
+
+
 def main() -> None:
-    FlaskGroup(
+    group = OperatorGroup(
         name="idp",
         create_app=app_for_cli,
         help="Operate the identity provider.",
         set_debug_flag=False,
         load_dotenv=False,
-    ).main(prog_name="idp")
+    )
+    # On the group too, not only on the app: they are found, and their help shown, before
+    # (and without) loading the configuration; running one loads it (with_appcontext).
+    for command in operator_commands():
+        group.add_command(command)
+    group.main(prog_name="idp")
 
 
-def register_commands(app: Flask) -> None:
+def operator_commands() -> list[click.Command]:
     from idp.cli_audit import audit_group
     from idp.cli_oidc import clients_group, keys_group
     from idp.demo import demo_command
 
-    app.cli.add_command(users_group)
-    app.cli.add_command(clients_group)
-    app.cli.add_command(keys_group)
-    app.cli.add_command(audit_group)
-    app.cli.add_command(demo_command)
+    return [users_group, clients_group, keys_group, audit_group, demo_command]
+
+
+def register_commands(app: Flask) -> None:
+    for command in operator_commands():
+        app.cli.add_command(command)
 
 
 def fail_on_user_error(func):

@@ -107,3 +107,24 @@ def test_cli_reports_a_bad_configuration_in_one_line(clean_env):
         app_for_cli()
     assert "IDP_SECRET_KEY" in refused.value.message
     assert "\n" not in refused.value.message
+
+
+def test_cli_help_lists_the_commands_without_a_configuration(clean_env):
+    """An operator's first `idp --help` on a machine not set up yet: the commands, and one
+    line on what is missing, not a traceback."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "idp", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0
+    for command in ("users", "clients", "keys", "audit", "demo"):
+        assert f"\n  {command} " in done.stdout
+    assert done.stderr.strip() == "Error: IDP_SECRET_KEY is not set: refusing to start without it"
+    assert "Traceback" not in done.stdout + done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "idp", "users", "list"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == "Error: IDP_SECRET_KEY is not set: refusing to start without it"
