@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import cProfile
 import io
+import itertools
 import json
 import os
 import pstats
@@ -44,9 +45,13 @@ from bench import load, peer
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench: correct horse battery staple"  # noqa: S105
 HOST = "127.0.0.1"
-# The limits that protect production would stop a benchmark after a few logins.
+# The limits that protect production would stop a benchmark after a few logins: raised, not
+# switched off, so that every request still passes the limiter as in production.
 UNLIMITED = {
-    "IDP_RATELIMIT_ENABLED": "false",
+    "IDP_RATELIMIT_LOGIN_PER_IP": "1000000 per minute",
+    "IDP_RATELIMIT_LOGIN_PER_NETWORK": "1000000 per minute",
+    "IDP_RATELIMIT_PIN_PER_IP": "1000000 per minute",
+    "IDP_RATELIMIT_ACTIVATION_PER_IP": "1000000 per minute",
     "IDP_SMS_LIMIT_PER_NUMBER": "1000000 per day",
     "IDP_SMS_LIMIT_PER_ACCOUNT": "1000000 per day",
     "IDP_SMS_BUDGET_MESSAGES": "1000000 per hour",
@@ -227,7 +232,7 @@ def bench_database(kind: str, work: Path) -> Iterator[tuple[str, str]]:
             if kind == "postgresql":
                 raise
         else:
-            name = f"idp_bench_{os.getpid()}"
+            name = f"idp_bench_{os.getpid()}_{next(_DATABASES)}"
             with admin:
                 admin.execute(f"DROP DATABASE IF EXISTS {name}")
                 admin.execute(f"CREATE DATABASE {name}")
@@ -240,6 +245,9 @@ def bench_database(kind: str, work: Path) -> Iterator[tuple[str, str]]:
                     admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             return
     yield f"sqlite:///{work / 'idp.sqlite3'}", "SQLite in a temporary folder"
+
+
+_DATABASES = itertools.count()  # one database per server, if a run starts several
 
 
 def pkce_pair() -> tuple[str, str]:

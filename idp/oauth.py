@@ -119,7 +119,10 @@ def _save_token(token, request):
         # Client credentials: the token is checked by signature, see tokens.service_access_token.
         return
     # The grant travels as Authlib's "user": it carries the user, the session and the client.
-    tokens.store(request.user, token, clock.now())
+    # A refresh grant's old token is claimed in the same step (see tokens.store).
+    replacing = request.refresh_token.row if request.refresh_token is not None else None
+    if not tokens.store(request.user, token, clock.now(), replacing=replacing):
+        raise InvalidGrantError()
 
 
 def _generate_token(grant_type, client, user, scope, expires_in=None, include_refresh_token=True):
@@ -183,17 +186,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         row = tokens.find_refresh(refresh_token, clock.now())
         return TokenAdapter(row) if row is not None else None
 
-    def validate_token_request(self):
-        super().validate_token_request()
-        if not tokens.claim_refresh(self.request.refresh_token.row, clock.now()):
-            raise InvalidGrantError()
-
     def authenticate_user(self, refresh_token):
         grant = refresh_token.row.grant
         return grant if tokens.grant_is_usable(grant) else None
 
     def revoke_old_credential(self, refresh_token):
-        """Claimed (marked used) before the new one was issued."""
+        """Claimed (marked used) when the new tokens were stored (see _save_token)."""
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):

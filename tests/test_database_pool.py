@@ -8,6 +8,7 @@ from sqlalchemy import create_engine, text
 
 from idp.extensions import db
 from tests.conftest import POSTGRES_URI
+from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URI, reason="a server connection: PostgreSQL only")
 
@@ -61,3 +62,62 @@ def test_a_connection_used_moments_ago_is_not_checked(make_app, monkeypatch):
         assert client.get("/readyz").status_code == 200
 
     assert pings == []
+
+
+def test_a_connection_lost_mid_request_is_invalidated_not_reused(make_app):
+    """A statement run on the driver's cursor (database.DirectStatement, the token endpoint's)
+    that finds its connection gone fails as SQLAlchemy's error and invalidates the connection,
+    as SQLAlchemy's own execution does: the next request gets a new one, even where no idle
+    check would catch it."""
+    from sqlalchemy import exc
+
+    from idp.services import tokens
+
+    app = make_app(DATABASE_PING_AFTER_IDLE_SECONDS=3600)
+    dropped = backend_pid(app)
+    with app.app_context():
+        terminate(dropped)
+        with pytest.raises(exc.DBAPIError) as failed:
+            tokens._find_record("x" * 43, "refresh")
+        assert failed.value.connection_invalidated
+        db.session.remove()
+
+    assert app.test_client().get("/readyz").status_code == 200
+    assert backend_pid(app) != dropped
+
+
+def test_a_refresh_grant_is_two_statements_and_no_transaction_round_trips(
+    idp, browser, rp, tmp_path
+):
+    """The token endpoint's round trips to PostgreSQL, read off libpq's protocol trace: the
+    token read, and the claim with the new tokens as one statement, each in autocommit; no
+    BEGIN, COMMIT or ROLLBACK, which would be as many round trips again."""
+    from sqlalchemy import event
+
+    from tests.test_oidc_flow import post_refresh
+
+    token = rp.sign_in(browser)
+    with idp.app.app_context():
+        engine = db.engine
+    trace = (tmp_path / "libpq.trace").open("w+")
+
+    def start_trace(dbapi_connection, record, proxy):
+        dbapi_connection.pgconn.trace(trace.fileno())
+
+    def stop_trace(dbapi_connection, record):
+        dbapi_connection.pgconn.untrace()
+
+    event.listen(engine, "checkout", start_trace)
+    event.listen(engine, "checkin", stop_trace)
+    try:
+        assert post_refresh(idp, rp, token["refresh_token"]).status_code == 200
+    finally:
+        event.remove(engine, "checkout", start_trace)
+        event.remove(engine, "checkin", stop_trace)
+        trace.close()
+    lines = (tmp_path / "libpq.trace").read_text().splitlines()
+    sent = [line.split("\t") for line in lines if "\tF\t" in line]
+    messages = [fields[3].split(" ")[0] for fields in sent]
+    simple_queries = [fields[3] for fields in sent if fields[3].startswith("Query")]
+    assert simple_queries == []
+    assert messages.count("Sync") == 2

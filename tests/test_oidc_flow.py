@@ -173,6 +173,29 @@ def test_refresh_rotates_and_reuse_revokes_the_family(idp, browser, rp):
     assert userinfo_status(idp, rotated["access_token"]) == 401
 
 
+def test_twenty_parallel_refreshes_with_one_token_one_succeeds_and_the_family_dies(
+    idp, browser, rp
+):
+    """Of parallel requests with one refresh token exactly one is answered with new tokens
+    (the claim and the storing are one step); the others are reuse, which ends the family,
+    the winner's new tokens with it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    token = rp.sign_in(browser)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(
+            pool.map(lambda _: post_refresh(idp, rp, token["refresh_token"]), range(20))
+        )
+    statuses = [response.status_code for response in responses]
+    assert statuses.count(200) == 1, statuses
+    assert {response.json()["error"] for response in responses if response.status_code != 200} == {
+        "invalid_grant"
+    }
+    winner = next(response.json() for response in responses if response.status_code == 200)
+    assert userinfo_status(idp, winner["access_token"]) == 401
+    assert post_refresh(idp, rp, winner["refresh_token"]).status_code == 400
+
+
 def test_refresh_token_is_bound_to_its_client(idp, browser, make_rp):
     owner, other = make_rp(), make_rp()
     token = owner.sign_in(browser)

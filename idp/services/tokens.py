@@ -13,6 +13,7 @@ from flask import current_app, g
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import joinedload
 
+from idp.database import DirectStatement, claims_in_one_statement, single_statement_connection
 from idp.extensions import db
 from idp.models import Client, Grant, Session, Token, TokenKind, User, UserState
 from idp.services import clients, entitlements, keys
@@ -200,39 +201,43 @@ def authenticate_service_token(
     return client if client is not None and scope in clients.service_scopes(client) else None
 
 
-def store(grant: Grant, token: dict, now: datetime) -> None:
-    """Keeps the digests of what the token response carries."""
+def store(grant: Grant, token: dict, now: datetime, *, replacing=None) -> bool:
+    """Keeps the digests of what the token response carries. `replacing`: the refresh token
+    that this response rotates; it is claimed (marked used) together with the storing, so
+    that of parallel requests with it exactly one stores its tokens. False when another one
+    was first: nothing is stored, and the family is revoked (see _refresh_reused)."""
     scope = token.get("scope", grant.scope)
-    rows = [
-        {
-            "grant_id": grant.id,
-            "kind": TokenKind.ACCESS,
-            "digest": digest(token["access_token"]),
-            "scope": scope,
-            "created_at": now,
-            "expires_at": now + timedelta(seconds=token["expires_in"]),
-        }
-    ]
+    rows = [(TokenKind.ACCESS, token["access_token"], now + timedelta(seconds=token["expires_in"]))]
     if "refresh_token" in token:
-        rows.append(
-            {
-                "grant_id": grant.id,
-                "kind": TokenKind.REFRESH,
-                "digest": digest(token["refresh_token"]),
-                "scope": scope,
-                "created_at": now,
-                # An absolute lifetime for the family: rotation does not extend it.
-                "expires_at": grant.created_at + _seconds("REFRESH_TOKEN_LIFETIME"),
-            }
-        )
-    # One prebuilt Core INSERT with a VALUES row each: nothing reads them back in this request,
-    # so they need no ORM objects (an ORM bulk insert costs several times the CPU of the
-    # statement), and for two rows the driver's executemany pipeline costs more than the SQL.
-    values = {
-        f"{name}_{index}": value for index, row in enumerate(rows) for name, value in row.items()
-    }
-    db.session.connection().execute(_INSERT_TOKENS[len(rows)], values)
+        # An absolute lifetime for the family: rotation does not extend it.
+        expires = grant.created_at + _seconds("REFRESH_TOKEN_LIFETIME")
+        rows.append((TokenKind.REFRESH, token["refresh_token"], expires))
+    values = {}
+    for index, (kind, value, expires_at) in enumerate(rows):
+        values |= {
+            f"grant_id_{index}": grant.id,
+            f"kind_{index}": kind,
+            f"digest_{index}": digest(value),
+            f"scope_{index}": scope,
+            f"created_at_{index}": now,
+            f"expires_at_{index}": expires_at,
+        }
+    connection = single_statement_connection(db.session())
+    claim = {"token_id": replacing.id, "now": now} if replacing is not None else None
+    if claim is None:
+        _INSERT_TOKENS[len(rows)].rowcount(connection, values)
+    elif claims_in_one_statement(connection):
+        # The claim and the new tokens in one atomic statement: no row if the claim failed.
+        if _CLAIM_AND_INSERT_TOKENS[len(rows)].rowcount(connection, values | claim) == 0:
+            return _refresh_reused(replacing, now)
+    elif _CLAIM_REFRESH.rowcount(connection, claim) == 1:
+        # The claimed row stays locked until the commit: a parallel claim waits, then fails.
+        _INSERT_TOKENS[len(rows)].rowcount(connection, values)
+    else:
+        db.session.rollback()
+        return _refresh_reused(replacing, now)
     db.session.commit()
+    return True
 
 
 def find(value: str | None, kind: str | None = None) -> Token | None:
@@ -297,7 +302,7 @@ _RECORD_PARTS = (
     ("u", _USERS, _USER_FIELDS),
     ("c", _CLIENTS, _CLIENT_FIELDS),
 )
-_FIND_WITH_GRANT = (
+_FIND_WITH_GRANT = DirectStatement(
     select(
         *[
             table.c[name].label(f"{prefix}_{name}")
@@ -312,7 +317,7 @@ _FIND_WITH_GRANT = (
     )
     .where(_TOKENS.c.digest == bindparam("digest"), _TOKENS.c.kind == bindparam("kind"))
 )
-_CLAIM_REFRESH = (
+_CLAIM_REFRESH = DirectStatement(
     update(_TOKENS)
     .where(
         _TOKENS.c.id == bindparam("token_id"),
@@ -323,27 +328,57 @@ _CLAIM_REFRESH = (
 )
 
 
-def _insert_tokens(count: int):
-    """INSERT INTO tokens (...) VALUES (...), ... for `count` rows, parameters named
-    <column>_<row> and typed by their columns. Written as text: SQLAlchemy does not cache the
-    compiled form of a multi-row insert() and would compile it on every request."""
-    names = ("grant_id", "kind", "digest", "scope", "created_at", "expires_at")
+_NEW_TOKEN_COLUMNS = ("grant_id", "kind", "digest", "scope", "created_at", "expires_at")
+
+
+def _new_token_rows(count: int) -> tuple[str, list]:
+    """VALUES (...), ... for `count` new tokens, parameters named <column>_<row>, and those
+    parameters typed by their columns."""
     rows = ", ".join(
-        "(" + ", ".join(f":{name}_{index}" for name in names) + ")" for index in range(count)
+        "(" + ", ".join(f":{name}_{index}" for name in _NEW_TOKEN_COLUMNS) + ")"
+        for index in range(count)
     )
-    # Only our own table and column names go into the text; every value is a bound parameter.
-    sql = f"INSERT INTO {_TOKENS.name} ({', '.join(names)}) VALUES {rows}"  # noqa: S608
+    parameters = [
+        bindparam(f"{name}_{index}", type_=_TOKENS.c[name].type)
+        for index in range(count)
+        for name in _NEW_TOKEN_COLUMNS
+    ]
+    return f"VALUES {rows}", parameters
+
+
+# Written as text: a multi-row insert() has no VALUES list of named parameters to bind by
+# name. Only our own table and column names go into the text; every value is a bound
+# parameter.
+def _insert_tokens(count: int):
+    """INSERT INTO tokens (...) VALUES (...), ... for `count` rows."""
+    values, parameters = _new_token_rows(count)
+    columns = ", ".join(_NEW_TOKEN_COLUMNS)
+    return text(f"INSERT INTO {_TOKENS.name} ({columns}) {values}").bindparams(*parameters)
+
+
+def _claim_and_insert_tokens(count: int):
+    """_CLAIM_REFRESH and, only if it claimed the token, the INSERT of `count` rows, in one
+    statement (PostgreSQL). Its row count is the number of tokens stored."""
+    values, parameters = _new_token_rows(count)
+    columns = ", ".join(_NEW_TOKEN_COLUMNS)
+    sql = (
+        f"WITH claimed AS (UPDATE {_TOKENS.name} SET used_at = :now"  # noqa: S608
+        " WHERE id = :token_id AND used_at IS NULL AND revoked_at IS NULL RETURNING id)"
+        f" INSERT INTO {_TOKENS.name} ({columns})"
+        f" SELECT * FROM ({values}) AS new ({columns}) WHERE EXISTS (SELECT FROM claimed)"
+    )
     return text(sql).bindparams(
-        *[
-            bindparam(f"{name}_{index}", type_=_TOKENS.c[name].type)
-            for index in range(count)
-            for name in names
-        ]
+        *parameters,
+        bindparam("now", type_=_TOKENS.c.used_at.type),
+        bindparam("token_id", type_=_TOKENS.c.id.type),
     )
 
 
 # An access token alone, or with a refresh token.
-_INSERT_TOKENS = {1: _insert_tokens(1), 2: _insert_tokens(2)}
+_INSERT_TOKENS = {count: DirectStatement(_insert_tokens(count)) for count in (1, 2)}
+_CLAIM_AND_INSERT_TOKENS = {
+    count: DirectStatement(_claim_and_insert_tokens(count)) for count in (1, 2)
+}
 
 
 # Where each part's columns sit in a _FIND_WITH_GRANT row: (prefix, names, first, end).
@@ -369,10 +404,8 @@ def _find_record(value: str | None, kind: str) -> SimpleNamespace | None:
     """Like find(value, kind), as a record (see above) instead of ORM objects."""
     if not value or len(value) > 8192:
         return None
-    row = (
-        db.session.connection()
-        .execute(_FIND_WITH_GRANT, {"digest": digest(value), "kind": kind})
-        .first()
+    row = _FIND_WITH_GRANT.first(
+        single_statement_connection(db.session()), {"digest": digest(value), "kind": kind}
     )
     return _record(row) if row is not None else None
 
@@ -411,26 +444,14 @@ def find_refresh(value: str | None, now: datetime):
     return token if is_active(token, now) else None
 
 
-def claim_refresh(token, now: datetime) -> bool:
-    """Marks the refresh token used; False (and the family revoked) when a parallel request
-    used it first. The claim commits with the tokens that replace it (`store`): the UPDATE
-    holds the row until then, so a parallel claim waits and then finds it used, and a request
-    that fails in between leaves the token unused."""
-    claimed = (
-        db.session.connection().execute(_CLAIM_REFRESH, {"token_id": token.id, "now": now}).rowcount
-    )
-    if claimed != 1:
-        db.session.rollback()
-        _refresh_reused(token, now)
-    return claimed == 1
-
-
-def _refresh_reused(token, now: datetime) -> None:
+def _refresh_reused(token, now: datetime) -> bool:
+    """Revokes the family of a refresh token used twice; False, for store's caller."""
     revoke_grant(token.grant, now)
     db.session.commit()
     current_app.logger.warning(
         "refresh token of grant %s used again: the grant is revoked", token.grant_id
     )
+    return False
 
 
 def revoke(token: Token, now: datetime) -> None:
