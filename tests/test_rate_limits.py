@@ -9,7 +9,7 @@ import pytest
 import redis
 import requests
 
-from tests.conftest import PASSWORD, activate, csrf_token, login, post_form
+from tests.conftest import PASSWORD, activate, csrf_token, invite, login, path_of, post_form
 from tests.test_metrics import gunicorn
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -41,6 +41,55 @@ def test_login_posts_per_address_get_a_friendly_429_with_retry_after(make_app):
     assert "Zu viele Versuche" in answers[-1].text
     # Another address is not affected.
     assert try_login(from_address(app.test_client(), "198.51.100.7")).status_code != 429
+
+
+def test_pin_and_activation_posts_per_address_are_limited(make_app, outbox):
+    app = make_app(
+        RATELIMIT_ENABLED=True,
+        RATELIMIT_PIN_PER_IP="2 per minute",
+        RATELIMIT_ACTIVATION_PER_IP="2 per minute",
+    )
+    client = app.test_client()
+    invite(app)
+    link = path_of(outbox.last_link())
+    mismatched = {"password": PASSWORD, "password_confirm": PASSWORD + "x"}
+    answers = [post_form(client, link, mismatched) for _ in range(3)]
+    assert [a.status_code for a in answers[:2]] != [429, 429]
+    assert answers[-1].status_code == 429
+
+    client = app.test_client()
+    invite(app, username="bert")
+    post_form(
+        client,
+        path_of(outbox.last_link()),
+        {"password": PASSWORD, "password_confirm": PASSWORD},
+        environ_base={"REMOTE_ADDR": "198.51.100.8"},
+    )
+    client.environ_base["REMOTE_ADDR"] = "198.51.100.8"
+    answers = [post_form(client, "/pin", {"pin": "000000"}) for _ in range(3)]
+    assert 429 not in [a.status_code for a in answers[:2]]
+    assert answers[-1].status_code == 429
+
+
+def test_only_the_limited_views_pass_through_the_limiter(make_app, monkeypatch):
+    """The limits sit on their views; protocol requests (the token endpoint, discovery) do not
+    pay for a limiter check that has nothing to check."""
+    from idp.ratelimit import limiter
+
+    checked = []
+    original = limiter._check_request_limit
+    monkeypatch.setattr(
+        limiter,
+        "_check_request_limit",
+        lambda *args, **kwargs: checked.append(1) or original(*args, **kwargs),
+    )
+    app = make_app(RATELIMIT_ENABLED=True)
+    client = app.test_client()
+    assert client.get("/.well-known/openid-configuration").status_code == 200
+    assert client.post("/token", data={"grant_type": "refresh_token"}).status_code in (400, 401)
+    assert checked == []
+    try_login(client, password="wrong password here")
+    assert checked == [1]
 
 
 def test_login_posts_per_network_count_the_whole_slash_24(make_app):
