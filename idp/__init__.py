@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from flask import Flask
 
 from idp.config import environment_from_env, load_config
-from idp.database import configure_engine_options, install_idle_ping
+from idp.database import configure_engine_options, init_database
 from idp.resources import resource_dir
 
 
@@ -30,7 +30,7 @@ def create_app(environment: str | None = None, overrides: Mapping | None = None)
     app.session_interface = FlowCookieSessions()
     db.init_app(app)
     with app.app_context():
-        install_idle_ping(db.engine, app.config["DATABASE_PING_AFTER_IDLE_SECONDS"])
+        init_database(app, db.engine)
     migrate.init_app(app, db, directory=str(resource_dir("migrations")))
     babel.init_app(app, locale_selector=select_locale)
     csrf.init_app(app)

@@ -4,8 +4,8 @@ pooled server connection before it is reused, and autocommit for single statemen
 import time
 from dataclasses import dataclass
 
-from flask import Flask
-from sqlalchemy import event, exc
+from flask import Flask, current_app, g
+from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
@@ -52,16 +52,54 @@ def install_idle_ping(engine: Engine, idle_seconds: float) -> None:
             raise exc.DisconnectionError("the database dropped an idle connection")
 
 
+_AUTOCOMMIT_ENGINE = "idp.autocommit_engine"
+_AUTOCOMMIT_CONNECTION = "idp_autocommit_connection"
+
+
+def init_database(app: Flask, engine: Engine) -> None:
+    """After Flask-SQLAlchemy made the app's engine: the idle check, and on PostgreSQL a second
+    pool whose connections stay in autocommit (see single_statement_connection)."""
+    idle_seconds = app.config["DATABASE_PING_AFTER_IDLE_SECONDS"]
+    install_idle_ping(engine, idle_seconds)
+    if engine.dialect.name != "postgresql":
+        return
+    autocommit = create_engine(
+        engine.url, isolation_level="AUTOCOMMIT", **app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+    )
+    install_idle_ping(autocommit, idle_seconds)
+    app.extensions[_AUTOCOMMIT_ENGINE] = autocommit
+
+    @app.teardown_appcontext
+    def return_autocommit_connection(_error) -> None:
+        connection = g.pop(_AUTOCOMMIT_CONNECTION, None)
+        if connection is not None:
+            connection.close()
+
+
+def dispose_autocommit_pool(app: Flask) -> None:
+    """Closes the pooled autocommit connections, as Engine.dispose does for the app's engine
+    (tests that build many apps)."""
+    autocommit = app.extensions.get(_AUTOCOMMIT_ENGINE)
+    if autocommit is not None:
+        autocommit.dispose()
+
+
 def single_statement_connection(session: Session) -> Connection:
-    """The session's connection for work that is one statement at a time, each complete alone
-    (a read, a conditional UPDATE, an INSERT that claims in the same statement). On PostgreSQL
-    it runs in autocommit: psycopg would otherwise spend a round trip on BEGIN before the first
-    statement and one on COMMIT or ROLLBACK after the last, as many as the statements
-    themselves on the token endpoint. Within a transaction begun already, its connection.
-    SQLAlchemy resets the isolation level when the connection goes back to the pool."""
-    if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
-        return session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    return session.connection()
+    """A connection for work that is one statement at a time, each complete alone (a read, a
+    conditional UPDATE, an INSERT that claims in the same statement). On PostgreSQL, one in
+    autocommit, kept for the rest of the request: psycopg would otherwise spend a round trip on
+    BEGIN before the first statement and one on COMMIT or ROLLBACK after the last, as many as
+    the statements themselves on the token endpoint; and a pool of its own saves switching
+    the session's connections in and out of autocommit. Within a transaction that the session
+    began already, that transaction's connection."""
+    autocommit = current_app.extensions.get(_AUTOCOMMIT_ENGINE)
+    if autocommit is None or session.in_transaction():
+        return session.connection()
+    connection = g.get(_AUTOCOMMIT_CONNECTION)
+    if connection is None:
+        connection = autocommit.connect()
+        setattr(g, _AUTOCOMMIT_CONNECTION, connection)
+    return connection
 
 
 def claims_in_one_statement(connection: Connection) -> bool:

@@ -11,6 +11,7 @@ from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
 
 from idp import create_app
+from idp.database import dispose_autocommit_pool
 from idp.extensions import db
 from idp.senders.outbox import read_outbox
 from idp.services import clock
@@ -71,6 +72,7 @@ def make_app(database_uri, tmp_path):
             if app is apps[0]:
                 empty_tables()
             db.engine.dispose()
+        dispose_autocommit_pool(app)
 
 
 @pytest.fixture

@@ -71,19 +71,25 @@ def test_a_connection_lost_mid_request_is_invalidated_not_reused(make_app):
     check would catch it."""
     from sqlalchemy import exc
 
+    from idp.database import single_statement_connection
     from idp.services import tokens
 
+    def autocommit_backend_pid() -> int:
+        connection = single_statement_connection(db.session())
+        return connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+
     app = make_app(DATABASE_PING_AFTER_IDLE_SECONDS=3600)
-    dropped = backend_pid(app)
     with app.app_context():
+        dropped = autocommit_backend_pid()
+    with app.app_context():
+        assert autocommit_backend_pid() == dropped  # pooled, and reused
         terminate(dropped)
         with pytest.raises(exc.DBAPIError) as failed:
             tokens._find_record("x" * 43, "refresh")
         assert failed.value.connection_invalidated
-        db.session.remove()
-
-    assert app.test_client().get("/readyz").status_code == 200
-    assert backend_pid(app) != dropped
+    with app.app_context():
+        assert tokens._find_record("x" * 43, "refresh") is None
+        assert autocommit_backend_pid() != dropped
 
 
 def test_a_refresh_grant_is_two_statements_and_no_transaction_round_trips(
@@ -94,11 +100,11 @@ def test_a_refresh_grant_is_two_statements_and_no_transaction_round_trips(
     BEGIN, COMMIT or ROLLBACK, which would be as many round trips again."""
     from sqlalchemy import event
 
+    from idp.database import _AUTOCOMMIT_ENGINE
     from tests.test_oidc_flow import post_refresh
 
     token = rp.sign_in(browser)
-    with idp.app.app_context():
-        engine = db.engine
+    engine = idp.app.extensions[_AUTOCOMMIT_ENGINE]
     trace = (tmp_path / "libpq.trace").open("w+")
 
     def start_trace(dbapi_connection, record, proxy):
