@@ -190,6 +190,16 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         grant = refresh_token.row.grant
         return grant if tokens.grant_is_usable(grant) else None
 
+    def issue_token(self, user, refresh_token):
+        token = super().issue_token(user, refresh_token)
+        if "openid" in token["scope"].split():
+            # As Keycloak and oidc-provider do: the relying party sees the claims as they are
+            # now (entitlements change), under the login's auth_time.
+            token["id_token"] = tokens.id_token(
+                user, token["access_token"], clock.now(), refreshed=True
+            )
+        return token
+
     def revoke_old_credential(self, refresh_token):
         """Claimed (marked used) when the new tokens were stored (see _save_token)."""
 

@@ -196,6 +196,37 @@ def test_twenty_parallel_refreshes_with_one_token_one_succeeds_and_the_family_di
     assert post_refresh(idp, rp, winner["refresh_token"]).status_code == 400
 
 
+def test_a_refresh_brings_a_new_id_token_with_the_claims_of_now(idp, browser, rp):
+    """OIDC Core 12.2: same issuer, subject, audience and auth_time as at the login, a new iat,
+    no nonce; the claims as they are now (here: an entitlement granted since the login)."""
+    from idp.extensions import db
+    from idp.models import User
+    from idp.services.keys import half_hash
+
+    token = rp.sign_in(browser)
+    first = rp.verify_id_token(token["id_token"])
+    assert first["nonce"] == rp.last["nonce"] and first.get("entitlements") == []
+    with idp.app.app_context():
+        db.session.query(User).filter_by(username="anna").one().entitlements = ["cloud.phone"]
+        db.session.commit()
+
+    refreshed = rp.session().refresh_token(idp.url("/token"), refresh_token=token["refresh_token"])
+    claims = rp.verify_id_token(refreshed["id_token"])
+
+    for same in ("iss", "sub", "aud", "azp", "auth_time", "acr", "amr", "sid"):
+        assert claims[same] == first[same], same
+    assert claims["iat"] >= first["iat"] and "nonce" not in claims
+    assert claims["entitlements"] == ["cloud.phone"]
+    assert claims["at_hash"] == half_hash(refreshed["access_token"])
+
+
+def test_a_refresh_without_openid_brings_no_id_token(idp, browser, rp):
+    token = rp.sign_in(browser)
+    narrowed = post_refresh(idp, rp, token["refresh_token"], scope="offline_access")
+    assert narrowed.status_code == 200, narrowed.text
+    assert "id_token" not in narrowed.json() and narrowed.json()["scope"] == "offline_access"
+
+
 def test_refresh_token_is_bound_to_its_client(idp, browser, make_rp):
     owner, other = make_rp(), make_rp()
     token = owner.sign_in(browser)
@@ -237,10 +268,10 @@ def userinfo_status(idp, access_token) -> int:
     ).status_code
 
 
-def post_refresh(idp, rp, refresh_token):
+def post_refresh(idp, rp, refresh_token, **extra):
     return requests.post(
         idp.url("/token"),
-        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token, **extra},
         auth=(rp.client_id, rp.client_secret),
         timeout=5,
     )

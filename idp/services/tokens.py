@@ -498,7 +498,12 @@ def user_claims(user: User, scope: str) -> dict:
     return claims
 
 
-def id_token(grant: Grant, access_token_value: str | None, now: datetime) -> str:
+def id_token(
+    grant: Grant, access_token_value: str | None, now: datetime, *, refreshed: bool = False
+) -> str:
+    """The ID token of a grant. `refreshed`: for a refresh grant (OIDC Core 12.2), the same
+    issuer, subject, audience and auth_time (of the login, not now) with the user's claims as
+    they are now, and no nonce: that answered the authentication request."""
     client = grant.client
     claims = {
         "iss": current_app.config["ISSUER"],
@@ -514,7 +519,7 @@ def id_token(grant: Grant, access_token_value: str | None, now: datetime) -> str
     }
     scoped = user_claims(grant.user, grant.scope)
     claims.update({name: scoped[name] for name in ID_TOKEN_SCOPED_CLAIMS if name in scoped})
-    if grant.nonce:
+    if grant.nonce and not refreshed:
         claims["nonce"] = grant.nonce
     if access_token_value:
         claims["at_hash"] = keys.half_hash(access_token_value)
