@@ -23,7 +23,9 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", _cpus()))
 # Threads, not a sync worker: sending an SMS is an outbound HTTPS call, during which a sync
 # worker would serve nobody else. argon2 releases the GIL, so threads also share the cores.
-worker_class = "gthread"
+# gunicorn's gthread worker, except that a new connection goes to the worker holding the fewest:
+# keep-alive connections stay where they land, and gunicorn's own lets them bunch on one worker.
+worker_class = "idp.balanced_worker.BalancedThreadWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", 4))
 
 # A worker silent this long is stuck (Vonage and SMTP give up after 10 s): restart it.
