@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from flask import Flask, current_app, g
 from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Connection, Dialect, Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import scoped_session
 from sqlalchemy.sql import Executable
 
 
@@ -84,17 +84,18 @@ def dispose_autocommit_pool(app: Flask) -> None:
         autocommit.dispose()
 
 
-def single_statement_connection(session: Session) -> Connection:
+def single_statement_connection(sessions: scoped_session) -> Connection:
     """A connection for work that is one statement at a time, each complete alone (a read, a
     conditional UPDATE, an INSERT that claims in the same statement). On PostgreSQL, one in
     autocommit, kept for the rest of the request: psycopg would otherwise spend a round trip on
     BEGIN before the first statement and one on COMMIT or ROLLBACK after the last, as many as
     the statements themselves on the token endpoint; and a pool of its own saves switching
-    the session's connections in and out of autocommit. Within a transaction that the session
-    began already, that transaction's connection."""
+    the session's connections in and out of autocommit. Within a transaction that the request's
+    session began already, that transaction's connection. `sessions`: the scoped session
+    (db.session), asked without making a session where the request has none yet."""
     autocommit = current_app.extensions.get(_AUTOCOMMIT_ENGINE)
-    if autocommit is None or session.in_transaction():
-        return session.connection()
+    if autocommit is None or (sessions.registry.has() and sessions().in_transaction()):
+        return sessions.connection()
     connection = g.get(_AUTOCOMMIT_CONNECTION)
     if connection is None:
         connection = autocommit.connect()

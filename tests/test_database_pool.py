@@ -75,7 +75,7 @@ def test_a_connection_lost_mid_request_is_invalidated_not_reused(make_app):
     from idp.services import tokens
 
     def autocommit_backend_pid() -> int:
-        connection = single_statement_connection(db.session())
+        connection = single_statement_connection(db.session)
         return connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
 
     app = make_app(DATABASE_PING_AFTER_IDLE_SECONDS=3600)

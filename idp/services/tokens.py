@@ -13,7 +13,11 @@ from flask import current_app, g
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import joinedload
 
-from idp.database import DirectStatement, claims_in_one_statement, single_statement_connection
+from idp.database import (
+    DirectStatement,
+    claims_in_one_statement,
+    single_statement_connection,
+)
 from idp.extensions import db
 from idp.models import Client, Grant, Session, Token, TokenKind, User, UserState
 from idp.services import clients, entitlements, keys
@@ -222,7 +226,7 @@ def store(grant: Grant, token: dict, now: datetime, *, replacing=None) -> bool:
             f"created_at_{index}": now,
             f"expires_at_{index}": expires_at,
         }
-    connection = single_statement_connection(db.session())
+    connection = single_statement_connection(db.session)
     claim = {"token_id": replacing.id, "now": now} if replacing is not None else None
     if claim is None:
         _INSERT_TOKENS[len(rows)].rowcount(connection, values)
@@ -236,7 +240,10 @@ def store(grant: Grant, token: dict, now: datetime, *, replacing=None) -> bool:
     else:
         db.session.rollback()
         return _refresh_reused(replacing, now)
-    db.session.commit()
+    # A refresh grant on PostgreSQL gets here without ever making a session (all in autocommit):
+    # nothing to commit. Otherwise the session's transaction holds the rows, or the grant's.
+    if db.session.registry.has():
+        db.session.commit()
     return True
 
 
@@ -405,7 +412,7 @@ def _find_record(value: str | None, kind: str) -> SimpleNamespace | None:
     if not value or len(value) > 8192:
         return None
     row = _FIND_WITH_GRANT.first(
-        single_statement_connection(db.session()), {"digest": digest(value), "kind": kind}
+        single_statement_connection(db.session), {"digest": digest(value), "kind": kind}
     )
     return _record(row) if row is not None else None
 
