@@ -114,16 +114,17 @@ class GunicornLogger(GunicornBaseLogger):
             (value for name, value in resp.headers if name.lower() == "x-request-id"), None
         )
         status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
+        path = loggable_path(req.path)
         self.access_log.info(
             "%s %s %s",
             req.method,
-            loggable_path(req.path),
+            path,
             status,
             extra={
                 "request_id": request_id,
                 "access": {
                     "method": req.method,
-                    "path": loggable_path(req.path),
+                    "path": path,
                     "status": int(status),
                     "duration_ms": round(
                         request_time.seconds * 1000 + request_time.microseconds / 1000, 1
