@@ -203,7 +203,9 @@ def certificates(tmp_path_factory):
 def _smtp_servers(certificates):
     from tests.servers import SmtpServer
 
-    servers = {mode: SmtpServer(certificates, mode).start() for mode in ("starttls", "implicit")}
+    servers = {
+        mode: SmtpServer(certificates, mode).start() for mode in ("starttls", "implicit", "auth")
+    }
     yield servers
     for server in servers.values():
         server.stop()
@@ -223,6 +225,16 @@ def smtps_server(_smtp_servers):
     """aiosmtpd with implicit TLS (port 465 style)."""
     server = _smtp_servers["implicit"]
     server.mailbox.reset()
+    yield server
+    server.mailbox.reset()
+
+
+@pytest.fixture
+def smtp_auth_server(_smtp_servers):
+    """aiosmtpd with STARTTLS that takes mail only after AUTH (tests.servers.SMTP_USERNAME)."""
+    server = _smtp_servers["auth"]
+    server.mailbox.reset()
+    server.authenticator.attempts.clear()
     yield server
     server.mailbox.reset()
 

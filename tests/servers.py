@@ -85,23 +85,46 @@ class Mailbox:
         self.fail_with = None
 
 
+SMTP_USERNAME = "idp-mailer"
+SMTP_PASSWORD = "smtp: submission password 4f7Q"
+
+
+class Authenticator:
+    """Accepts SMTP_USERNAME with SMTP_PASSWORD; keeps every attempt's login name, mechanism,
+    and whether the connection was encrypted when the credentials crossed it."""
+
+    def __init__(self):
+        self.attempts: list[tuple[str, str, bool]] = []
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        login, password = auth_data.login.decode(), auth_data.password.decode()
+        self.attempts.append((login, mechanism, session.ssl is not None))
+        return AuthResult(success=(login, password) == (SMTP_USERNAME, SMTP_PASSWORD))
+
+
 class SmtpServer:
-    """aiosmtpd on 127.0.0.1: `starttls` (plain, STARTTLS offered) or `implicit` (TLS from the
-    first byte, like port 465)."""
+    """aiosmtpd on 127.0.0.1: `starttls` (plain, STARTTLS offered), `implicit` (TLS from the
+    first byte, like port 465), or `auth` (STARTTLS, and mail only after AUTH, which the server
+    offers only once TLS is up, as a submission server on port 587 does)."""
 
     def __init__(self, certificates: Certificates, mode: str):
         self.mode = mode
         self.mailbox = Mailbox()
         self.port = free_port()
+        self.authenticator = Authenticator()
         context = certificates.server_context()
-        if mode == "starttls":
-            self.controller = Controller(
-                self.mailbox, hostname=HOST, port=self.port, tls_context=context
-            )
-        else:
-            self.controller = Controller(
-                self.mailbox, hostname=HOST, port=self.port, ssl_context=context
-            )
+        settings = {"ssl_context" if mode == "implicit" else "tls_context": context}
+        if mode == "auth":
+            settings |= {
+                "authenticator": self.authenticator,
+                "auth_required": True,
+                "auth_require_tls": True,
+            }
+        self.controller = Controller(self.mailbox, hostname=HOST, port=self.port, **settings)
 
     def start(self) -> "SmtpServer":
         self.controller.start()
@@ -112,16 +135,19 @@ class SmtpServer:
 
     def settings(self, ca_file: Path) -> dict:
         """App settings that send through this server."""
-        return {
+        settings = {
             "MAIL_BACKEND": "smtp",
             "MAIL_SERVER": HOST,
             "MAIL_PORT": self.port,
-            "MAIL_USE_TLS": self.mode == "starttls",
+            "MAIL_USE_TLS": self.mode != "implicit",
             "MAIL_USE_SSL": self.mode == "implicit",
             "MAIL_CA_FILE": str(ca_file),
             "MAIL_TIMEOUT": 5,
             "MAIL_DEFAULT_SENDER": "e:service <no-reply@example.com>",
         }
+        if self.mode == "auth":
+            settings |= {"MAIL_USERNAME": SMTP_USERNAME, "MAIL_PASSWORD": SMTP_PASSWORD}
+        return settings
 
 
 # --- Vonage SMS API ---------------------------------------------------------------------------

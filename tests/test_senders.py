@@ -28,8 +28,11 @@ PIN_IN_BODY = "Ihre PIN: 493817\n\n@localhost #493817"
 # --- One contract for every sender ----------------------------------------------------------
 
 
+SMTP_FIXTURES = {"starttls": "smtp_server", "implicit": "smtps_server", "auth": "smtp_auth_server"}
+
+
 def smtp_mail(request, make_app, mode):
-    server = request.getfixturevalue("smtp_server" if mode == "starttls" else "smtps_server")
+    server = request.getfixturevalue(SMTP_FIXTURES[mode])
     certificates = request.getfixturevalue("certificates")
     app = make_app(**server.settings(certificates.ca_file))
 
@@ -69,6 +72,7 @@ def file_mail(request, make_app):
 MAIL_SENDERS = {
     "smtp-starttls": lambda request, make_app: smtp_mail(request, make_app, "starttls"),
     "smtp-implicit-tls": lambda request, make_app: smtp_mail(request, make_app, "implicit"),
+    "smtp-starttls-auth": lambda request, make_app: smtp_mail(request, make_app, "auth"),
     "console": console_mail,
     "file": file_mail,
 }
@@ -117,6 +121,12 @@ def rejecting_smtp(make_app, smtp_server, certificates):
     return make_app(**smtp_server.settings(certificates.ca_file))
 
 
+def wrong_smtp_password(make_app, smtp_auth_server, certificates):
+    settings = smtp_auth_server.settings(certificates.ca_file)
+    settings["MAIL_PASSWORD"] = "not the submission password"
+    return make_app(**settings)
+
+
 def unwritable_file_outbox(make_app, tmp_path):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
@@ -124,7 +134,14 @@ def unwritable_file_outbox(make_app, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "broken", ["unreachable_smtp", "untrusted_smtp", "rejecting_smtp", "unwritable_file_outbox"]
+    "broken",
+    [
+        "unreachable_smtp",
+        "untrusted_smtp",
+        "rejecting_smtp",
+        "wrong_smtp_password",
+        "unwritable_file_outbox",
+    ],
 )
 def test_mail_sender_contract_failure_is_a_send_error_without_the_body(
     broken, request, make_app, certificates, tmp_path, caplog
@@ -133,6 +150,9 @@ def test_mail_sender_contract_failure_is_a_send_error_without_the_body(
         app = unreachable_smtp(make_app, certificates)
     elif broken == "unwritable_file_outbox":
         app = unwritable_file_outbox(make_app, tmp_path)
+    elif broken == "wrong_smtp_password":
+        server = request.getfixturevalue("smtp_auth_server")
+        app = wrong_smtp_password(make_app, server, certificates)
     else:
         server = request.getfixturevalue("smtp_server")
         app = globals()[broken](make_app, server, certificates)
@@ -143,8 +163,26 @@ def test_mail_sender_contract_failure_is_a_send_error_without_the_body(
         )
     assert "secret-link" not in str(raised.value)
     assert "secret-link" not in caplog.text
+    assert "submission password" not in str(raised.value) + caplog.text
     if broken == "untrusted_smtp":
         assert request.getfixturevalue("smtp_server").mailbox.messages == []
+    if broken == "wrong_smtp_password":
+        assert request.getfixturevalue("smtp_auth_server").mailbox.messages == []
+
+
+def test_smtp_login_happens_over_tls_with_the_configured_name(
+    make_app, smtp_auth_server, certificates, caplog
+):
+    from tests.servers import SMTP_PASSWORD, SMTP_USERNAME
+
+    app = make_app(**smtp_auth_server.settings(certificates.ca_file))
+    caplog.set_level(logging.DEBUG)
+    with app.app_context():
+        app.extensions["idp.mailer"].send(Mail(to="anna@example.com", subject="S", text="T"))
+    [(name, _mechanism, encrypted)] = smtp_auth_server.authenticator.attempts
+    assert (name, encrypted) == (SMTP_USERNAME, True)
+    assert len(smtp_auth_server.mailbox.messages) == 1
+    assert SMTP_PASSWORD not in caplog.text
 
 
 def vonage_sms(request, make_app):

@@ -391,6 +391,23 @@ def test_expired_link_gets_a_friendly_page(app, client, outbox, frozen_clock):
     assert outbox.sms() == []
 
 
+def test_a_link_that_expires_during_its_pin_step_sets_no_password(
+    app, client, outbox, frozen_clock
+):
+    invite(app)
+    link = path_of(outbox.last_link())
+    frozen_clock.advance(seconds=app.config["INVITATION_LIFETIME"] - 60)
+    response = post_form(client, link, {"password": PASSWORD, "password_confirm": PASSWORD})
+    assert response.status_code == 303
+    frozen_clock.advance(seconds=120)  # the PIN is still valid, the link no longer
+    page = post_form(client, "/pin", {"pin": outbox.last_pin()}, headers=EN)
+    assert page.status_code == 410 and "This link has expired" in page.text
+    with app.app_context():
+        user = User.query.one()
+        assert user.password_hash is None and user.state == "invited"
+        assert Invitation.query.one().state != "activated"
+
+
 def test_used_link_gets_a_friendly_page(app, client, outbox):
     link = activate(app, client, outbox)
     page = client.get(link, headers=EN)

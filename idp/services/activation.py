@@ -46,15 +46,16 @@ def begin(
     return transaction, token
 
 
-def complete(transaction: AuthTransaction, now: datetime, ip: str | None) -> Completed | None:
-    """After the right PIN: the password takes effect and the link dies. None when the link
-    was used or revoked in the meantime (the caller rolls back). After a reset, every session
-    and every token the old password opened ends: the caller commits, then sends the
-    returned back-channel logouts."""
+def complete(transaction: AuthTransaction, now: datetime, ip: str | None) -> Completed:
+    """After the right PIN: the password takes effect and the link dies. LinkProblem when the
+    link was used, revoked or expired in the meantime (the caller rolls back). After a reset,
+    every session and every token the old password opened ends: the caller commits, then
+    sends the returned back-channel logouts."""
     user = transaction.user
     invitation = transaction.invitation
-    if invitation is None or not invitations.consume(invitation.id, now):
-        return None
+    if invitation is None:
+        raise invitations.LinkProblem("used")
+    invitations.consume(invitation.id, now)
     user.password_hash = transaction.pending_password_hash
     user.password_changed_at = now
     # Logins begun with the old password must not complete after the change.

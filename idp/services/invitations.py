@@ -123,14 +123,22 @@ def mark_opened(invitation: Invitation, now: datetime) -> None:
         invitation.opened_at = now
 
 
-def consume(invitation_id: int, now: datetime) -> bool:
-    """Marks the link used. False when it was no longer open: a parallel request won."""
+def consume(invitation_id: int, now: datetime) -> None:
+    """Marks the link used. LinkProblem when it can no longer be: a parallel request used it
+    first ("used"), or it expired while its PIN step was open ("expired")."""
     result = db.session.execute(
         update(Invitation)
-        .where(Invitation.id == invitation_id, Invitation.state.in_(OPEN_STATES))
+        .where(
+            Invitation.id == invitation_id,
+            Invitation.state.in_(OPEN_STATES),
+            Invitation.expires_at > now,
+        )
         .values(state=InvitationState.ACTIVATED, activated_at=now, ended_at=now)
     )
-    return result.rowcount == 1
+    if result.rowcount == 1:
+        return
+    state = db.session.scalar(select(Invitation.state).where(Invitation.id == invitation_id))
+    raise LinkProblem("expired" if state in OPEN_STATES else "used")
 
 
 def latest_for(user: User) -> Invitation | None:

@@ -7,8 +7,10 @@ from idp.models import TransactionPurpose
 from idp.ratelimit import limit_posts
 from idp.senders import SendError
 from idp.services import activation, audit, clock, login, tokens_logout, transactions
+from idp.services.invitations import LinkProblem
 from idp.services.transactions import PinResult, ResendRefused
 from idp.services.users import masked_phone
+from idp.views.activation import link_problem_page
 from idp.web import (
     client_ip,
     current_session,
@@ -103,11 +105,12 @@ def resend(transaction):
 
 def complete(transaction):
     if transaction.purpose == TransactionPurpose.ACTIVATION:
-        completed = activation.complete(transaction, clock.now(), client_ip())
-        if completed is None:
+        try:
+            completed = activation.complete(transaction, clock.now(), client_ip())
+        except LinkProblem as problem:
             db.session.rollback()
             end_flow()
-            return render_template("activation/link_problem.html", reason="used"), 410
+            return link_problem_page(problem)
         db.session.commit()
         tokens_logout.send(completed.logouts)
         end_flow()
