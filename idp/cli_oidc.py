@@ -24,6 +24,7 @@ def _client_summary(client) -> dict:
         "post_logout_redirect_uris": client.post_logout_redirect_uris,
         "backchannel_logout_uri": client.backchannel_logout_uri,
         "id_token_signed_response_alg": client.id_token_signed_response_alg,
+        "access_token_format": client.access_token_format,
         "grant_type": client.grant_type,
         "scope": client.scope,
         "required_entitlement": client.required_entitlement,
@@ -55,6 +56,15 @@ def _print_credentials(client_id: str, secret: str | None, as_json: bool) -> Non
     help="RS256 only for relying parties that cannot verify ES256.",
 )
 @click.option(
+    "--access-token-format",
+    type=click.Choice(clients.ACCESS_TOKEN_FORMATS),
+    default=clients.JWT,
+    show_default=True,
+    help="opaque: a random value that reveals nothing, checked at userinfo and introspection, "
+    "for relying parties that never read their access tokens; jwt: RFC 9068, checkable by "
+    "signature alone.",
+)
+@click.option(
     "--grant",
     "grant_type",
     type=click.Choice(clients.GRANT_TYPES),
@@ -79,6 +89,7 @@ def create(
     backchannel_logout_uri,
     public,
     id_token_alg,
+    access_token_format,
     grant_type,
     scope,
     required_entitlement,
@@ -97,6 +108,7 @@ def create(
         grant_type=grant_type,
         scope=scope,
         required_entitlement=required_entitlement,
+        access_token_format=access_token_format,
     )
     audit.record("client.created", now=moment, actor=operator(), client_id=client.client_id)
     db.session.commit()

@@ -249,6 +249,12 @@ class Client(db.Model):
     scope: Mapped[str | None] = mapped_column(Text)
     # A relying party that admits only customers with this product ("cloud.phone").
     required_entitlement: Mapped[str | None] = mapped_column(String(64))
+    # "jwt": RFC 9068 access tokens, which an API can check by signature alone. "opaque": a
+    # random value that says nothing to whoever holds it, checked at userinfo and
+    # introspection; for relying parties that never read their access tokens.
+    access_token_format: Mapped[str] = mapped_column(
+        String(8), default="jwt", server_default="jwt"
+    )
 
 
 class Grant(db.Model):

@@ -286,3 +286,55 @@ def introspect(idp, rp, token) -> dict:
     )
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def test_opaque_access_tokens_reveal_nothing_and_work_like_jwt_ones(idp, browser, make_rp):
+    """A client registered with --access-token-format opaque: random values, not JWTs, that
+    userinfo and introspection accept, that refresh and revocation handle as JWT ones, and
+    that the ID token's at_hash covers."""
+    from idp.services.keys import half_hash
+
+    rp = make_rp("--access-token-format", "opaque")
+    token = rp.sign_in(browser)
+    opaque = token["access_token"]
+    assert "." not in opaque and len(opaque) >= 43
+    assert rp.verify_id_token(token["id_token"])["at_hash"] == half_hash(opaque)
+    assert userinfo_status(idp, opaque) == 200
+    assert introspect(idp, rp, opaque)["active"] is True
+
+    refreshed = post_refresh(idp, rp, token["refresh_token"]).json()
+    assert "." not in refreshed["access_token"]
+    assert userinfo_status(idp, refreshed["access_token"]) == 200
+    revoked = requests.post(
+        idp.url("/revoke"), data={"token": refreshed["access_token"]},
+        auth=(rp.client_id, rp.client_secret), timeout=5,
+    )
+    assert revoked.status_code == 200
+    assert userinfo_status(idp, refreshed["access_token"]) == 401
+    assert introspect(idp, rp, refreshed["access_token"]) == {"active": False}
+
+
+def test_a_jwt_clients_access_token_is_never_taken_without_its_signature(idp, browser, rp):
+    """The stored digest alone does not do for a JWT client: a value without dots is taken as
+    opaque only for a client given opaque tokens."""
+    from idp.extensions import db
+    from idp.models import Token, TokenKind
+    from idp.services.secrets import digest
+
+    token = rp.sign_in(browser)
+    dotless = "A" * 43
+    with idp.app.app_context():
+        row = db.session.query(Token).filter_by(kind=TokenKind.ACCESS).one()
+        row.digest = digest(dotless)
+        db.session.commit()
+    assert userinfo_status(idp, dotless) == 401
+    assert introspect(idp, rp, dotless) == {"active": False}
+    assert userinfo_status(idp, token["access_token"]) == 401  # its digest is gone now
+
+
+def test_a_tampered_opaque_token_is_refused(idp, browser, make_rp):
+    rp = make_rp("--access-token-format", "opaque")
+    token = rp.sign_in(browser)
+    tampered = token["access_token"][:-1] + ("A" if token["access_token"][-1] != "A" else "B")
+    assert userinfo_status(idp, tampered) == 401
+    assert introspect(idp, rp, tampered) == {"active": False}

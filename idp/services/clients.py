@@ -20,6 +20,9 @@ LOOPBACK_NAMES = ("localhost",)
 CODE_FLOW = "authorization_code"
 CLIENT_CREDENTIALS = "client_credentials"
 GRANT_TYPES = (CODE_FLOW, CLIENT_CREDENTIALS)
+# Access tokens: RFC 9068 JWTs (the default), or opaque random values (see models.Client).
+JWT, OPAQUE = "jwt", "opaque"
+ACCESS_TOKEN_FORMATS = (JWT, OPAQUE)
 # What a client_credentials client can be allowed: each scope opens one API and nothing else.
 SERVICE_SCOPES = ("scim",)
 
@@ -67,6 +70,7 @@ def create(
     grant_type: str = CODE_FLOW,
     scope: str | None = None,
     required_entitlement: str | None = None,
+    access_token_format: str = JWT,
 ) -> tuple[Client, str | None]:
     """The new client and its secret (None for a public client): the secret is never stored."""
     name = name.strip()
@@ -93,6 +97,11 @@ def create(
         raise UserError(f"unsupported grant {grant_type!r}: use one of {', '.join(GRANT_TYPES)}")
     if alg not in keys.ALGORITHMS:
         raise UserError(f"unsupported algorithm {alg!r}: use one of {', '.join(keys.ALGORITHMS)}")
+    if access_token_format not in ACCESS_TOKEN_FORMATS:
+        raise UserError(
+            f"unsupported access token format {access_token_format!r}: "
+            f"use one of {', '.join(ACCESS_TOKEN_FORMATS)}"
+        )
     secret = None if public else new_token()
     client = Client(
         client_id=secrets.token_urlsafe(18),
@@ -112,6 +121,7 @@ def create(
         grant_type=grant_type,
         scope=scope,
         required_entitlement=required_entitlement,
+        access_token_format=access_token_format,
     )
     db.session.add(client)
     db.session.flush()

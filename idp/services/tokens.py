@@ -144,8 +144,11 @@ def refresh_allowed(scope: str) -> bool:
 
 
 def access_token(grant: Grant, scope: str, now: datetime) -> tuple[str, int]:
-    """An RFC 9068 JWT access token and its lifetime in seconds."""
+    """An access token in the client's format and its lifetime in seconds: an RFC 9068 JWT,
+    or an opaque random value. Both are stored as digests and checked against them."""
     lifetime = current_app.config["ACCESS_TOKEN_LIFETIME"]
+    if grant.client.access_token_format == clients.OPAQUE:
+        return new_token(), lifetime
     issuer = current_app.config["ISSUER"]
     claims = {
         "iss": issuer,
@@ -471,18 +474,23 @@ def revoke(token: Token, now: datetime) -> None:
 
 
 def authenticate_access_token(value: str | None, now: datetime):
-    """The stored, active access token for a bearer value whose signature checks out, as a
-    record (see _find_record) with its grant, user and client."""
+    """The stored, active access token for a bearer value, as a record (see _find_record) with
+    its grant, user and client. A JWT must also carry our signature; an opaque value is found
+    by its digest alone, and only for a client that is given opaque tokens."""
     if not value:
         return None
-    try:
-        claims = keys.verify(value, now, typ="at+jwt")
-    except keys.InvalidJWT:
-        return None
-    if claims.get("iss") != current_app.config["ISSUER"]:
-        return None
+    opaque = "." not in value
+    if not opaque:
+        try:
+            claims = keys.verify(value, now, typ="at+jwt")
+        except keys.InvalidJWT:
+            return None
+        if claims.get("iss") != current_app.config["ISSUER"]:
+            return None
     token = _find_record(value, TokenKind.ACCESS)
-    return token if token is not None and is_active(token, now) else None
+    if token is None or not is_active(token, now):
+        return None
+    return token if opaque == (token.grant.client.access_token_format == clients.OPAQUE) else None
 
 
 def user_claims(user: User, scope: str) -> dict:
