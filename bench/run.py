@@ -5,7 +5,9 @@ Prints a table: argon2id verify time for the configured cost and for argon2-cffi
 full logins per second (password + SMS PIN, the PIN read from the file SMS backend's outbox)
 against gunicorn started here on 127.0.0.1 (gunicorn.conf.py) with a temporary database
 (PostgreSQL on 127.0.0.1:5432 when it answers, else SQLite), then refresh grants, userinfo,
-discovery and JWKS requests per second against it and against node oidc-provider (installed
+discovery and JWKS requests per second against it (userinfo and refresh grants once with RFC
+9068 JWT access tokens, our default, and once with opaque ones, as the peer issues them) and
+against node oidc-provider (installed
 with npm into bench/.cache; once with its in-memory storage, once with Redis) under the same
 load, with our/peer ratios, and profiles of the login POST and of the token endpoint (refresh
 grant) naming where time goes.
@@ -34,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -74,10 +76,17 @@ class Server:
     outbox: Path
     usernames: list[str]
     database: str
-    client_id: str = ""
-    client_secret: str = ""
-    # One token family per load client: {"refresh_token": ..., "access_token": ...}
-    tokens: list[dict] | None = None
+    # Per access token format ("jwt", the default, and "opaque", as the peer issues them):
+    # a client registered for it, and one token family per load client of that client.
+    clients: dict[str, "BenchClient"] = field(default_factory=dict)
+
+
+@dataclass
+class BenchClient:
+    client_id: str
+    client_secret: str
+    # {"refresh_token": ..., "access_token": ...} per load client
+    tokens: list[dict] = field(default_factory=list)
 
 
 # --- argon2 ------------------------------------------------------------------------------------
@@ -217,6 +226,8 @@ def full_login(server: Server, index: int) -> None:
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIRECT_URI = "http://127.0.0.1:9/callback"
+# Ours, each with a client of its own: RFC 9068 JWTs (the default) and opaque values.
+ACCESS_TOKEN_FORMATS = ("jwt", "opaque")
 SCOPE = "openid profile email phone offline_access"
 
 
@@ -260,7 +271,7 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, challenge.rstrip(b"=").decode()
 
 
-def token_families(server: Server, count: int) -> list[dict]:
+def token_families(server: Server, client: BenchClient, count: int) -> list[dict]:
     """Logs bench0 in through the hosted login (password + SMS PIN), then lets the client
     sign in `count` times by single sign-on: one refresh token family per load client."""
     families = []
@@ -274,7 +285,7 @@ def token_families(server: Server, count: int) -> list[dict]:
         for index in range(count):
             verifier, challenge = pkce_pair()
             response = browser.get(server.base + "/authorize", params={
-                "response_type": "code", "client_id": server.client_id,
+                "response_type": "code", "client_id": client.client_id,
                 "redirect_uri": REDIRECT_URI, "scope": SCOPE, "state": f"s{index}",
                 "nonce": f"n{index}", "code_challenge": challenge,
                 "code_challenge_method": "S256",
@@ -285,7 +296,7 @@ def token_families(server: Server, count: int) -> list[dict]:
             token = requests.post(server.base + "/token", data={
                 "grant_type": "authorization_code", "code": code,
                 "redirect_uri": REDIRECT_URI, "code_verifier": verifier,
-            }, auth=(server.client_id, server.client_secret), timeout=30)
+            }, auth=(client.client_id, client.client_secret), timeout=30)
             assert token.status_code == 200, token.text
             families.append(token.json())
     return families
@@ -310,8 +321,12 @@ def running_server(args) -> Iterator[Server]:
         }
         (work / "prometheus").mkdir()
         idp_command(env, "db", "upgrade")
-        client = json.loads(idp_command(
-            env, "clients", "create", "bench", "--redirect-uri", REDIRECT_URI, "--json"))
+        registered = {
+            format_: json.loads(idp_command(
+                env, "clients", "create", f"bench {format_}", "--redirect-uri", REDIRECT_URI,
+                "--access-token-format", format_, "--json"))
+            for format_ in ACCESS_TOKEN_FORMATS
+        }
         log = (work / "gunicorn.log").open("w")
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
@@ -330,11 +345,13 @@ def running_server(args) -> Iterator[Server]:
                         raise RuntimeError((work / "gunicorn.log").read_text()) from None
                     time.sleep(0.2)
             server = Server(base, env, work / "outbox",
-                            [f"bench{i}" for i in range(args.clients)], database,
-                            client["client_id"], client["client_secret"])
+                            [f"bench{i}" for i in range(args.clients)], database)
             for index, username in enumerate(server.usernames):
                 activate(server, index, username)
-            server.tokens = token_families(server, args.clients)
+            for format_, client in registered.items():
+                server.clients[format_] = BenchClient(client["client_id"], client["client_secret"])
+                server.clients[format_].tokens = token_families(
+                    server, server.clients[format_], args.clients)
             yield server
         finally:
             process.terminate()
@@ -368,29 +385,36 @@ def login_rows(server: Server, args) -> list[Row]:
 # --- the protocol endpoints, ours against node oidc-provider ----------------------------------
 
 
-def protocol_jobs(base: str, client_id: str, secret: str, tokens: list[dict],
-                  userinfo: str, jwks: str) -> dict[str, list[load.Job]]:
-    def each(**kw) -> list[load.Job]:
-        return [load.Job(base, **kw) for _ in tokens]
-
+def protocol_jobs(base: str, families: dict, userinfo: str, jwks: str) -> dict[str, list[load.Job]]:
+    """The load per scenario. `families`: per access token format, a client with client_id,
+    client_secret and tokens (one family per load client); the peer, which issues opaque
+    tokens only, gives the same client for both, and so the same jobs: a refresh chain goes on
+    where the last scenario left it."""
+    jobs: dict[int, dict[str, list[load.Job]]] = {}
+    for client in families.values():
+        jobs.setdefault(id(client), {
+            "bearer": [load.Job(base, userinfo, "bearer", access_token=family["access_token"])
+                       for family in client.tokens],
+            "refresh": [load.Job(base, "/token", "refresh", refresh_token=family["refresh_token"],
+                                 client_id=client.client_id, client_secret=client.client_secret)
+                        for family in client.tokens],
+        })
+    jwt, opaque = jobs[id(families["jwt"])], jobs[id(families["opaque"])]
+    count = len(families["jwt"].tokens)
     # Userinfo before the refresh grants: the peer's in-memory storage is an LRU cache of 1000
     # entries, from which thousands of refreshed tokens would evict the first access tokens.
     return {
-        "userinfo/s": [load.Job(base, userinfo, "bearer", access_token=family["access_token"])
-                       for family in tokens],
-        "discovery/s": each(path="/.well-known/openid-configuration"),
-        "JWKS/s": each(path=jwks),
-        "refresh grants/s": [
-            load.Job(base, "/token", "refresh", refresh_token=family["refresh_token"],
-                     client_id=client_id, client_secret=secret)
-            for family in tokens
-        ],
+        "userinfo/s": jwt["bearer"],
+        "userinfo/s, opaque": opaque["bearer"],
+        "discovery/s": [load.Job(base, "/.well-known/openid-configuration")] * count,
+        "JWKS/s": [load.Job(base, jwks)] * count,
+        "refresh grants/s": jwt["refresh"],
+        "refresh grants/s, opaque": opaque["refresh"],
     }
 
 
 def protocol_rows(server: Server, args) -> list[Row]:
-    ours = protocol_jobs(server.base, server.client_id, server.client_secret, server.tokens,
-                         "/userinfo", "/jwks.json")
+    ours = protocol_jobs(server.base, server.clients, "/userinfo", "/jwks.json")
     rows = []
     with contextlib.ExitStack() as stack:
         peers = {
@@ -398,7 +422,7 @@ def protocol_rows(server: Server, args) -> list[Row]:
             for storage in peer.STORAGES
         }
         sides = {"ours": ours} | {
-            storage: protocol_jobs(node.base, node.client_id, node.client_secret, node.tokens,
+            storage: protocol_jobs(node.base, dict.fromkeys(ACCESS_TOKEN_FORMATS, node),
                                    "/me", "/jwks")
             for storage, node in peers.items()
         }
@@ -429,9 +453,8 @@ def ratio(rates: dict[str, float], storage: str) -> float:
     return rates["ours"] / max(rates[storage], 1e-9)
 
 
-# Slices per side and endpoint. Each slice opens new keep-alive connections, and how those
-# spread over gunicorn's workers is luck (all on one worker halves ours for that slice; the
-# peer is one process): six slices average that out better than three.
+# Slices per side and endpoint, alternating: a burst of other work on the machine then hits
+# every side alike, and six slices even it out better than three.
 ROUNDS = 6
 # (what, {"ours" or a peer storage: per second}), printed as a table of its own at the end.
 COMPARISON: list[tuple[str, dict[str, float]]] = []
@@ -642,11 +665,12 @@ def main(argv=None) -> None:
     if COMPARISON:
         print()
         header = "".join(f"{'peer ' + storage:>14}{'ours/peer':>11}" for storage in peer.STORAGES)
-        print(f"{'per second':<18}{'ours':>8}{header}")
+        width = max(len(what) for what, _ in COMPARISON)
+        print(f"{'per second':<{width}}{'ours':>8}{header}")
         for what, rates in COMPARISON:
             figures = "".join(f"{rates[storage]:>14.0f}{ratio(rates, storage):>11.2f}"
                               for storage in peer.STORAGES)
-            print(f"{what:<18}{rates['ours']:>8.0f}{figures}")
+            print(f"{what:<{width}}{rates['ours']:>8.0f}{figures}")
 
 
 if __name__ == "__main__":
