@@ -81,4 +81,7 @@ def when_ready(server):
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 
+    from idp.balanced_worker import forget_worker
+
     multiprocess.mark_process_dead(worker.pid)
+    forget_worker(worker)

@@ -24,6 +24,9 @@ from gunicorn.workers.gthread import ThreadWorker
 # Long enough for a worker whose threads hold the interpreter lock to wake and accept (the lock
 # changes hands every 5 ms); short enough to go unnoticed on a connection's first request.
 HANDOFF_SECONDS = 0.02
+# How late after its hand-off a worker may wake (its main loop waits for the interpreter lock
+# too) and still count a waiting connection as the one nobody took.
+LATE_WAKE_SECONDS = 0.5
 # More workers than any pod runs; a worker beyond the table still serves, only unbalanced.
 SLOTS = 64
 
@@ -40,13 +43,21 @@ _table = (_Slot * SLOTS).from_buffer(mmap.mmap(-1, ctypes.sizeof(_Slot * SLOTS))
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` may still be a worker: workers run as the arbiter's user, so a process
+    of another user (a reused pid) is not one."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         return False
-    except PermissionError:  # a pid reused by someone else's process
-        return True
     return True
+
+
+def forget_worker(worker) -> None:
+    """In the arbiter, once a worker has exited (gunicorn.conf.py's child_exit): its slot is
+    free at once, even after a SIGKILL that left it no chance to free it itself."""
+    slot = getattr(worker, "_slot", None)
+    if slot is not None and _table[slot].pid == worker.pid:
+        _table[slot].pid = 0
 
 
 def _claim_slot() -> int | None:
@@ -89,8 +100,13 @@ class BalancedThreadWorker(ThreadWorker):
         try:
             super().init_process()  # runs the worker until it exits
         finally:
-            if self._slot is not None:
-                _table[self._slot].pid = 0
+            self._leave_table()
+
+    def _leave_table(self) -> None:
+        # The slot may go to a new worker at once: write nothing to it from here on.
+        if self._slot is not None:
+            _table[self._slot].pid = 0
+            self._slot = None
 
     def _another_holds_fewer(self) -> bool:
         own, arbiter = os.getpid(), self.ppid
@@ -103,9 +119,10 @@ class BalancedThreadWorker(ThreadWorker):
 
     def accept(self, listener):
         now = time.monotonic()
-        # A connection still waiting when this worker's hand-off ends is one nobody took.
-        if 0 <= now - self._handing_off_until < HANDOFF_SECONDS:
-            self._handing_off_until = 0.0  # that one only: the next is weighed again
+        if self._handing_off_until:
+            if now < self._handing_off_until:
+                return  # another listener's event in the same turn: still left to the others
+            self._handing_off_until = 0.0  # nobody took it in time: this worker does
         elif self._another_holds_fewer():
             self._handing_off_until = now + HANDOFF_SECONDS
             self.set_accept_enabled(False)
@@ -113,15 +130,25 @@ class BalancedThreadWorker(ThreadWorker):
         super().accept(listener)
 
     def set_accept_enabled(self, enabled):
-        # The run loop re-enables accepting on every turn; a hand-off holds until its deadline
-        # or until this worker no longer holds more than another (a connection of it closed).
-        if enabled and time.monotonic() < self._handing_off_until:
-            enabled = not self._another_holds_fewer()
+        # The run loop calls this on every turn. A hand-off ends when another worker took the
+        # connection (or this one lost some): then the next one is weighed anew; and it is
+        # forgotten when this worker wakes too late to tell a waiting connection from a new one.
+        if self._handing_off_until:
+            now = time.monotonic()
+            too_late = now >= self._handing_off_until + LATE_WAKE_SECONDS
+            if too_late or not self._another_holds_fewer():
+                self._handing_off_until = 0.0
+            elif now < self._handing_off_until:
+                enabled = False
+        if not self.alive:
+            # Stopping (a reload, a rolling update): accepting no more, however few it holds,
+            # so the others must not leave connections to it while it drains.
+            self._leave_table()
         super().set_accept_enabled(enabled)
 
     def wait_for_and_dispatch_events(self, timeout):
         # Wake when the hand-off ends, to take the connection if nobody did.
         left = self._handing_off_until - time.monotonic()
-        if left > 0:
+        if self._handing_off_until and left > 0:
             timeout = min(timeout, left)
         super().wait_for_and_dispatch_events(timeout)

@@ -35,10 +35,12 @@ def app(environ, start_response):
 
 
 @contextmanager
-def pid_server(tmp_path: Path, workers: int = 2):
-    """gunicorn with the balanced worker; yields (port, the arbiter's process)."""
+def pid_server(tmp_path: Path, workers: int = 2, config: str = ""):
+    """gunicorn with the balanced worker; yields (port, the arbiter's process). `config`: a
+    gunicorn configuration file's text, run in the arbiter (not the project's: no app, no
+    hooks)."""
     (tmp_path / "pid_app.py").write_text(PID_APP)
-    (tmp_path / "gunicorn_test.conf.py").write_text("")  # not the project's: no app, no hooks
+    (tmp_path / "gunicorn_test.conf.py").write_text(config)
     port = unused_port()
     log = (tmp_path / "gunicorn.log").open("w")
     server = subprocess.Popen(
@@ -69,10 +71,14 @@ def worker_pids(arbiter: int) -> list[int]:
 
 def answers(port: int) -> bool:
     try:
-        serving_pid(http.client.HTTPConnection("127.0.0.1", port, timeout=2))
+        serving_pid(connection(port))
     except OSError:
         return False
     return True
+
+
+def connection(port: int) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=10)
 
 
 def serving_pid(connection: http.client.HTTPConnection) -> int:
@@ -87,11 +93,11 @@ def open_together(port: int, count: int) -> list[tuple[http.client.HTTPConnectio
     start = threading.Barrier(count)
 
     def client():
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        client_connection = connection(port)
         start.wait()
         for _ in range(5):
-            pid = serving_pid(connection)
-        opened.append((connection, pid))
+            pid = serving_pid(client_connection)
+        opened.append((client_connection, pid))
 
     threads = [threading.Thread(target=client) for _ in range(count)]
     for thread in threads:
@@ -125,7 +131,7 @@ def test_keep_alive_connections_opened_together_spread_evenly_over_the_workers(t
 
 def test_a_worker_that_does_not_accept_does_not_hold_up_new_connections(tmp_path):
     with pid_server(tmp_path) as (port, server):
-        first = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        first = connection(port)
         busy = serving_pid(first)
         (idle,) = set(worker_pids(server.pid)) - {busy}
         # The idle worker holds fewer connections, so the busy one leaves new ones to it; a
@@ -133,13 +139,30 @@ def test_a_worker_that_does_not_accept_does_not_hold_up_new_connections(tmp_path
         os.kill(idle, signal.SIGSTOP)
         try:
             started = time.monotonic()
-            second = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            second = connection(port)
             assert serving_pid(second) == busy
             assert time.monotonic() - started < 2
         finally:
             os.kill(idle, signal.SIGCONT)
         first.close()
         second.close()
+
+
+def test_a_stopping_worker_is_left_no_new_connections(tmp_path):
+    # A hand-off long enough to see: a connection left to the stopping worker would wait 3 s.
+    slow_handoff = "import idp.balanced_worker\nidp.balanced_worker.HANDOFF_SECONDS = 3\n"
+    with pid_server(tmp_path, config=slow_handoff) as (port, _):
+        held = [(c, serving_pid(c)) for c in (connection(port) for _ in range(3))]
+        counts = Counter(pid for _, pid in held)
+        (busy, _), (stopping, _) = counts.most_common()  # two connections and one
+        # The stopping worker drains its connection and accepts no new one, though it holds
+        # fewer than the other.
+        os.kill(stopping, signal.SIGTERM)
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert serving_pid(connection(port)) == busy
+        assert time.monotonic() - started < 1.5
+
 
 
 def test_a_killed_workers_place_is_taken_by_its_successor(tmp_path):

@@ -301,6 +301,9 @@ def test_opaque_access_tokens_reveal_nothing_and_work_like_jwt_ones(idp, browser
     assert rp.verify_id_token(token["id_token"])["at_hash"] == half_hash(opaque)
     assert userinfo_status(idp, opaque) == 200
     assert introspect(idp, rp, opaque)["active"] is True
+    # Other values of the same shape are not access tokens: a refresh token, random ones.
+    for wrong in (token["refresh_token"], "A" * 43, "A" * 44, "A" * 8000):
+        assert userinfo_status(idp, wrong) == 401, wrong[:50]
 
     refreshed = post_refresh(idp, rp, token["refresh_token"]).json()
     assert "." not in refreshed["access_token"]

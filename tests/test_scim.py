@@ -227,6 +227,7 @@ def test_service_client_cli_refuses_what_it_cannot_use(idp):
         ["--scope", "scim", "--redirect-uri", "https://rp.example/cb"],
         ["--scope", "scim", "--public"],
         ["--scope", "scim", "--require-entitlement", "cloud.phone"],
+        ["--scope", "scim", "--access-token-format", "opaque"],
     ):
         result = runner.invoke(args=[*base, *extra])
         assert result.exit_code != 0, extra

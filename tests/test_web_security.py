@@ -391,8 +391,9 @@ def test_expired_link_gets_a_friendly_page(app, client, outbox, frozen_clock):
     assert outbox.sms() == []
 
 
+@pytest.mark.parametrize("opened_again", [False, True])
 def test_a_link_that_expires_during_its_pin_step_sets_no_password(
-    app, client, outbox, frozen_clock
+    app, client, outbox, frozen_clock, opened_again
 ):
     invite(app)
     link = path_of(outbox.last_link())
@@ -400,6 +401,8 @@ def test_a_link_that_expires_during_its_pin_step_sets_no_password(
     response = post_form(client, link, {"password": PASSWORD, "password_confirm": PASSWORD})
     assert response.status_code == 303
     frozen_clock.advance(seconds=120)  # the PIN is still valid, the link no longer
+    if opened_again:  # in another tab: that marks the link expired
+        assert client.get(link).status_code == 410
     page = post_form(client, "/pin", {"pin": outbox.last_pin()}, headers=EN)
     assert page.status_code == 410 and "This link has expired" in page.text
     with app.app_context():

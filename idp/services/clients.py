@@ -97,6 +97,9 @@ def create(
         raise UserError(f"unsupported grant {grant_type!r}: use one of {', '.join(GRANT_TYPES)}")
     if alg not in keys.ALGORITHMS:
         raise UserError(f"unsupported algorithm {alg!r}: use one of {', '.join(keys.ALGORITHMS)}")
+    if grant_type == CLIENT_CREDENTIALS and access_token_format != JWT:
+        # A service's token is checked by the API it calls, by signature (see scim).
+        raise UserError("--access-token-format opaque is for relying parties, not services")
     if access_token_format not in ACCESS_TOKEN_FORMATS:
         raise UserError(
             f"unsupported access token format {access_token_format!r}: "

@@ -138,7 +138,8 @@ def consume(invitation_id: int, now: datetime) -> None:
     if result.rowcount == 1:
         return
     state = db.session.scalar(select(Invitation.state).where(Invitation.id == invitation_id))
-    raise LinkProblem("expired" if state in OPEN_STATES else "used")
+    expired = state in OPEN_STATES or state == InvitationState.EXPIRED
+    raise LinkProblem("expired" if expired else "used")
 
 
 def latest_for(user: User) -> Invitation | None:

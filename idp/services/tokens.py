@@ -5,6 +5,7 @@ every refresh descend from. Codes and refresh tokens are single-use, claimed by 
 UPDATE so that of parallel requests exactly one wins; a second use of either is taken as theft
 and revokes the whole family."""
 
+import re
 import secrets
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -473,6 +474,10 @@ def revoke(token: Token, now: datetime) -> None:
     db.session.commit()
 
 
+# What new_token makes: 32 random bytes, base64url without padding.
+OPAQUE_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
 def authenticate_access_token(value: str | None, now: datetime):
     """The stored, active access token for a bearer value, as a record (see _find_record) with
     its grant, user and client. A JWT must also carry our signature; an opaque value is found
@@ -480,6 +485,8 @@ def authenticate_access_token(value: str | None, now: datetime):
     if not value:
         return None
     opaque = "." not in value
+    if opaque and not OPAQUE_SHAPE.fullmatch(value):
+        return None  # not one of ours: no database lookup for it
     if not opaque:
         try:
             claims = keys.verify(value, now, typ="at+jwt")
