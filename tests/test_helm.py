@@ -167,6 +167,14 @@ def test_redis_is_required_when_several_processes_count(values):
     assert not redis_key_reference(values).get("optional", False)
 
 
+def test_the_migration_job_needs_no_redis_key():
+    # It only migrates the schema: a Secret without the key must not keep it from running.
+    job = by_kind(render({}))["Job"]["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item for item in job["env"]}
+    assert env["IDP_REDIS_URL"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert not redis_key_reference({}).get("optional", False)  # the Deployment still needs it
+
+
 def test_one_pod_with_one_worker_may_count_in_memory():
     single = {"autoscaling": {"enabled": False}, "replicaCount": 1, "gunicorn": {"workers": 1}}
     assert redis_key_reference(single)["optional"] is True

@@ -184,6 +184,22 @@ def test_delete_deprovisions_and_erases_after_retention(idp, ordering, frozen_cl
     assert actors == {f"client:{service['client_id']}"}
 
 
+def test_erasure_on_the_way_stays_when_the_write_then_fails(idp, ordering, frozen_clock, service):
+    """Due accounts are erased before a SCIM write, committed on their own: the audit chain's
+    lock is not held through the write, and a write refused afterwards undoes nothing."""
+    created = ordering.scim.create(new_user(ordering))
+    ordering.scim.delete(ordering.User, created.id)
+    frozen_clock.advance(days=31)
+    token = service_token(idp, service).json()["access_token"]
+    refused = requests.post(
+        f"{ordering.base}/Users", json={"schemas": [], "userName": ""},
+        headers={"Authorization": f"Bearer {token}"}, timeout=5,
+    )
+    assert refused.status_code == 400
+    assert stored_user(idp, subject=created.id).erased_at is not None
+    assert len(audit_events(idp, "user.erased")) == 1
+
+
 def test_only_a_scim_token_of_a_service_client_gets_in(idp, ordering, service, browser, rp):
     login = rp.sign_in(browser)
     for headers in (

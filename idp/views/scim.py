@@ -123,8 +123,12 @@ def authenticate():
     g.scim_actor = f"client:{client.client_id}"
     # Refused while it is read, before any of it is parsed (RequestEntityTooLarge above).
     request.max_content_length = current_app.config["SCIM_MAX_BODY_BYTES"]
-    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
-        provisioning.erase_expired(clock.now())
+    # Accounts past their retention are erased on the way, in a transaction of their own: its
+    # audit events lock the audit chain head until the commit, which must not wait for this
+    # request's work (an activation mail to send), nor be undone if that fails.
+    writes = request.method in ("POST", "PUT", "PATCH", "DELETE")
+    if writes and provisioning.erase_expired(clock.now()):
+        db.session.commit()
     return None
 
 
