@@ -106,7 +106,11 @@ def create(data: AccountData, *, actor: str, now: datetime) -> tuple[User, bool]
         existing = _find_by_external_id(data.external_id)
         if existing is not None:
             return _same_request(existing, data), False
-    if users.find_by_username(data.username) is not None:
+    taken = users.find_by_username(data.username)
+    if taken is not None:
+        # A parallel request with the same order may have committed since the lookup above.
+        if data.external_id is not None and taken.external_id == data.external_id:
+            return _same_request(taken, data), False
         raise Conflict(f"userName {data.username!r} is taken")
     try:
         user = users.create_user(
