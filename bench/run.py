@@ -392,13 +392,15 @@ def protocol_jobs(base: str, families: dict, userinfo: str, jwks: str) -> dict[s
     where the last scenario left it."""
     jobs: dict[int, dict[str, list[load.Job]]] = {}
     for client in families.values():
-        jobs.setdefault(id(client), {
+        if id(client) in jobs:
+            continue
+        jobs[id(client)] = {
             "bearer": [load.Job(base, userinfo, "bearer", access_token=family["access_token"])
                        for family in client.tokens],
             "refresh": [load.Job(base, "/token", "refresh", refresh_token=family["refresh_token"],
                                  client_id=client.client_id, client_secret=client.client_secret)
                         for family in client.tokens],
-        })
+        }
     jwt, opaque = jobs[id(families["jwt"])], jobs[id(families["opaque"])]
     count = len(families["jwt"].tokens)
     # Userinfo before the refresh grants: the peer's in-memory storage is an LRU cache of 1000

@@ -94,8 +94,7 @@ class BalancedThreadWorker(ThreadWorker):
             _table[self._slot].connections = value
 
     def init_process(self):
-        if self._slot is not None:
-            _table[self._slot].connections = self._held
+        if self._slot is not None:  # claimed with no connections counted
             _table[self._slot].pid = os.getpid()
         try:
             super().init_process()  # runs the worker until it exits
