@@ -36,6 +36,9 @@ MAIL_USE_TLS = True
 MAIL_USE_SSL = False
 MAIL_USERNAME = None
 MAIL_PASSWORD = None
+# The From of every mail: an address, or `Name <address>`. The name is taken as written (a colon,
+# comma, quote or umlaut in it is fine: the header quotes or encodes it); the app refuses to
+# start when the address is not one mailbox.
 MAIL_DEFAULT_SENDER = "e:service <no-reply@localhost>"
 # Seconds to wait for the SMTP server before giving up.
 MAIL_TIMEOUT = 10

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from idp.config import ConfigurationError
 from idp.extensions import db
 from idp.models import (
     AuditEvent,
@@ -183,6 +184,45 @@ def test_smtp_login_happens_over_tls_with_the_configured_name(
     assert (name, encrypted) == (SMTP_USERNAME, True)
     assert len(smtp_auth_server.mailbox.messages) == 1
     assert SMTP_PASSWORD not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "configured,name",
+    [
+        ("e:service <no-reply@example.com>", "e:service"),
+        ("ecotel, Kundenservice <no-reply@example.com>", "ecotel, Kundenservice"),
+        ('Der "Service" <no-reply@example.com>', 'Der "Service"'),
+        ('"e:service" <no-reply@example.com>', "e:service"),
+        ("Kundenbetreuung Größe & Söhne <no-reply@example.com>", "Kundenbetreuung Größe & Söhne"),
+        ("no-reply@example.com", ""),
+    ],
+)
+def test_the_sender_is_one_mailbox_whatever_its_name(
+    configured, name, make_app, smtp_server, certificates
+):
+    # Written raw, "e:service <...>" is an RFC 5322 group named "e" with no mailbox in it.
+    settings = smtp_server.settings(certificates.ca_file) | {"MAIL_DEFAULT_SENDER": configured}
+    app = make_app(**settings)
+    with app.app_context():
+        app.extensions["idp.mailer"].send(Mail(to="anna@example.com", subject="S", text="T"))
+    [message] = smtp_server.mailbox.messages
+    [group] = message["From"].groups
+    assert group.display_name is None
+    assert [(a.display_name, a.addr_spec) for a in group.addresses] == [
+        (name, "no-reply@example.com")
+    ]
+    assert [a.addr_spec for a in message["To"].addresses] == ["anna@example.com"]
+    assert message["From"].defects == () and message["To"].defects == ()
+    assert message["Date"].datetime is not None and message["Message-ID"]
+    assert smtp_server.mailbox.envelopes[0] == ("no-reply@example.com", ["anna@example.com"])
+
+
+@pytest.mark.parametrize("configured", ["e:service", "e:service <no-reply>", "a <b@c> d"])
+def test_a_sender_that_is_no_mailbox_is_refused_at_start(configured, make_app, smtp_server,
+                                                         certificates):
+    settings = smtp_server.settings(certificates.ca_file) | {"MAIL_DEFAULT_SENDER": configured}
+    with pytest.raises(ConfigurationError, match="IDP_MAIL_DEFAULT_SENDER"):
+        make_app(**settings)
 
 
 def vonage_sms(request, make_app):

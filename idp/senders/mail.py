@@ -1,10 +1,14 @@
 """Mail senders: smtp (production), console and file (development)."""
 
+import re
 import smtplib
 import ssl
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from idp.config import ConfigurationError
 from idp.senders import Mail, SendError
 from idp.senders.outbox import FileOutbox, print_loudly
 
@@ -17,13 +21,38 @@ def build(config):
         return ConsoleMailer()
     if backend == "file":
         return FileMailer(config["OUTBOX_DIR"])
-    raise ValueError(f"IDP_MAIL_BACKEND must be smtp, console or file, not {backend!r}")
+    raise ConfigurationError(f"IDP_MAIL_BACKEND must be smtp, console or file, not {backend!r}")
 
 
-def to_email_message(message: Mail, sender: str) -> EmailMessage:
+# `Name <address>`, where the name is everything before the angle brackets.
+NAMED_ADDRESS = re.compile(r"\s*(?P<name>.*?)\s*<(?P<address>[^<>]*)>\s*")
+# A display name the operator already wrote as an RFC 5322 quoted-string: "e:service".
+QUOTED_NAME = re.compile(r'"(?P<text>(?:[^"\\]|\\.)*)"')
+
+
+def sender_address(sender: str) -> Address:
+    """IDP_MAIL_DEFAULT_SENDER as one mailbox. The display name is taken as written: a colon,
+    comma or quote in it is part of the name, never RFC 5322 syntax (written raw into the
+    header, `e:service <...>` would be a group named "e" without a mailbox)."""
+    named = NAMED_ADDRESS.fullmatch(sender)
+    name, address = (named["name"], named["address"]) if named else ("", sender.strip())
+    quoted = QUOTED_NAME.fullmatch(name)
+    if quoted:
+        name = re.sub(r"\\(.)", r"\1", quoted["text"])
+    try:
+        return Address(display_name=name, addr_spec=address)
+    except (ValueError, HeaderParseError):
+        raise ConfigurationError(
+            f"IDP_MAIL_DEFAULT_SENDER must be an address or Name <address>, not {sender!r}"
+        ) from None
+
+
+def to_email_message(message: Mail, sender: Address) -> EmailMessage:
+    # Address objects, not strings: the header is then built with the name quoted or encoded
+    # as it needs to be, whatever characters it has.
     email = EmailMessage()
     email["From"] = sender
-    email["To"] = message.to
+    email["To"] = Address(addr_spec=message.to)
     email["Subject"] = message.subject
     email["Date"] = formatdate(localtime=False)
     email["Message-ID"] = make_msgid()
@@ -42,7 +71,7 @@ class SmtpMailer:
         self.use_ssl = config["MAIL_USE_SSL"]
         self.username = config["MAIL_USERNAME"]
         self.password = config["MAIL_PASSWORD"]
-        self.sender = config["MAIL_DEFAULT_SENDER"]
+        self.sender = sender_address(config["MAIL_DEFAULT_SENDER"])
         self.timeout = config["MAIL_TIMEOUT"]
         self.ca_file = config["MAIL_CA_FILE"]
 
