@@ -18,10 +18,15 @@ DATABASE_PING_AFTER_IDLE_SECONDS = 1.0
 # Production refuses SQLite unless this is true (a single-host installation that knows the cost).
 ALLOW_SQLITE = False
 # The issuer URL. Discovery lives under it, and every link in a mail is built from it, never from
-# the Host header of a request.
-ISSUER = "http://127.0.0.1:5000"
-# The e:service portal link put in the activation mail.
-PORTAL_URL = "http://127.0.0.1:5001/"
+# the Host header of a request. Required; production refuses one that is not https or that
+# points at loopback/localhost (development and testing set a local one).
+ISSUER = None
+# The e:service portal link put in the activation mail. Required, with the same rules as ISSUER.
+PORTAL_URL = None
+# true lets production use loopback, localhost and plain-http ISSUER and PORTAL_URL (a lab, a
+# test bed). Off: a production start with such a URL is refused, as links in mails sent from it
+# would lead customers nowhere.
+ALLOW_LOCAL_URLS = False
 # The product name shown on pages, in mails and in the SMS.
 PRODUCT_NAME = "e:service"
 

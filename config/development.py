@@ -4,3 +4,6 @@ SECRET_KEY = "development-only-secret-do-not-use-in-production"  # noqa: S105
 MAIL_BACKEND = "file"
 SMS_BACKEND = "file"
 DEV_PAGES = True
+# The demo's addresses (idp demo sets its own ports).
+ISSUER = "http://127.0.0.1:5000"
+PORTAL_URL = "http://127.0.0.1:5001/"

@@ -1,7 +1,8 @@
 """Production: secure cookies with the __Host- prefix, HSTS, real senders.
 
-The app refuses to start here without IDP_SECRET_KEY, with a development sender, or with SQLite
-unless IDP_ALLOW_SQLITE=true.
+The app refuses to start here without IDP_SECRET_KEY, with a development sender, with SQLite
+unless IDP_ALLOW_SQLITE=true, or without https issuer and portal URLs off this machine unless
+IDP_ALLOW_LOCAL_URLS=true.
 """
 
 MAIL_BACKEND = "smtp"

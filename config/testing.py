@@ -8,6 +8,7 @@ ARGON2_TIME_COST = 1
 ARGON2_MEMORY_COST_KIB = 64
 ARGON2_PARALLELISM = 1
 ISSUER = "http://localhost"
+PORTAL_URL = "http://127.0.0.1:5001/"
 # Request limits and the SMS caps would trip over the many logins of unrelated tests; the tests
 # of those defences set their own limits.
 RATELIMIT_ENABLED = False

@@ -1,9 +1,11 @@
 """Loading and checking the configuration: config/default.py, then the file of the chosen
 environment, then IDP_* environment variables, then explicit overrides (tests)."""
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask
 
@@ -39,7 +41,8 @@ def _fill_defaults(app: Flask) -> None:
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'idp.sqlite3'}"
     if not app.config.get("OUTBOX_DIR"):
         app.config["OUTBOX_DIR"] = str(instance / "outbox")
-    app.config["ISSUER"] = app.config["ISSUER"].rstrip("/")
+    if app.config.get("ISSUER"):
+        app.config["ISSUER"] = app.config["ISSUER"].rstrip("/")
     countries = app.config["SMS_ALLOWED_COUNTRIES"]
     if isinstance(countries, str):  # IDP_SMS_ALLOWED_COUNTRIES=DE,AT
         app.config["SMS_ALLOWED_COUNTRIES"] = [c.strip().upper() for c in countries.split(",")]
@@ -50,6 +53,9 @@ def check_config(config: Mapping) -> None:
         raise ConfigurationError("IDP_SECRET_KEY is not set: refusing to start without it")
     if config["MAIL_USE_TLS"] and config["MAIL_USE_SSL"]:
         raise ConfigurationError("IDP_MAIL_USE_TLS and IDP_MAIL_USE_SSL exclude each other")
+    for setting in PUBLIC_URLS:
+        if not config.get(setting):
+            raise ConfigurationError(f"IDP_{setting} is not set: {PUBLIC_URLS[setting]}")
     if config["ENVIRONMENT"] != "production":
         return
     if len(str(config["SECRET_KEY"])) < 32:
@@ -65,10 +71,44 @@ def check_config(config: Mapping) -> None:
             "SQLite in production needs IDP_ALLOW_SQLITE=true; "
             "set IDP_SQLALCHEMY_DATABASE_URI=postgresql+psycopg://..."
         )
-    if not config["ISSUER"].startswith("https://"):
-        raise ConfigurationError("IDP_ISSUER must be an https:// URL in production")
+    if not config["ALLOW_LOCAL_URLS"]:
+        for setting in PUBLIC_URLS:
+            check_public_url(setting, str(config[setting]))
     if config["DEV_PAGES"]:
         raise ConfigurationError("IDP_DEV_PAGES cannot be on in production")
+
+
+# The URLs that people and relying parties are sent to, and why each is needed.
+PUBLIC_URLS = {
+    "ISSUER": "discovery, tokens and every link in a mail are built from it",
+    "PORTAL_URL": "the activation mail links customers to the e:service portal with it",
+}
+
+
+def check_public_url(setting: str, url: str) -> None:
+    """Production's URLs are reached from customers' browsers and mail clients: https, and a
+    host other than this machine (a loopback link in a mail leads every customer nowhere)."""
+    lab = "IDP_ALLOW_LOCAL_URLS=true allows it for a lab or a test bed"
+    if not url.startswith("https://"):
+        raise ConfigurationError(
+            f"IDP_{setting} must be an https:// URL in production, not {url!r} ({lab})"
+        )
+    host = urlsplit(url).hostname or ""
+    if is_local_host(host):
+        raise ConfigurationError(
+            f"IDP_{setting} must not point at loopback or localhost in production, "
+            f"not {url!r} ({lab})"
+        )
+
+
+def is_local_host(host: str) -> bool:
+    if not host or host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 def environment_from_env() -> str:

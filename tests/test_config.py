@@ -1,6 +1,11 @@
 """Configuration: production refuses to start when it would be unsafe, and IDP_* environment
 variables override the files in config/."""
 
+import json
+import os
+import subprocess
+import sys
+
 import click
 import pytest
 
@@ -24,6 +29,7 @@ def production_settings(tmp_path, **changes):
     settings = {
         "SECRET_KEY": "s" * 40,
         "ISSUER": "https://login.example.com",
+        "PORTAL_URL": "https://portal.example.com/",
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'prod.sqlite3'}",
         "ALLOW_SQLITE": True,
         "VONAGE_API_KEY": "key",
@@ -52,6 +58,19 @@ def test_production_starts_with_a_safe_configuration(clean_env, tmp_path):
         ({"SMS_BACKEND": "file"}, "IDP_SMS_BACKEND"),
         ({"ALLOW_SQLITE": None}, "IDP_ALLOW_SQLITE"),
         ({"ISSUER": "http://login.example.com"}, "IDP_ISSUER"),
+        ({"ISSUER": None}, "IDP_ISSUER is not set"),
+        ({"ISSUER": "https://127.0.0.1:5000"}, "IDP_ISSUER"),
+        ({"ISSUER": "https://localhost"}, "IDP_ISSUER"),
+        ({"PORTAL_URL": None}, "IDP_PORTAL_URL is not set"),
+        ({"PORTAL_URL": ""}, "IDP_PORTAL_URL is not set"),
+        ({"PORTAL_URL": "http://portal.example.com/"}, "IDP_PORTAL_URL"),
+        ({"PORTAL_URL": "http://127.0.0.1:5001/"}, "IDP_PORTAL_URL"),
+        ({"PORTAL_URL": "https://127.1.2.3/"}, "IDP_PORTAL_URL"),
+        ({"PORTAL_URL": "https://[::1]:5001/"}, "IDP_PORTAL_URL"),
+        ({"PORTAL_URL": "https://0.0.0.0/"}, "IDP_PORTAL_URL"),
+        ({"PORTAL_URL": "https://portal.localhost/"}, "IDP_PORTAL_URL"),
+        ({"PORTAL_URL": "https:///"}, "IDP_PORTAL_URL"),
+        ({"PORTAL_URL": None, "ALLOW_LOCAL_URLS": True}, "IDP_PORTAL_URL is not set"),
         ({"VONAGE_API_SECRET": None}, "IDP_VONAGE_API_SECRET"),
         ({"MAIL_USE_SSL": True}, "IDP_MAIL_USE_SSL"),
         ({"DEV_PAGES": True}, "IDP_DEV_PAGES"),
@@ -63,6 +82,34 @@ def test_production_refuses_unsafe_settings(clean_env, tmp_path, changes, compla
     assert complaint in str(refused.value)
 
 
+def test_a_lab_may_use_local_urls_when_it_says_so(clean_env, tmp_path):
+    local = {"ISSUER": "http://127.0.0.1:5000", "PORTAL_URL": "http://localhost:5001/"}
+    app = create_app("production", production_settings(tmp_path, ALLOW_LOCAL_URLS=True, **local))
+    assert (app.config["ISSUER"], app.config["PORTAL_URL"]) == tuple(local.values())
+
+
+def test_every_command_refuses_production_without_the_portal_url(clean_env, tmp_path):
+    """The activation mail would link customers to http://127.0.0.1:5001/: nothing starts."""
+    environment = {
+        f"IDP_{name}": value if isinstance(value, str) else json.dumps(value)
+        for name, value in production_settings(tmp_path, PORTAL_URL=None).items()
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "idp", "users", "list"], capture_output=True, text=True,
+        timeout=60, env={**os.environ, **environment, "IDP_CONFIG": "production"},
+    )
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith("Error: IDP_PORTAL_URL is not set")
+    environment["IDP_ALLOW_LOCAL_URLS"] = "true"
+    environment["IDP_PORTAL_URL"] = "http://127.0.0.1:5001/"
+    done = subprocess.run(
+        [sys.executable, "-m", "idp", "db", "upgrade"], capture_output=True, text=True,
+        timeout=60, env={**os.environ, **environment, "IDP_CONFIG": "production"},
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def test_unknown_environment_is_refused(clean_env):
     with pytest.raises(ConfigurationError):
         create_app("staging")
@@ -71,6 +118,7 @@ def test_unknown_environment_is_refused(clean_env):
 def test_environment_variables_override_the_files(clean_env, tmp_path):
     clean_env.setenv("IDP_SECRET_KEY", "e" * 40)
     clean_env.setenv("IDP_ISSUER", "https://sso.example.net/")
+    clean_env.setenv("IDP_PORTAL_URL", "https://portal.example.net/")
     clean_env.setenv("IDP_SQLALCHEMY_DATABASE_URI", f"sqlite:///{tmp_path / 'env.sqlite3'}")
     clean_env.setenv("IDP_ALLOW_SQLITE", "true")
     clean_env.setenv("IDP_VONAGE_API_KEY", "k")
@@ -85,6 +133,7 @@ def test_environment_variables_override_the_files(clean_env, tmp_path):
     assert app.config["ENVIRONMENT"] == "production"
     assert app.config["SECRET_KEY"] == "e" * 40
     assert app.config["ISSUER"] == "https://sso.example.net"
+    assert app.config["PORTAL_URL"] == "https://portal.example.net/"
     assert app.config["PIN_LIFETIME"] == 120
     assert app.config["MAIL_USE_TLS"] is False and app.config["MAIL_USE_SSL"] is True
     assert app.config["MAIL_PORT"] == 465

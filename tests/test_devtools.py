@@ -37,6 +37,7 @@ def test_production_refuses_development_pages():
             {
                 "SECRET_KEY": "x" * 40,
                 "ISSUER": "https://login.example.com",
+                "PORTAL_URL": "https://portal.example.com/",
                 "ALLOW_SQLITE": True,
                 "VONAGE_API_KEY": "key",
                 "VONAGE_API_SECRET": "secret",

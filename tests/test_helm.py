@@ -146,6 +146,8 @@ def test_credentials_come_from_the_existing_secret_only():
             assert "value" not in env[name]
         assert env["IDP_CONFIG"]["value"] == "production"
         assert env["IDP_ISSUER"]["value"] == VALUES["config"]["issuer"]
+        # Production refuses to start without it (the activation mail's link to e:service).
+        assert env["IDP_PORTAL_URL"]["value"] == VALUES["config"]["portalUrl"]
 
 
 def redis_key_reference(values: dict) -> dict:
@@ -206,6 +208,7 @@ def test_the_schema_rejects_wrong_values():
     for wrong in (
         {"replicaCount": "two"},
         {"config": {"issuer": "http://login.example.com"}},
+        {"config": {"portalUrl": "http://portal.example.com/"}},
         {"metrics": {"port": 0}},
         {"typo": True},
     ):

@@ -93,6 +93,7 @@ def test_production_argon2_is_at_least_owasp_minimum(tmp_path, monkeypatch):
         {
             "SECRET_KEY": "s" * 40,
             "ISSUER": "https://login.example.com",
+            "PORTAL_URL": "https://portal.example.com/",
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'p.sqlite3'}",
             "ALLOW_SQLITE": True,
             "VONAGE_API_KEY": "k",

@@ -177,6 +177,7 @@ def production_app(make_app, database_uri, smtp_server, vonage, certificates):
     settings = {
         "SECRET_KEY": "p" * 40,
         "ISSUER": "https://login.example.com",
+        "PORTAL_URL": "https://portal.example.com/",
         "SQLALCHEMY_DATABASE_URI": database_uri,
         "ALLOW_SQLITE": True,
         **smtp_server.settings(certificates.ca_file),
