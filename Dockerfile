@@ -1,5 +1,6 @@
 # The identity provider's image: the wheel built in one stage, installed into a slim runtime
-# that runs as an unprivileged user. Run: gunicorn -c gunicorn.conf.py wsgi:app (the default).
+# that runs as an unprivileged user. Run: gunicorn -c python:idp.gunicorn_conf idp.wsgi:app (the
+# default), the serving command of the installed package, as in the README's quick start.
 
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -11,7 +12,7 @@ COPY config ./config
 COPY templates ./templates
 COPY migrations ./migrations
 # The app's wheel and every dependency's, so that the runtime stage needs no compiler.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[postgres,redis]"
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -23,11 +24,10 @@ RUN groupadd --system --gid 10001 idp \
     && useradd --system --uid 10001 --gid idp --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin idp
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels "idp[postgres,redis]" \
+RUN pip install --no-cache-dir --no-index --find-links=/wheels idp \
     && rm -rf /wheels
 WORKDIR /app
-COPY wsgi.py gunicorn.conf.py ./
 # Non-root; the root filesystem can be read-only: the app writes only below /tmp.
 USER 10001:10001
 EXPOSE 8000 9100
-CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+CMD ["gunicorn", "-c", "python:idp.gunicorn_conf", "idp.wsgi:app"]

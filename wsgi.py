@@ -1,5 +1,3 @@
-"""gunicorn wsgi:app"""
+"""gunicorn wsgi:app, in a checkout: the package's idp.wsgi, which an installation serves."""
 
-from idp import create_app
-
-app = create_app()
+from idp.wsgi import app  # noqa: F401

@@ -53,7 +53,7 @@ def _alive(pid: int) -> bool:
 
 
 def forget_worker(worker) -> None:
-    """In the arbiter, once a worker has exited (gunicorn.conf.py's child_exit): its slot is
+    """In the arbiter, once a worker has exited (idp/gunicorn_conf.py's child_exit): its slot is
     free at once, even after a SIGKILL that left it no chance to free it itself."""
     slot = getattr(worker, "_slot", None)
     if slot is not None and _table[slot].pid == worker.pid:

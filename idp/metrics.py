@@ -1,7 +1,7 @@
 """Prometheus metrics: what operators watch (logins, PINs, SMS cost, latency per endpoint).
 
 Under gunicorn every worker is a process of its own: with PROMETHEUS_MULTIPROC_DIR set
-(gunicorn.conf.py sets it) prometheus_client writes the values to files there and one scrape
+(idp/gunicorn_conf.py sets it) prometheus_client writes the values to files there and one scrape
 adds them up. Metrics are served only when IDP_METRICS_ENABLED is true: on IDP_METRICS_PORT
 from the gunicorn master when that is set (a port the ingress never routes), else at /metrics.
 """

@@ -105,18 +105,23 @@ def test_runtime_installs_the_wheel_and_runs_as_non_root():
     assert user == "10001"
 
 
-def test_the_command_points_at_files_in_the_image():
+def module_file(dotted: str) -> Path:
+    return ROOT / (dotted.replace(".", "/") + ".py")
+
+
+def test_the_command_serves_the_installed_package():
+    """The image runs what the README's quick start runs: configuration and application from
+    the installed wheel, nothing copied beside it from the checkout."""
     runtime = stages()[-1]
     command = json.loads(next(arguments for keyword, arguments in runtime if keyword == "CMD"))
-    assert command[:3] == ["gunicorn", "-c", "gunicorn.conf.py"]
-    module = command[3].split(":")[0]
-    in_image = {
-        Path(source).name for sources, _, from_stage in copies(runtime) if not from_stage
-        for source in sources
-    }
-    assert {"gunicorn.conf.py", f"{module}.py"} <= in_image
-    for name in ("gunicorn.conf.py", f"{module}.py"):
-        assert (ROOT / name).is_file()
-    workdir = [arguments for keyword, arguments in runtime if keyword == "WORKDIR"][-1]
-    destinations = [destination for _, destination, _ in copies(runtime)]
-    assert "./" in destinations and workdir.startswith("/")
+    assert command[:2] == ["gunicorn", "-c"]
+    config_module = command[2].removeprefix("python:")
+    app_module, _, attribute = command[3].partition(":")
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"][
+        "targets"
+    ]["wheel"]["packages"]
+    for module in (config_module, app_module):
+        assert module.split(".")[0] in packages, f"{module} is not in the wheel"
+        assert module_file(module).is_file(), module
+    assert command[2].startswith("python:") and attribute == "app"
+    assert [sources for sources, _, from_stage in copies(runtime) if not from_stage] == []
