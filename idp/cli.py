@@ -125,7 +125,7 @@ def users_group():
 @click.argument("username")
 @click.option("--email", required=True, help="Where the activation mail goes.")
 @click.option("--phone", required=True, help="Mobile number for the SMS PIN, as +49...")
-@click.option("--name", default=None, help="Full name.")
+@click.option("--name", default=None, help="Full name (one line): the mail greets by it.")
 @click.option(
     "--locale",
     type=click.Choice(["de", "en"]),
@@ -221,19 +221,31 @@ def show(username):
         if invitation
         else None
     )
+    summary["disabled"] = (
+        {
+            "at": user.disabled_at.isoformat() if user.disabled_at else None,
+            "by": user.disabled_by,
+            "reason": user.disabled_reason,
+        }
+        if user.state == UserState.DISABLED
+        else None
+    )
     click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
 
 
 @users_group.command("disable")
 @click.argument("username")
+@click.option("--reason", default=None, help="Why (one line): shown by `idp users show`.")
 @with_appcontext
 @fail_on_user_error
-def disable(username):
-    """Disable an account: its sessions, tokens and links die; relying parties are told."""
+def disable(username, reason):
+    """Disable an account: its sessions, tokens and links die; relying parties are told.
+    Provisioning (SCIM) cannot enable it again; `enable` does."""
     moment = clock.now()
     user = users.get_by_username(username)
-    deliveries = users.disable(user, moment)
-    audit.record("user.disabled", now=moment, actor=operator(), user=user)
+    actor = operator()
+    deliveries = users.disable(user, moment, actor=actor, reason=reason)
+    audit.record("user.disabled", now=moment, actor=actor, user=user, reason=user.disabled_reason)
     db.session.commit()
     tokens_logout.send(deliveries)
     click.echo(f"disabled {user.username}")
@@ -244,12 +256,12 @@ def disable(username):
 @with_appcontext
 @fail_on_user_error
 def enable(username):
-    """Enable a disabled account again."""
+    """Enable a disabled account again, whoever disabled it."""
     moment = clock.now()
     user = users.get_changeable(username)
     if user.state != UserState.DISABLED:
         raise UserError(f"user {user.username!r} is not disabled")
-    user.state = UserState.ACTIVE if user.password_hash else UserState.INVITED
+    users.enable(user)
     audit.record("user.enabled", now=moment, actor=operator(), user=user)
     db.session.commit()
     click.echo(f"enabled {user.username} ({user.state})")

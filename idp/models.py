@@ -51,11 +51,21 @@ class User(db.Model):
     username: Mapped[str] = mapped_column(String(64))
     # NFKC + casefold of the username: "Anna" and "anna" are one account.
     username_key: Mapped[str] = mapped_column(String(64), unique=True)
+    # The display name; and the parts of the person's name, as provisioning (SCIM `name`) sends.
     name: Mapped[str | None] = mapped_column(String(200))
+    formatted_name: Mapped[str | None] = mapped_column(String(200))
+    given_name: Mapped[str | None] = mapped_column(String(200))
+    family_name: Mapped[str | None] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(254))
     phone: Mapped[str] = mapped_column(String(20))  # E.164
-    locale: Mapped[str] = mapped_column(String(8), default="de")
+    # None: none chosen (provisioning may leave it out); mails and SMS use the default language.
+    locale: Mapped[str | None] = mapped_column(String(8), default="de")
     state: Mapped[str] = mapped_column(String(16), default=UserState.INVITED)
+    # Of a disabled account: when, by whom ("cli:<os user>", "client:<client_id>") and why.
+    # Only the side that disabled it enables it again: provisioning never lifts an operator's.
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_by: Mapped[str | None] = mapped_column(String(128))
+    disabled_reason: Mapped[str | None] = mapped_column(String(200))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failed_passwords: Mapped[int] = mapped_column(default=0)

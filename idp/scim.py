@@ -46,12 +46,13 @@ from idp.services.users import UserError, username_key
 CORE_USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 CUSTOMER_SCHEMA = "urn:ecotel:params:scim:schemas:extension:customer:2.0:User"
 LANGUAGES = ["de", "en"]
+ONLY_ONE = "Always true in what we return: an account has one, and it is the primary one."
 
 
 class Email(ComplexAttribute):
     value: Annotated[EmailStr | None, Required.true] = None
     type: Annotated[str | None, Field(examples=["work"])] = None
-    primary: bool | None = None
+    primary: Annotated[bool | None, Field(description=ONLY_ONE)] = None
 
 
 class PhoneNumber(ComplexAttribute):
@@ -61,7 +62,18 @@ class PhoneNumber(ComplexAttribute):
         Field(description="A mobile number in international form (+49...): it gets the SMS PINs."),
     ] = None
     type: Annotated[str | None, Field(examples=["mobile"])] = None
-    primary: bool | None = None
+    primary: Annotated[bool | None, Field(description=ONLY_ONE)] = None
+
+
+class Name(ComplexAttribute):
+    """The parts of the person's name, as Microsoft Entra ID and Okta send them; the
+    activation mail greets by the displayName, or else by these."""
+
+    formatted: Annotated[
+        str | None, Field(description="The full name as shown, e.g. 'Ms. Anna Admin'.")
+    ] = None
+    family_name: str | None = None
+    given_name: str | None = None
 
 
 class Entitlement(ComplexAttribute):
@@ -91,12 +103,22 @@ class User(Resource[Any]):
         Required.true,
         Field(description="The login name: 1 to 64 of a-z 0-9 . _ - @, case-insensitive."),
     ] = None
+    name: Annotated[Name | None, Field(description="The parts of the person's name.")] = None
     display_name: Annotated[str | None, Field(description="The full name.")] = None
     preferred_language: Annotated[
-        str | None, Field(description="Language of mails and SMS.", examples=LANGUAGES)
+        str | None,
+        Field(
+            description="Language of mails and SMS; without it, the first of these.",
+            examples=LANGUAGES,
+        ),
     ] = None
     active: Annotated[
-        bool | None, Field(description="false disables the account and ends its sessions.")
+        bool | None,
+        Required.true,
+        Field(
+            description="false disables the account and ends its sessions. true does not "
+            "enable an account that an operator disabled: that is refused (mutability)."
+        ),
     ] = None
     emails: Annotated[
         list[Email] | None,
@@ -163,9 +185,13 @@ def account_data(resource: UserResource) -> AccountData:
     language = resource.preferred_language
     if language is not None and language not in LANGUAGES:
         raise UserError(f"preferredLanguage must be one of {', '.join(LANGUAGES)}")
+    name = resource.name or Name()
     return AccountData(
         username=resource.user_name or "",
         name=resource.display_name,
+        formatted_name=name.formatted,
+        given_name=name.given_name,
+        family_name=name.family_name,
         email=str(_only_one(resource.emails, "e-mail address in emails")),
         phone=_only_one(resource.phone_numbers, "mobile number in phoneNumbers"),
         locale=language,
@@ -181,6 +207,7 @@ def to_resource(account: Account, location: str) -> UserResource:
         id=account.subject,
         external_id=account.external_id,
         user_name=account.username,
+        name=_name(account),
         display_name=account.name,
         preferred_language=account.locale,
         active=account.state != UserState.DISABLED,
@@ -198,6 +225,15 @@ def to_resource(account: Account, location: str) -> UserResource:
         version=version(resource),
     )
     return resource
+
+
+def _name(account: Account) -> Name | None:
+    parts = Name(
+        formatted=account.formatted_name,
+        family_name=account.family_name,
+        given_name=account.given_name,
+    )
+    return parts if parts.model_dump(exclude_none=True) else None
 
 
 def version(resource: UserResource) -> str:
@@ -251,12 +287,7 @@ class _SqlFilter(FilterVisitor):
         raise InvalidFilterException(detail="'pr' is not supported")
 
 
-def filter_condition(expression: str):
-    """A SQL condition for a SCIM filter; InvalidFilterException for what we cannot answer."""
-    try:
-        parsed = ScimFilter[UserResource](expression)
-    except InvalidFilterException:
-        raise
-    except ValueError as error:
-        raise InvalidFilterException(detail=str(error)) from None
+def filter_condition(parsed: ScimFilter):
+    """A SQL condition for a parsed SCIM filter; InvalidFilterException for what we cannot
+    answer."""
     return _SqlFilter().visit(parsed.ast)

@@ -137,6 +137,24 @@ def test_disable_revokes_sessions_and_links_and_enable_undoes_it(app, client, ou
     assert client.get("/").status_code == 200
 
 
+def test_disable_records_who_and_why_and_enable_clears_it(app, outbox):
+    invite(app)
+    ok(app, "users", "disable", "anna", "--reason", "customer reported a stolen phone")
+    shown = json.loads(ok(app, "users", "show", "anna").stdout)
+    assert shown["state"] == "disabled"
+    assert shown["disabled"]["by"].startswith("cli:") and shown["disabled"]["at"]
+    assert shown["disabled"]["reason"] == "customer reported a stolen phone"
+    with app.app_context():
+        event = db.session.scalar(db.select(AuditEvent).where(AuditEvent.event == "user.disabled"))
+        assert event.actor == shown["disabled"]["by"]
+        assert event.details == {"reason": "customer reported a stolen phone"}
+    ok(app, "users", "enable", "anna")
+    shown = json.loads(ok(app, "users", "show", "anna").stdout)
+    assert shown["disabled"] is None
+    user = the_user(app)
+    assert (user.disabled_at, user.disabled_by, user.disabled_reason) == (None, None, None)
+
+
 def test_enable_brings_an_invited_user_back_to_invited(app, outbox):
     invite(app)
     ok(app, "users", "disable", "anna")
@@ -262,6 +280,20 @@ BAD_INVITES = {
     "duplicate": ["anna", "--email", "other@example.com", "--phone", "+4915112345679"],
     "duplicate other case": ["ANNA", "--email", "other@example.com", "--phone", "+4915112345679"],
     "duplicate full width": ["ａｎｎａ", "--email", "o@example.com", "--phone", "+4915112345679"],
+    # The name goes verbatim into the activation mail's text: one line of text, nothing else.
+    **{
+        f"name with {what}": [
+            "bob", "--email", "bob@example.com", "--phone", "+4915112345679",
+            "--name", f"Bob{character}Bcc: mallory@example.com",
+        ]
+        for what, character in [
+            ("newline", "\n"), ("carriage return", "\r"), ("tab", "\t"), ("escape", "\x1b"),
+            ("line separator", "\u2028"), ("right-to-left override", "\u202e"),
+        ]
+    },
+    "name too long": [
+        "bob", "--email", "bob@example.com", "--phone", "+4915112345679", "--name", "B" * 201
+    ],
 }
 
 UNKNOWN_USER = [
@@ -275,6 +307,7 @@ UNKNOWN_USER = [
 ]
 
 OTHER_BAD = [
+    ["disable", "anna", "--reason", "line one\nline two"],
     ["set-phone", "anna", "12345"],
     ["set-phone", "anna", "+49 not a phone"],
     ["enable", "anna"],  # not disabled

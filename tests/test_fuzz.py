@@ -721,6 +721,7 @@ def scim_user(username="carla", **changes) -> dict:
         "externalId": f"order-{username}",
         "userName": username,
         "displayName": username.title(),
+        "active": True,
         "emails": [{"value": f"{username}@example.com", "type": "work", "primary": True}],
         "phoneNumbers": [{"value": "+4915112345670", "type": "mobile"}],
         "entitlements": [{"value": "cloud.phone"}],

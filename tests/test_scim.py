@@ -2,13 +2,16 @@
 against the live identity provider: discovery, the User lifecycle, filters and pagination,
 versions, idempotent creation under concurrency, and who may call it at all."""
 
+import json
 import threading
 
 import pytest
 import requests
 from scim2_models import PatchOp, PatchOperation, SCIMException, SearchRequest
+from scim2_tester import Status, check_server
 
 from idp.models import AuditEvent, User
+from idp.services import users
 from tests.scim_fixtures import *  # noqa: F403 (fixtures)
 from tests.scim_fixtures import (
     CUSTOMER,
@@ -36,7 +39,9 @@ def test_discovery_describes_what_is_enforced(ordering):
     assert types[0]["schemaExtensions"] == [{"schema": CUSTOMER, "required": False}]
     # The generic client builds its model from the published schema, and so refuses what we
     # would refuse: an account without a mobile number for the PIN.
-    incomplete = ordering.User(user_name="x", emails=[ordering.User.Emails(value="x@example.com")])
+    incomplete = ordering.User(
+        user_name="x", active=True, emails=[ordering.User.Emails(value="x@example.com")]
+    )
     with pytest.raises(Exception, match="phoneNumbers"):
         ordering.scim.create(incomplete)
 
@@ -81,6 +86,30 @@ def test_duplicate_posts_in_parallel_make_one_user_and_one_mail(idp, ordering, o
     assert count_rows(idp, User) == 1
     assert len(outbox.mails()) == 1
     assert len(audit_events(idp, "user.provisioned")) == 1
+
+
+def test_a_post_that_loses_the_race_for_the_username_answers_with_the_account(
+    idp, ordering, outbox, monkeypatch
+):
+    """The race behind a 400 seen in parallel duplicates: the same order, sent again, commits
+    its account after this request found no account with the externalId, and before this
+    request creates its own. That is the one account, not a refusal."""
+    payload = ordering.user_payload()
+    create_user = users.create_user
+    parallel = []
+
+    def create_after_a_parallel_duplicate(*args, **kwargs):
+        if not parallel:
+            parallel.append(None)
+            parallel[0] = ordering.post(payload)  # served by another thread; it commits
+        return create_user(*args, **kwargs)
+
+    monkeypatch.setattr(users, "create_user", create_after_a_parallel_duplicate)
+    response = ordering.post(payload)
+    assert parallel[0].status_code == 201
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == parallel[0].json()["id"]
+    assert count_rows(idp, User) == 1 and len(outbox.mails()) == 1
 
 
 def test_filters_and_pagination(ordering):
@@ -263,3 +292,198 @@ def test_service_client_cli_refuses_what_it_cannot_use(idp):
     listed = runner.invoke(args=["clients", "list", "--json"])
     assert '"grant_type": "client_credentials"' in listed.output
     assert created["client_secret"] and count_rows(idp, AuditEvent) >= 1
+
+
+# --- The core `name`, attribute selection, removal ----------------------------------------------
+
+
+def patch(ordering, subject, *operations):
+    return ordering.http.patch(
+        f"/Users/{subject}",
+        content=json.dumps(
+            {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations}
+        ),
+        headers={"Content-Type": "application/scim+json"},
+    )
+
+
+def test_core_name_as_entra_and_okta_send_it(idp, ordering, outbox):
+    schema = ordering.http.get("/Schemas/urn:ietf:params:scim:schemas:core:2.0:User").json()
+    [name] = [attribute for attribute in schema["attributes"] if attribute["name"] == "name"]
+    parts = {sub["name"] for sub in name["subAttributes"]}
+    assert parts == {"formatted", "givenName", "familyName"}
+
+    # Okta (and Entra ID) send the name on every create; a displayName need not come with it.
+    payload = ordering.user_payload(name={"givenName": "Anna", "familyName": "Admin"})
+    del payload["displayName"]
+    created = ordering.post(payload)
+    assert created.status_code == 201, created.text
+    subject = created.json()["id"]
+    assert created.json()["name"] == {"givenName": "Anna", "familyName": "Admin"}
+    assert "displayName" not in created.json()
+    [mail] = outbox.mails()
+    assert mail["text"].startswith("Guten Tag Anna Admin,")
+    row = stored_user(idp, subject=subject)
+    assert (row.given_name, row.family_name, row.formatted_name) == ("Anna", "Admin", None)
+
+    # Entra ID: "Replace" capitalised, a path into the name.
+    response = patch(
+        ordering,
+        subject,
+        {"op": "Replace", "path": "name.givenName", "value": "Anne"},
+        {"op": "Add", "path": "name.formatted", "value": "Dr. Anne Admin"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["name"] == {
+        "givenName": "Anne", "familyName": "Admin", "formatted": "Dr. Anne Admin"
+    }
+    # Okta: the whole resource by PUT.
+    current = ordering.http.get(f"/Users/{subject}").json()
+    current["name"] = {"givenName": "Anna", "familyName": "Schmidt"}
+    replaced = ordering.http.put(f"/Users/{subject}", json=current)
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["name"] == {"givenName": "Anna", "familyName": "Schmidt"}
+    assert stored_user(idp, subject=subject).formatted_name is None
+    changed = audit_events(idp, "user.provisioning_updated")[-1][2]["changed"]
+    assert changed == ["family_name", "formatted_name", "given_name"]
+    removed = patch(ordering, subject, {"op": "remove", "path": "name"})
+    assert removed.status_code == 200 and "name" not in removed.json()
+
+
+def test_attributes_and_excluded_attributes_select_what_is_returned(ordering):
+    created = ordering.post(ordering.user_payload()).json()
+    path = f"/Users/{created['id']}"
+    only = ordering.http.get(path, params={"attributes": "userName,emails.value"}).json()
+    assert set(only) == {"schemas", "id", "userName", "emails"}
+    assert only["emails"] == [{"value": "anna@example.com"}]
+    without = ordering.http.get(path, params={"excludedAttributes": "displayName,phoneNumbers"})
+    assert "displayName" not in without.json() and "phoneNumbers" not in without.json()
+    assert without.json()["userName"] == "anna" and without.headers["ETag"]
+    listed = ordering.http.get("/Users", params={"attributes": "userName"}).json()
+    assert [set(user) for user in listed["Resources"]] == [{"schemas", "id", "userName"}]
+    searched = ordering.http.post(
+        "/Users/.search",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter": 'userName eq "anna"',
+            "excludedAttributes": ["emails", "meta"],
+        },
+        headers={"Content-Type": "application/scim+json"},
+    ).json()
+    assert searched["totalResults"] == 1
+    assert "emails" not in searched["Resources"][0] and "meta" not in searched["Resources"][0]
+    both = ordering.http.get(path, params={"attributes": "userName", "excludedAttributes": "id"})
+    assert both.status_code == 400 and both.json()["scimType"] == "invalidValue"
+
+
+@pytest.mark.parametrize("parameter", ["startIndex", "count"])
+@pytest.mark.parametrize("value", ["1" * 20, "2147483648", "x", "1.5"])
+def test_a_start_index_or_count_out_of_range_is_a_400(ordering, parameter, value):
+    response = ordering.http.get("/Users", params={parameter: value})
+    assert response.status_code == 400, response.text
+    assert response.json()["scimType"] == "invalidValue"
+
+
+def test_patch_remove_of_an_optional_attribute_removes_it(idp, ordering, outbox):
+    created = ordering.post(ordering.user_payload(preferredLanguage="en")).json()
+    assert outbox.mails()[0]["text"].startswith("Hello Anna Admin,")
+    for attribute in ("preferredLanguage", "displayName", "entitlements", "externalId"):
+        response = patch(ordering, created["id"], {"op": "remove", "path": attribute})
+        assert response.status_code == 200, response.text
+        assert attribute not in response.json()
+        assert attribute not in ordering.http.get(f"/Users/{created['id']}").json()
+    assert stored_user(idp, subject=created["id"]).locale is None
+    # Without a language of their own, mails go out in the default one.
+    resent = idp.app.test_cli_runner().invoke(args=["users", "resend-invite", "anna"])
+    assert resent.exit_code == 0, resent.output
+    assert outbox.mails()[0]["text"].startswith("Guten Tag,")
+
+
+def test_required_attributes_refuse_removal(ordering):
+    created = ordering.post(ordering.user_payload()).json()
+    schema = ordering.http.get("/Schemas/urn:ietf:params:scim:schemas:core:2.0:User").json()
+    required = {attribute["name"] for attribute in schema["attributes"] if attribute["required"]}
+    assert required == {"userName", "active", "emails", "phoneNumbers"}
+    for attribute in sorted(required):
+        response = patch(ordering, created["id"], {"op": "remove", "path": attribute})
+        assert response.status_code == 400, response.text
+        assert response.json()["scimType"] == "mutability", attribute
+    assert ordering.http.get(f"/Users/{created['id']}").json()["meta"] == created["meta"]
+
+
+def test_scim2_tester_finds_nothing_against_the_rfcs(ordering):
+    # What a generic tester cannot guess: the one number must be a mobile number of an allowed
+    # country, and the one address and number are always the primary ones.
+    User = ordering.User
+    User.PhoneNumbers.model_fields["value"].examples = ["+4915112345678"]
+    for multi_valued in (User.PhoneNumbers, User.Emails):
+        multi_valued.model_fields["primary"].examples = [True]
+    results = check_server(ordering.scim)
+    failed = [
+        (result.title, result.reason)
+        for result in results
+        if result.status in (Status.ERROR, Status.CRITICAL)
+    ]
+    assert results and not failed
+
+
+# --- Who disabled an account ---------------------------------------------------------------------
+
+
+def set_active(ordering, subject, value: bool):
+    return patch(ordering, subject, {"op": "Replace", "path": "active", "value": value})
+
+
+def test_provisioning_never_enables_an_account_an_operator_disabled(idp, ordering, service):
+    subject = ordering.post(ordering.user_payload()).json()["id"]
+    operator = idp.app.test_cli_runner()
+
+    def cli(*args):
+        result = operator.invoke(args=["users", *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    # Provisioning lifts its own deactivation.
+    assert set_active(ordering, subject, False).json()["active"] is False
+    row = stored_user(idp, subject=subject)
+    assert row.disabled_by == f"client:{service['client_id']}" and row.disabled_reason
+    assert set_active(ordering, subject, True).json()["active"] is True
+
+    # An operator's stays, by PATCH (Entra ID) and by PUT (Okta), and says why.
+    cli("disable", "anna", "--reason", "fraud suspected")
+    current = ordering.http.get(f"/Users/{subject}").json()
+    version = current["meta"]["version"]
+    refusals = [
+        set_active(ordering, subject, True),
+        ordering.http.put(f"/Users/{subject}", json={**current, "active": True}),
+    ]
+    for refused in refusals:
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["scimType"] == "mutability"
+        assert "disabled by an operator" in refused.json()["detail"]
+    assert ordering.http.get(f"/Users/{subject}").json()["meta"]["version"] == version
+    # Changes that leave it disabled still go through.
+    renamed = patch(ordering, subject, {"op": "replace", "path": "displayName", "value": "A. A."})
+    assert renamed.status_code == 200 and renamed.json()["active"] is False
+
+    # Provisioning's deactivation, then an operator's, then provisioning's activation: disabled.
+    cli("enable", "anna")
+    set_active(ordering, subject, False)
+    cli("disable", "anna")
+    assert set_active(ordering, subject, True).status_code == 400
+    shown = json.loads(cli("show", "anna"))
+    assert shown["state"] == "disabled" and shown["disabled"]["by"].startswith("cli:")
+
+    # The operator's `enable` lifts it; the audit trail tells who did what.
+    cli("enable", "anna")
+    assert ordering.http.get(f"/Users/{subject}").json()["active"] is True
+    events = [
+        (event, actor.split(":")[0])
+        for event in ("user.disabled", "user.enabled")
+        for actor, _, _ in audit_events(idp, event)
+    ]
+    assert events == [
+        ("user.disabled", "client"), ("user.disabled", "cli"), ("user.disabled", "client"),
+        ("user.disabled", "cli"), ("user.enabled", "client"), ("user.enabled", "cli"),
+        ("user.enabled", "cli"),
+    ]

@@ -29,6 +29,16 @@ CASES = {
     "unknown entitlement": ({"entitlements": [{"value": "cloud.fax"}]}, 400, "invalidValue"),
     "bad username": ({"userName": "anna admin"}, 400, "invalidValue"),
     "unknown language": ({"preferredLanguage": "fr"}, 400, "invalidValue"),
+    # Names go verbatim into the activation mail's text: one line of text, nothing else.
+    "line break in displayName": (
+        {"displayName": "Anna\nBcc: mallory@example.com"}, 400, "invalidValue"
+    ),
+    "control character in givenName": ({"name": {"givenName": "Anna\x1b[2J"}}, 400, "invalidValue"),
+    "line separator in familyName": ({"name": {"familyName": "Ad\u2028min"}}, 400, "invalidValue"),
+    "override in formatted": ({"name": {"formatted": "\u202eAnna"}}, 400, "invalidValue"),
+    "name part too long": ({"name": {"givenName": "A" * 201}}, 400, "invalidValue"),
+    "unknown name part": ({"name": {"nickName": "Annie"}}, 400, "invalidSyntax"),
+    "no active": ({"active": None}, 400, "invalidValue"),
 }
 
 

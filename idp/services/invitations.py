@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from idp.extensions import db
 from idp.models import Invitation, InvitationPurpose, InvitationState, User, UserState
 from idp.senders import Mail, send_mail
-from idp.services import audit, links
+from idp.services import audit, links, users
 from idp.services.secrets import digest, new_token, same
 
 OPEN_STATES = (InvitationState.CREATED, InvitationState.SENT, InvitationState.OPENED)
@@ -70,13 +70,14 @@ def send(invitation: Invitation, url: str, now: datetime) -> None:
     config = current_app.config
     context = {
         "user": user,
+        "name": users.full_name(user),
         "url": url,
         "portal_url": config["PORTAL_URL"],
         "product": config["PRODUCT_NAME"],
         "purpose": invitation.purpose,
         "valid_hours": config["INVITATION_LIFETIME"] // 3600,
     }
-    with force_locale(user.locale):
+    with force_locale(users.language(user)):
         if invitation.purpose == InvitationPurpose.ACTIVATION:
             subject = gettext("Your access to %(product)s", product=config["PRODUCT_NAME"])
         else:

@@ -8,6 +8,7 @@ from flask import current_app, render_template
 from flask_babel import force_locale
 
 from idp.models import User
+from idp.services import users
 from idp.services.secrets import keyed_digest
 
 PIN_LENGTH = 6
@@ -29,7 +30,7 @@ def pin_digest(challenge_scope: str, pin: str) -> str:
 
 def sms_text(user: User, pin: str, purpose: str) -> str:
     config = current_app.config
-    with force_locale(user.locale):
+    with force_locale(users.language(user)):
         body = render_template(
             "sms/pin.txt",
             pin=pin,

@@ -17,11 +17,18 @@ from idp.services.users import UserError
 
 MAX_EXTERNAL_ID = 255
 MAX_CUSTOMER_NUMBER = 64
-MAX_NAME = 200
+# The actor of a provisioning client in the audit trail and in `User.disabled_by`.
+ACTOR_PREFIX = "client:"
+DEACTIVATED = "deactivated by provisioning (active: false)"
+DEPROVISIONED = "deprovisioned by provisioning (DELETE)"
 
 
 class Conflict(UserError):
     """A value that must be unique belongs to another account."""
+
+
+class DisabledByOperator(UserError):
+    """Provisioning asked to enable an account that an operator disabled."""
 
 
 @dataclass
@@ -32,6 +39,9 @@ class AccountData:
     email: str
     phone: str
     name: str | None = None
+    formatted_name: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
     locale: str | None = None
     entitlements: list[str] = field(default_factory=list)
     customer_number: str | None = None
@@ -65,15 +75,15 @@ def _checked(data: AccountData) -> AccountData:
     number = (data.customer_number or "").strip() or None
     if number is not None and len(number) > MAX_CUSTOMER_NUMBER:
         raise UserError(f"customerNumber must have at most {MAX_CUSTOMER_NUMBER} characters")
-    name = (data.name or "").strip() or None
-    if name is not None and len(name) > MAX_NAME:
-        raise UserError(f"displayName must have at most {MAX_NAME} characters")
     users.check_username(data.username)
     return AccountData(
         username=data.username.strip(),
         email=users.check_email(data.email),
         phone=users.check_phone(data.phone),
-        name=name,
+        name=users.check_line(data.name, "displayName"),
+        formatted_name=users.check_line(data.formatted_name, "name.formatted"),
+        given_name=users.check_line(data.given_name, "name.givenName"),
+        family_name=users.check_line(data.family_name, "name.familyName"),
         locale=data.locale,
         entitlements=entitlements.check_known(data.entitlements),
         customer_number=number,
@@ -88,6 +98,9 @@ def current(user: User) -> AccountData:
         email=user.email,
         phone=user.phone,
         name=user.name,
+        formatted_name=user.formatted_name,
+        given_name=user.given_name,
+        family_name=user.family_name,
         locale=user.locale,
         entitlements=entitlements.of(user),
         customer_number=user.customer_number,
@@ -106,23 +119,16 @@ def create(data: AccountData, *, actor: str, now: datetime) -> tuple[User, bool]
         existing = _find_by_external_id(data.external_id)
         if existing is not None:
             return _same_request(existing, data), False
-    taken = users.find_by_username(data.username)
-    if taken is not None:
-        # A parallel request with the same order may have committed since the lookup above.
-        if data.external_id is not None and taken.external_id == data.external_id:
-            return _same_request(taken, data), False
-        raise Conflict(f"userName {data.username!r} is taken")
     try:
         user = users.create_user(
             data.username, email=data.email, phone=data.phone, name=data.name, now=now
         )
-        user.locale = data.locale or user.locale
-        user.entitlements = data.entitlements
-        user.customer_number = data.customer_number
-        user.external_id = data.external_id
+        _assign(user, data)
         db.session.flush()
-    except IntegrityError:
-        # A parallel request inserted first; its transaction has committed by now.
+    except (users.UsernameTaken, IntegrityError):
+        # The username is taken: by another account, or by a parallel request with the same
+        # order that committed after the lookup above (seen by create_user's own lookup, or
+        # by the unique index, whose violation waits for that request's commit).
         db.session.rollback()
         winner = _find_by_external_id(data.external_id) if data.external_id else None
         if winner is None:
@@ -141,16 +147,42 @@ def create(data: AccountData, *, actor: str, now: datetime) -> tuple[User, bool]
         entitlements=user.entitlements,
     )
     if data.active is False:
-        users.disable(user, now)
-        audit.record("user.disabled", now=now, actor=actor, user=user)
+        _deactivate(user, actor, now)
     return user, True
 
 
+def _assign(user: User, data: AccountData) -> None:
+    """What provisioning sets beyond what an operator's invitation has."""
+    user.formatted_name = data.formatted_name
+    user.given_name = data.given_name
+    user.family_name = data.family_name
+    user.locale = data.locale
+    user.entitlements = data.entitlements
+    user.customer_number = data.customer_number
+    user.external_id = data.external_id
+
+
 def _same_request(existing: User, data: AccountData) -> User:
-    wanted = AccountData(**{**data.__dict__, "locale": data.locale or existing.locale})
-    if existing.deprovisioned_at is not None or current(existing) != _with_defaults(wanted):
+    if existing.deprovisioned_at is not None or current(existing) != _with_defaults(data):
         raise Conflict(f"externalId {data.external_id!r} belongs to another account")
     return existing
+
+
+def _deactivate(user: User, actor: str, now: datetime) -> list:
+    deliveries = users.disable(user, now, actor=actor, reason=DEACTIVATED)
+    audit.record("user.disabled", now=now, actor=actor, user=user, reason=DEACTIVATED)
+    return deliveries
+
+
+def _reactivate(user: User, actor: str, now: datetime) -> None:
+    """Lifts provisioning's own deactivation; an operator's stays (DisabledByOperator)."""
+    if not (user.disabled_by or "").startswith(ACTOR_PREFIX):
+        raise DisabledByOperator(
+            f"the account was disabled by an operator ({user.disabled_by or 'unknown'}), and "
+            "only an operator can enable it again; provisioning does not undo an operator"
+        )
+    users.enable(user)
+    audit.record("user.enabled", now=now, actor=actor, user=user)
 
 
 def _with_defaults(data: AccountData) -> AccountData:
@@ -178,10 +210,7 @@ def replace(user: User, data: AccountData, *, actor: str, now: datetime) -> list
         invitations.revoke_open_invitations(user, now)
     user.email = data.email
     user.name = data.name
-    user.locale = data.locale or user.locale
-    user.entitlements = data.entitlements
-    user.customer_number = data.customer_number
-    user.external_id = data.external_id
+    _assign(user, data)
     if data.phone != user.phone:
         user.phone = data.phone
         # PINs already sent went to the old number, which may be the reason for the change.
@@ -191,11 +220,9 @@ def replace(user: User, data: AccountData, *, actor: str, now: datetime) -> list
     )
     deliveries = []
     if data.active is False and user.state != UserState.DISABLED:
-        deliveries = users.disable(user, now)
-        audit.record("user.disabled", now=now, actor=actor, user=user)
+        deliveries = _deactivate(user, actor, now)
     elif data.active is True and user.state == UserState.DISABLED:
-        user.state = UserState.ACTIVE if user.password_hash else UserState.INVITED
-        audit.record("user.enabled", now=now, actor=actor, user=user)
+        _reactivate(user, actor, now)
     if changed:
         # Which attributes changed, not their values: the audit trail holds no contact data.
         audit.record("user.provisioning_updated", now=now, actor=actor, user=user, changed=changed)
@@ -205,8 +232,9 @@ def replace(user: User, data: AccountData, *, actor: str, now: datetime) -> list
 def deprovision(user: User, *, actor: str, now: datetime) -> list:
     """SCIM DELETE: disabled for good and gone for the ordering system, which may create the
     username and externalId anew. Returns the back-channel logouts to send after the commit."""
-    deliveries = users.disable(user, now) if user.state != UserState.DISABLED else []
-    user.state = UserState.DISABLED
+    deliveries = []
+    if user.state != UserState.DISABLED:
+        deliveries = users.disable(user, now, actor=actor, reason=DEPROVISIONED)
     user.deprovisioned_at = now
     user.external_id = None
     # The username is released; the subject stays, so that relying parties never see it reused.
@@ -233,7 +261,8 @@ def erase_expired(now: datetime, *, actor: str = "system", batch: int = 100) -> 
 
 
 def _erase(user: User, now: datetime, actor: str = "system") -> None:
-    user.name = None
+    user.name = user.formatted_name = user.given_name = user.family_name = None
+    user.disabled_reason = None
     user.email = ""
     user.phone = ""
     user.customer_number = None

@@ -14,10 +14,18 @@ from idp.services.sms_guard import number_problem
 USERNAME_ALLOWED = set("abcdefghijklmnopqrstuvwxyz0123456789._-@")
 MAX_USERNAME = 64
 MAX_EMAIL = 254
+MAX_NAME = 200
+# Characters that change how text around them is laid out (bidirectional embeddings,
+# overrides and isolates): in a name, they would make a mail say something else than it seems.
+BIDI_CONTROLS = set("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class UserError(ValueError):
     """Input an operator or a provisioning client must correct; the message says how."""
+
+
+class UsernameTaken(UserError):
+    """The username belongs to an account already."""
 
 
 def username_key(username: str) -> str:
@@ -45,6 +53,30 @@ def check_email(email: str) -> str:
     ):
         raise UserError(f"invalid e-mail address {email!r}")
     return email
+
+
+def check_line(text: str | None, what: str) -> str | None:
+    """One line of text such as a name, stripped; None for none. Line breaks and other
+    control characters are refused: a name goes verbatim into the text of a mail."""
+    text = (text or "").strip() or None
+    if text is None:
+        return None
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in BIDI_CONTROLS for c in text):
+        raise UserError(f"{what} must not contain line breaks or other control characters")
+    if len(text) > MAX_NAME:
+        raise UserError(f"{what} must have at most {MAX_NAME} characters")
+    return text
+
+
+def full_name(user: User) -> str | None:
+    """The name to greet the person by: the display name, or else the one made of its parts."""
+    parts = " ".join(part for part in (user.given_name, user.family_name) if part)
+    return user.name or user.formatted_name or parts or None
+
+
+def language(user: User) -> str:
+    """The language of the person's mails and SMS: the chosen one, or the default."""
+    return user.locale or current_app.config["BABEL_DEFAULT_LOCALE"]
 
 
 def check_phone(phone: str) -> str:
@@ -93,13 +125,13 @@ def get_changeable(username: str) -> User:
 def create_user(username: str, *, email: str, phone: str, name: str | None, now: datetime) -> User:
     key = check_username(username)
     if find_by_username(username) is not None:
-        raise UserError(f"user {username!r} exists already")
+        raise UsernameTaken(f"user {username!r} exists already")
     user = User(
         username=username.strip(),
         username_key=key,
         email=check_email(email),
         phone=check_phone(phone),
-        name=(name or "").strip() or None,
+        name=check_line(name, "name"),
         state=UserState.INVITED,
         created_at=now,
         updated_at=now,
@@ -109,16 +141,29 @@ def create_user(username: str, *, email: str, phone: str, name: str | None, now:
     return user
 
 
-def disable(user: User, now: datetime) -> list[tuple[str, str]]:
-    """Disables the account: every session ends, every token and open link dies. Returns the
-    back-channel logouts to send once this is committed (tokens_logout.send)."""
+def disable(
+    user: User, now: datetime, *, actor: str, reason: str | None = None
+) -> list[tuple[str, str]]:
+    """Disables the account: every session ends, every token and open link dies. Who did it
+    and why stays on the account until it is enabled: only the side that disabled an account
+    decides when it comes back (provisioning.replace). Returns the back-channel logouts to
+    send once this is committed (tokens_logout.send)."""
     from idp.services import invitations, tokens_logout, transactions
 
     user.state = UserState.DISABLED
+    user.disabled_at = now
+    user.disabled_by = actor
+    user.disabled_reason = check_line(reason, "the reason")
     invitations.revoke_open_invitations(user, now)
     # A login at its PIN step must not complete into a session that `enable` would revive.
     transactions.end_pending(user, now)
     return tokens_logout.end_user_sessions(user, now)
+
+
+def enable(user: User) -> None:
+    """Enables a disabled account again: invited until a password is set, active after."""
+    user.state = UserState.ACTIVE if user.password_hash else UserState.INVITED
+    user.disabled_at = user.disabled_by = user.disabled_reason = None
 
 
 def masked_phone(phone: str) -> str:

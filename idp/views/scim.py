@@ -10,13 +10,17 @@ from pydantic import ValidationError
 from scim2_models import (
     Context,
     Error,
+    InvalidValueException,
     ListResponse,
     Meta,
+    MutabilityException,
     NotFoundException,
     PatchOp,
     PayloadTooLargeException,
     PreconditionFailedException,
+    ResponseParameters,
     SCIMException,
+    SearchRequest,
     UniquenessException,
 )
 from sqlalchemy import func, select
@@ -27,7 +31,7 @@ from idp.extensions import csrf, db
 from idp.logging_setup import loggable_path
 from idp.senders import SendError
 from idp.services import clock, provisioning, tokens, tokens_logout
-from idp.services.provisioning import Conflict
+from idp.services.provisioning import Conflict, DisabledByOperator
 from idp.services.users import UserError
 
 bp = Blueprint("scim_api", __name__, url_prefix="/scim/v2")
@@ -35,6 +39,11 @@ csrf.exempt(bp)
 
 MEDIA_TYPE = "application/scim+json"
 SCOPE = "scim"
+# The largest startIndex or count taken: what the database's integers hold. A larger one is
+# a client's mistake, answered as such.
+MAX_INDEX = 2**31 - 1
+# What a list or search request may say; we do not sort (ServiceProviderConfig).
+SEARCH_PARAMETERS = ("filter", "startIndex", "count", "attributes", "excludedAttributes")
 
 
 def base_url() -> str:
@@ -79,6 +88,8 @@ def invalid_value(error: UserError):
     db.session.rollback()
     if isinstance(error, Conflict):
         return _scim_error(UniquenessException(detail=str(error)))
+    if isinstance(error, DisabledByOperator):
+        return _scim_error(MutabilityException(detail=str(error)))
     return _error(400, str(error), "invalidValue")
 
 
@@ -120,7 +131,7 @@ def authenticate():
             None,
             {"WWW-Authenticate": challenge},
         )
-    g.scim_actor = f"client:{client.client_id}"
+    g.scim_actor = f"{provisioning.ACTOR_PREFIX}{client.client_id}"
     # Refused while it is read, before any of it is parsed (RequestEntityTooLarge above).
     request.max_content_length = current_app.config["SCIM_MAX_BODY_BYTES"]
     # Accounts past their retention are erased on the way, in a transaction of their own: its
@@ -199,10 +210,24 @@ def _location(user) -> str:
     return f"{base_url()}/Users/{user.subject}"
 
 
+def _response_parameters() -> ResponseParameters:
+    """RFC 7644 3.9: `attributes` or `excludedAttributes` of the query, for every answer that
+    returns a user."""
+    return ResponseParameters[scim.UserResource].model_validate(
+        {
+            "attributes": request.args.get("attributes"),
+            "excludedAttributes": request.args.get("excludedAttributes"),
+        }
+    )
+
+
 def _user_response(user, status: int = 200, context=Context.RESOURCE_QUERY_RESPONSE) -> Response:
     resource = scim.to_resource(user, _location(user))
     headers = {"ETag": resource.meta.version, "Location": resource.meta.location}
-    return _json(resource.model_dump(mode="json", scim_ctx=context), status, headers)
+    body = resource.model_dump(
+        mode="json", scim_ctx=context, response_parameters=_response_parameters()
+    )
+    return _json(body, status, headers)
 
 
 def _payload(model, context):
@@ -229,17 +254,22 @@ def _check_precondition(user) -> None:
         raise PreconditionFailedException(detail="the user was changed since it was read")
 
 
-@bp.get("/Users")
-def list_users():
-    args = request.args
-    try:
-        start = max(int(args.get("startIndex", 1)), 1)
-        count = min(max(int(args.get("count", 100)), 0), current_app.config["SCIM_MAX_RESULTS"])
-    except ValueError:
-        return _error(400, "startIndex and count must be integers", "invalidValue")
+def _index(value: int | None, default: int) -> int:
+    if value is None:
+        return default
+    if value > MAX_INDEX:
+        raise InvalidValueException(detail=f"startIndex and count must be at most {MAX_INDEX}")
+    return value
+
+
+def _search(search: SearchRequest) -> Response:
+    """The page of the accounts the search asks for (RFC 7644 3.4.2), with only the attributes
+    it asks for."""
+    start = _index(search.start_index, 1)
+    count = min(_index(search.count, 100), current_app.config["SCIM_MAX_RESULTS"])
     query = provisioning.visible()
-    if args.get("filter"):
-        query = query.where(scim.filter_condition(args["filter"]))
+    if search.filter:
+        query = query.where(scim.filter_condition(search.filter))
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     found = db.session.scalars(
         query.order_by(provisioning.User.id).offset(start - 1).limit(count)
@@ -250,7 +280,23 @@ def list_users():
         items_per_page=len(found),
         resources=[scim.to_resource(user, _location(user)) for user in found] or None,
     )
-    return _json(body.model_dump(mode="json", scim_ctx=Context.SEARCH_RESPONSE))
+    return _json(
+        body.model_dump(mode="json", scim_ctx=Context.SEARCH_RESPONSE, response_parameters=search)
+    )
+
+
+@bp.get("/Users")
+def list_users():
+    asked = {name: request.args[name] for name in SEARCH_PARAMETERS if name in request.args}
+    return _search(
+        SearchRequest[scim.UserResource].model_validate(asked, scim_ctx=Context.SEARCH_REQUEST)
+    )
+
+
+@bp.post("/.search")  # the root's search: Users are all the resources there are
+@bp.post("/Users/.search")
+def search_users():
+    return _search(_payload(SearchRequest[scim.UserResource], Context.SEARCH_REQUEST))
 
 
 @bp.post("/Users")
