@@ -10,7 +10,7 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
 
-from idp import create_app
+from idp import cli_errors, create_app
 from idp.config import ConfigurationError
 from idp.extensions import db
 from idp.models import InvitationPurpose, User, UserState
@@ -41,11 +41,16 @@ def app_for_cli() -> Flask:
         return create_app()
     except ConfigurationError as error:
         raise click.ClickException(str(error)) from None
+    except (ValueError, TypeError) as error:
+        raise cli_errors.setting_not_usable(error) from None
+    except cli_errors.SURROUNDINGS_ERRORS as error:
+        raise cli_errors.as_click_exception(error) from None
 
 
 class OperatorGroup(FlaskGroup):
     """Flask's command group, whose help lists our commands and says in one line what is
-    wrong where the configuration does not load (Flask's own prints a traceback)."""
+    wrong where the configuration does not load (Flask's own prints a traceback), and whose
+    commands end with one line on stderr when the database or Redis fails them."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         try:
@@ -55,20 +60,45 @@ class OperatorGroup(FlaskGroup):
             return sorted(self.commands)
         return super().list_commands(ctx)
 
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except cli_errors.SURROUNDINGS_ERRORS as error:
+            raise cli_errors.as_click_exception(error) from None
+
 
 def main() -> None:
+    operator_group().main(prog_name="idp")
+
+
+def operator_group() -> OperatorGroup:
+    from flask_migrate.cli import db as db_group
+
     group = OperatorGroup(
         name="idp",
         create_app=app_for_cli,
         help="Operate the identity provider.",
         set_debug_flag=False,
         load_dotenv=False,
+        add_version_option=False,
     )
+    click.version_option(
+        idp_version(), "--version", prog_name="idp", message="%(prog)s %(version)s"
+    )(group)
     # On the group too, not only on the app: they are found, and their help shown, before
     # (and without) loading the configuration; running one loads it (with_appcontext).
-    for command in operator_commands():
+    for command in (*operator_commands(), db_group):
         group.add_command(command)
-    group.main(prog_name="idp")
+    return group
+
+
+def idp_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("idp")
+    except PackageNotFoundError:  # a checkout on PYTHONPATH, not installed
+        return "unknown"
 
 
 def operator_commands() -> list[click.Command]:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Flask
+from flask import Config, Flask
 
 from idp.resources import resource_dir
 
@@ -25,14 +25,44 @@ def load_config(app: Flask, environment: str, overrides: Mapping | None) -> None
             f"IDP_CONFIG must be one of {', '.join(ENVIRONMENTS)}, not {environment!r}"
         )
     config_dir = resource_dir("config")
-    app.config.from_pyfile(str(config_dir / "default.py"))
+    defaults = Config(app.root_path)
+    defaults.from_pyfile(str(config_dir / "default.py"))
+    app.config.update(defaults)
     app.config.from_pyfile(str(config_dir / f"{environment}.py"))
     app.config.from_prefixed_env("IDP")
     if overrides:
         app.config.update(overrides)
     app.config["ENVIRONMENT"] = environment
     _fill_defaults(app)
+    check_kinds(app.config, defaults)
     check_config(app.config)
+
+
+def check_kinds(config: Mapping, defaults: Mapping) -> None:
+    """Each setting is of the kind its default is: IDP_PIN_LIFETIME=abc must stop the start,
+    not the first PIN hours later."""
+    for name, default in defaults.items():
+        value = config[name]
+        if isinstance(default, bool):
+            wrong, kind = not isinstance(value, bool), "true or false"
+        elif isinstance(default, int | float):
+            wrong = isinstance(value, bool) or not isinstance(value, int | float)
+            kind = "a number"
+        elif isinstance(default, str) and is_rate_limit(default):
+            wrong, kind = not (isinstance(value, str) and is_rate_limit(value)), 'like "10 per day"'
+        else:
+            continue
+        if wrong:
+            raise ConfigurationError(f"IDP_{name} must be {kind}, not {value!r}")
+
+
+def is_rate_limit(text: str) -> bool:
+    from limits import parse_many
+
+    try:
+        return bool(parse_many(text))
+    except ValueError:
+        return False
 
 
 def _fill_defaults(app: Flask) -> None:
@@ -53,6 +83,7 @@ def check_config(config: Mapping) -> None:
         raise ConfigurationError("IDP_SECRET_KEY is not set: refusing to start without it")
     if config["MAIL_USE_TLS"] and config["MAIL_USE_SSL"]:
         raise ConfigurationError("IDP_MAIL_USE_TLS and IDP_MAIL_USE_SSL exclude each other")
+    check_database_driver(config["SQLALCHEMY_DATABASE_URI"])
     for setting in PUBLIC_URLS:
         if not config.get(setting):
             raise ConfigurationError(f"IDP_{setting} is not set: {PUBLIC_URLS[setting]}")
@@ -76,6 +107,33 @@ def check_config(config: Mapping) -> None:
             check_public_url(setting, str(config[setting]))
     if config["DEV_PAGES"]:
         raise ConfigurationError("IDP_DEV_PAGES cannot be on in production")
+
+
+def check_database_driver(uri: str) -> None:
+    """The database URL names a database and a driver that are installed. Checked before the
+    first connection, whose failure would otherwise be a traceback; the URL itself is never
+    repeated (it carries the password)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    setting = "IDP_SQLALCHEMY_DATABASE_URI"
+    try:
+        url = make_url(uri)
+    except ArgumentError:
+        raise ConfigurationError(
+            f"{setting} is not a database URL (postgresql+psycopg://user:password@host/db)"
+        ) from None
+    try:
+        url.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        raise ConfigurationError(
+            f"{setting} names a database that is not known: {url.drivername!r}"
+        ) from None
+    except ImportError as error:
+        raise ConfigurationError(
+            f"{setting} needs the Python module {error.name!r} ({url.drivername}), which is not "
+            "installed"
+        ) from None
 
 
 # The URLs that people and relying parties are sent to, and why each is needed.

@@ -2,12 +2,14 @@
 defences. All share one storage: Redis when IDP_REDIS_URL is set, so that limits hold across
 workers and hosts; this process's memory otherwise (development, one worker)."""
 
+import limits.errors
 from flask import Flask, current_app, request
 from flask_limiter import Limiter
 from limits import parse
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from idp.config import ConfigurationError
 from idp.network import network_of
 
 
@@ -45,7 +47,7 @@ def limit_posts(*, per_ip: str, per_network: str | None = None):
 def init_rate_limits(app: Flask) -> None:
     if not app.config.get("RATELIMIT_STORAGE_URI"):
         app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"] or "memory://"
-    app.extensions["idp.counters"] = storage_from_string(app.config["RATELIMIT_STORAGE_URI"])
+    app.extensions["idp.counters"] = shared_storage(app.config["RATELIMIT_STORAGE_URI"])
     limiter.init_app(app)
     # Every limit of ours sits on its view (limit_posts), whose wrapper checks it when the view
     # runs. The limiter's application-wide hook looks on every request for default,
@@ -54,6 +56,18 @@ def init_rate_limits(app: Flask) -> None:
     hooks = app.before_request_funcs.get(None, [])
     if limiter._check_request_limit in hooks:
         hooks.remove(limiter._check_request_limit)
+
+
+def shared_storage(uri: str) -> Storage:
+    try:
+        return storage_from_string(uri)
+    except limits.errors.ConfigurationError as error:
+        # limits names the whole URL, password included: say the scheme only.
+        scheme = uri.partition("://")[0]
+        reason = str(error).replace(uri, f"{scheme}://...")
+        raise ConfigurationError(
+            f"IDP_REDIS_URL (or IDP_RATELIMIT_STORAGE_URI) cannot be used: {reason}"
+        ) from None
 
 
 def counters_storage(app: Flask) -> Storage:

@@ -168,7 +168,7 @@ def test_cli_help_lists_the_commands_without_a_configuration(clean_env):
         [sys.executable, "-m", "idp", "--help"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0
-    for command in ("users", "clients", "keys", "audit", "demo"):
+    for command in ("users", "clients", "keys", "audit", "demo", "db"):
         assert f"\n  {command} " in done.stdout
     assert done.stderr.strip() == "Error: IDP_SECRET_KEY is not set: refusing to start without it"
     assert "Traceback" not in done.stdout + done.stderr
@@ -177,3 +177,135 @@ def test_cli_help_lists_the_commands_without_a_configuration(clean_env):
     )
     assert done.returncode == 1
     assert done.stderr.strip() == "Error: IDP_SECRET_KEY is not set: refusing to start without it"
+
+
+def test_cli_version_is_the_identity_providers():
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    done = subprocess.run(
+        [sys.executable, "-m", "idp", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"idp {project['project']['version']}"
+
+
+# --- What an operator's command says when the world around it fails --------------------------
+
+DATABASE_PASSWORD = "hunter2-db-password"
+
+
+def refusing_postgres_uri() -> str | None:
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import POSTGRES_URI
+
+    if not POSTGRES_URI:
+        return None
+    uri = make_url(POSTGRES_URI).set(username="nobody-here", password=DATABASE_PASSWORD)
+    return uri.render_as_string(hide_password=False)
+
+
+def broken_surroundings(tmp_path) -> dict:
+    from tests.servers import free_port
+
+    closed = free_port()
+    return {
+        "missing driver": (
+            {"SQLALCHEMY_DATABASE_URI": f"postgresql+pg8000://idp:{DATABASE_PASSWORD}@db/idp"},
+            "Error: IDP_SQLALCHEMY_DATABASE_URI needs the Python module 'pg8000'",
+        ),
+        "unreachable database": (
+            {
+                "SQLALCHEMY_DATABASE_URI": (
+                    f"postgresql+psycopg://idp:{DATABASE_PASSWORD}@127.0.0.1:{closed}/idp"
+                )
+            },
+            "Error: database (IDP_SQLALCHEMY_DATABASE_URI): connection failed",
+        ),
+        "database that cannot be opened": (
+            {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'no-such-folder' / 'idp.db'}"},
+            "Error: database (IDP_SQLALCHEMY_DATABASE_URI): ",
+        ),
+        "refusing database": (
+            {"SQLALCHEMY_DATABASE_URI": refusing_postgres_uri()},
+            "Error: database (IDP_SQLALCHEMY_DATABASE_URI): connection failed",
+        ),
+        "database without schema": ({}, "Error: the database has no schema or an old one"),
+        "not a database URL": (
+            {"SQLALCHEMY_DATABASE_URI": "db.example.com/idp"},
+            "Error: IDP_SQLALCHEMY_DATABASE_URI is not a database URL",
+        ),
+        "unknown storage": (
+            {"REDIS_URL": f"rediss+nothing://:{DATABASE_PASSWORD}@127.0.0.1/0"},
+            "Error: IDP_REDIS_URL (or IDP_RATELIMIT_STORAGE_URI) cannot be used",
+        ),
+        "word for a number": ({"PIN_LIFETIME": "five minutes"}, "Error: IDP_PIN_LIFETIME"),
+        "word for a switch": ({"METRICS_ENABLED": "yes"}, "Error: IDP_METRICS_ENABLED"),
+        "malformed limit": ({"SMS_LIMIT_PER_NUMBER": "ten"}, "Error: IDP_SMS_LIMIT_PER_NUMBER"),
+        "unknown log level": ({"LOG_LEVEL": "LOUD"}, "Error: a setting is not valid"),
+        "unknown SMS sender": ({"SMS_BACKEND": "pigeon"}, "Error: IDP_SMS_BACKEND"),
+    }
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "missing driver",
+        "unreachable database",
+        "database that cannot be opened",
+        "refusing database",
+        "database without schema",
+        "not a database URL",
+        "unknown storage",
+        "word for a number",
+        "word for a switch",
+        "malformed limit",
+        "unknown log level",
+        "unknown SMS sender",
+    ],
+)
+def test_every_failure_around_a_command_is_one_line_without_traceback(
+    clean_env, tmp_path, broken
+):
+    changes, complaint = broken_surroundings(tmp_path)[broken]
+    if None in changes.values():
+        pytest.skip("needs PostgreSQL (IDP_TEST_DATABASE_URI)")
+    settings = production_settings(tmp_path) | changes
+    environment = {
+        f"IDP_{name}": value if isinstance(value, str) else json.dumps(value)
+        for name, value in settings.items()
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "idp", "users", "list"], capture_output=True, text=True,
+        timeout=60, env={**os.environ, **environment, "IDP_CONFIG": "production"},
+    )
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith(complaint), line
+    assert DATABASE_PASSWORD not in line
+
+
+def test_redis_down_under_a_command_is_one_line(clean_env, tmp_path, capsys):
+    from flask.cli import with_appcontext
+
+    from idp.cli import operator_group
+    from idp.ratelimit import counters
+    from tests.servers import free_port
+
+    settings = production_settings(tmp_path, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    for name, value in settings.items():
+        clean_env.setenv(f"IDP_{name}", value if isinstance(value, str) else json.dumps(value))
+    group = operator_group()
+
+    @group.command("count")
+    @with_appcontext
+    def count():
+        counters().incr("probe", 60)
+
+    with pytest.raises(SystemExit) as exited:
+        group.main(["count"], prog_name="idp")
+    assert exited.value.code == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("Error: Redis (IDP_REDIS_URL) is not usable: "), line

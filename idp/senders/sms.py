@@ -19,7 +19,7 @@ def build(config):
         return ConsoleSmsSender()
     if backend == "file":
         return FileSmsSender(config["OUTBOX_DIR"])
-    raise ValueError(f"IDP_SMS_BACKEND must be vonage, console or file, not {backend!r}")
+    raise ConfigurationError(f"IDP_SMS_BACKEND must be vonage, console or file, not {backend!r}")
 
 
 class VonageSmsSender:
