@@ -185,6 +185,48 @@ def test_bad_requests_go_back_with_error_state_and_iss(idp, browser, rp, overrid
     assert "code" not in params
 
 
+UNSUPPORTED_REQUESTS = [
+    ({"request": "eyJhbGciOiJub25lIn0.eyJzY29wZSI6Im9wZW5pZCJ9."}, "request_not_supported"),
+    ({"request_uri": "https://rp.example/request.jwt"}, "request_uri_not_supported"),
+    ({"request": "x", "request_uri": "urn:x"}, "request_not_supported"),
+    ({"response_mode": "fragment"}, "invalid_request"),
+    ({"response_mode": "form_post"}, "invalid_request"),
+    ({"response_mode": "query.jwt"}, "invalid_request"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "error"), UNSUPPORTED_REQUESTS)
+def test_unsupported_request_parameters_go_back_as_errors(idp, browser, rp, overrides, error):
+    """OIDC Core 6.1-6.2: a request object or response mode that we cannot honour is refused,
+    not ignored, even for a person who is signed in (who would otherwise get a code)."""
+    rp.sign_in(browser)
+    response = authorize_raw(browser, idp, **base_params(rp, **overrides))
+    params = rp.callback_params(response)
+    assert params["error"] == error
+    assert params["state"] == "s1"
+    assert params["iss"] == idp.issuer
+    assert "code" not in params
+
+
+def test_the_query_response_mode_and_empty_parameters_are_accepted(idp, browser, rp):
+    rp.sign_in(browser)
+    for overrides in ({"response_mode": "query"}, {"request": "", "request_uri": ""}):
+        params = rp.callback_params(authorize_raw(browser, idp, **base_params(rp, **overrides)))
+        assert "code" in params, params
+
+
+@pytest.mark.parametrize(("overrides", "error"), UNSUPPORTED_REQUESTS)
+def test_unsupported_parameters_with_an_unverified_redirect_uri_get_the_error_page(
+    idp, browser, rp, overrides, error
+):
+    for wrong in (
+        base_params(rp, redirect_uri="https://evil.example/cb"),
+        base_params(rp, client_id="x"),
+    ):
+        response = authorize_raw(browser, idp, **{**wrong, **overrides})
+        assert response.status_code == 400 and "Location" not in response.headers
+
+
 def forged_tokens(idp, claims: dict) -> list[str]:
     """alg none, and HS256 keyed with our published public key."""
     unsigned = (
