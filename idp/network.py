@@ -1,7 +1,47 @@
-"""Client networks: one attacker rarely has addresses in more than one /24 (IPv4) or /64
-(IPv6), so limits keyed by network hold against address hopping."""
+"""Networks: the client networks that rate limits are keyed by, and the addresses that the
+identity provider's own requests (back-channel logout) must never reach.
 
+Client networks: one attacker rarely has addresses in more than one /24 (IPv4) or /64 (IPv6),
+so limits keyed by network hold against address hopping.
+
+Forbidden targets: a URI that an operator registers, or a DNS answer for its name, must not
+turn the identity provider into a client of its own link or of the cloud's metadata service,
+which hands out the machine's credentials to whoever asks from it."""
+
+import contextlib
 import ipaddress
+import socket
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.util import connection
+
+# Link-local networks (where AWS, GCP, Azure, Oracle and OpenStack serve metadata, at
+# 169.254.169.254) and metadata addresses outside them.
+FORBIDDEN_NETWORKS = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "169.254.0.0/16",
+        "fe80::/10",
+        "fd00:ec2::254/128",  # AWS, over IPv6
+        "100.100.100.200/32",  # Alibaba Cloud
+    )
+)
+# Names of metadata services (they resolve only inside their cloud, so a check of what they
+# resolve to here proves nothing).
+METADATA_NAMES = (
+    "metadata",
+    "metadata.google.internal",
+    "metadata.goog",
+    "instance-data",
+    "instance-data.ec2.internal",
+)
+# IPv6 addresses that carry an IPv4 address which a connection to them reaches: IPv4-mapped
+# (::ffff:a.b.c.d, handled by ipv4_mapped), IPv4-compatible (::a.b.c.d) and NAT64.
+IPV4_CARRYING_NETWORKS = (ipaddress.ip_network("::/96"), ipaddress.ip_network("64:ff9b::/96"))
 
 
 def network_of(address: str | None) -> str:
@@ -13,3 +53,146 @@ def network_of(address: str | None) -> str:
         return address
     prefix = 24 if parsed.version == 4 else 64
     return str(ipaddress.ip_network(f"{parsed}/{prefix}", strict=False))
+
+
+class ForbiddenTarget(Exception):
+    """A host that is, or resolves to, a link-local or cloud metadata address."""
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """The addresses that a connection to host:port tries, as the system resolver gives them
+    (numeric spellings such as 2852039166 or 0xa9fea9fe included). Tests replace it."""
+    return [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+
+
+def forbidden_address(address: str) -> str | None:
+    """The link-local or metadata address that a connection to `address` reaches, if it
+    reaches one (for an IPv6 address that carries an IPv4 one, that IPv4 address)."""
+    parsed = ipaddress.ip_address(address)
+    candidates = [parsed]
+    if parsed.version == 6:
+        if parsed.ipv4_mapped is not None:
+            candidates.append(parsed.ipv4_mapped)
+        elif any(parsed in carrier for carrier in IPV4_CARRYING_NETWORKS):
+            candidates.append(ipaddress.IPv4Address(int(parsed) & 0xFFFFFFFF))
+    for candidate in candidates:
+        for network in FORBIDDEN_NETWORKS:
+            if candidate.version == network.version and candidate in network:
+                return str(candidate)
+    return None
+
+
+def _refuse(host: str, address: str) -> None:
+    reached = forbidden_address(address)
+    if reached is None:
+        return
+    where = "is" if reached == host else f"reaches {reached},"
+    raise ForbiddenTarget(f"{host} {where} a link-local or cloud metadata address")
+
+
+def _literal_address(host: str) -> str | None:
+    """The address that host spells, if it is one: IPv6 with a zone (fe80::1%eth0), which
+    may not resolve here, and every IPv4 spelling that the resolver accepts (2852039166,
+    0xa9fea9fe, 0251.0376.0251.0376, 169.254.43518), whatever resolver is in use."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def checked_addresses(host: str, port: int) -> list[str]:
+    """The addresses of host:port, none of them forbidden; ForbiddenTarget if one is (a name
+    with one good and one bad address is refused: either may be the one connected to), and
+    socket.gaierror when the name does not resolve."""
+    if host.lower().rstrip(".") in METADATA_NAMES:
+        raise ForbiddenTarget(f"{host} is a cloud metadata service")
+    literal = _literal_address(host)
+    if literal is not None:
+        _refuse(host, literal)
+    addresses = resolve(host, port)
+    for address in addresses:
+        _refuse(host, address)
+    return addresses
+
+
+def check_target(host: str, port: int) -> None:
+    """ForbiddenTarget for a host that is, or now resolves to, a forbidden address. A name
+    that does not resolve (yet) passes: the connection checks again (see GuardedConnection)."""
+    with contextlib.suppress(socket.gaierror, UnicodeError):
+        checked_addresses(host, port)
+
+
+class RefusedConnection(NewConnectionError):
+    """The connection was not even tried: its target is forbidden (`refusal` says why)."""
+
+    def __init__(self, conn, refusal: str):
+        super().__init__(conn, refusal)
+        self.refusal = refusal
+
+
+class GuardedConnection(HTTPConnection):
+    """Connects only to addresses that checked_addresses let pass, and to exactly those (no
+    second lookup): a name that resolved well when its URI was registered and resolves to the
+    metadata service now (DNS rebinding) is refused before any byte goes out."""
+
+    def _new_conn(self) -> socket.socket:
+        try:
+            addresses = checked_addresses(self._dns_host, self.port)
+        except ForbiddenTarget as refused:
+            raise RefusedConnection(self, str(refused)) from None
+        except (socket.gaierror, UnicodeError):
+            return super()._new_conn()  # fails as urllib3 fails on names it cannot resolve
+        for address in addresses:
+            try:
+                return connection.create_connection(
+                    (address, self.port),
+                    self.timeout,
+                    source_address=self.source_address,
+                    socket_options=self.socket_options,
+                )
+            except TimeoutError as error:
+                failure = ConnectTimeoutError(self, f"Connection to {self.host} timed out: {error}")
+            except OSError as error:
+                failure = NewConnectionError(self, f"Failed to establish a new connection: {error}")
+        raise failure
+
+
+class GuardedHTTPSConnection(GuardedConnection, HTTPSConnection):
+    """TLS on a GuardedConnection; the certificate is still checked against the name."""
+
+
+class _GuardedPool(HTTPConnectionPool):
+    ConnectionCls = GuardedConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = GuardedHTTPSConnection
+
+
+class _GuardedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedPool, "https": _GuardedHTTPSPool}
+
+
+def guarded_session() -> requests.Session:
+    """HTTP(S) for requests to URIs that operators registered: every connection goes through
+    GuardedConnection. Directly, never through a proxy from the environment (HTTPS_PROXY):
+    through one, the address checked would be the proxy's, not the target's."""
+    session = requests.Session()
+    session.trust_env = False
+    adapter = _GuardedAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def refusal_of(error: requests.RequestException) -> str | None:
+    """Why a guarded connection refused its target, if that is what failed the request
+    (requests wraps urllib3's error in a MaxRetryError)."""
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return reason.refusal if isinstance(reason, RefusedConnection) else None

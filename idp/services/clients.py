@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import bindparam, select
 
+from idp import network
 from idp.extensions import db
 from idp.models import Client
 from idp.services import entitlements, keys
@@ -55,6 +56,21 @@ def check_uri(uri: str, what: str) -> str:
         raise UserError(f"invalid {what} {uri!r}: no user info allowed")
     if any(c.isspace() for c in uri):
         raise UserError(f"invalid {what} {uri!r}")
+    return uri
+
+
+def check_backchannel_uri(uri: str) -> str:
+    """check_uri, and not a link-local or cloud metadata target, by address or by what its
+    name resolves to now: the identity provider posts to it from inside its network. (Each
+    delivery checks the address it connects to again: names change.)"""
+    what = "back-channel logout URI"
+    check_uri(uri, what)
+    parts = urlsplit(uri)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        network.check_target(parts.hostname, port)
+    except network.ForbiddenTarget as refused:
+        raise UserError(f"invalid {what} {uri!r}: {refused}") from None
     return uri
 
 
@@ -115,9 +131,7 @@ def create(
             check_uri(uri, "post-logout redirect URI") for uri in post_logout_redirect_uris
         ],
         backchannel_logout_uri=(
-            check_uri(backchannel_logout_uri, "back-channel logout URI")
-            if backchannel_logout_uri
-            else None
+            check_backchannel_uri(backchannel_logout_uri) if backchannel_logout_uri else None
         ),
         id_token_signed_response_alg=alg,
         created_at=now,

@@ -2,7 +2,9 @@
 Back-Channel Logout 1.0 logout token to every one of them that asked for it.
 
 The logout tokens are posted in the background with a short timeout and one retry: a relying
-party that is down is logged, and never holds up the person who is logging out."""
+party that is down is logged, and never holds up the person who is logging out. They go only
+to addresses that are not link-local or a cloud metadata service (see network.GuardedConnection),
+whatever the URI's name resolves to by then."""
 
 import secrets
 import threading
@@ -12,6 +14,7 @@ from datetime import datetime
 import requests
 from flask import current_app
 
+from idp import network
 from idp.models import Client, Session, User
 from idp.services import keys, sessions, tokens
 
@@ -70,26 +73,32 @@ def send(deliveries: list[tuple[str, str]]) -> threading.Thread | None:
 
 
 def _deliver_all(deliveries, timeout, logger) -> None:
-    for uri, token in deliveries:
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                response = requests.post(
-                    uri,
-                    data={"logout_token": token},
-                    timeout=timeout,
-                    allow_redirects=False,
-                )
-                if response.status_code in (200, 204):
-                    break
-                problem = f"HTTP {response.status_code}"
-            except requests.RequestException as error:
-                problem = type(error).__name__
-            logger.warning(
-                "back-channel logout to %s failed (attempt %d of %d): %s",
-                uri,
-                attempt,
-                ATTEMPTS,
-                problem,
+    with network.guarded_session() as http:
+        for uri, token in deliveries:
+            _deliver(http, uri, token, timeout, logger)
+
+
+def _deliver(http, uri, token, timeout, logger) -> None:
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            response = http.post(
+                uri, data={"logout_token": token}, timeout=timeout, allow_redirects=False
             )
-            if attempt < ATTEMPTS:
-                time.sleep(RETRY_DELAY_SECONDS)
+            if response.status_code in (200, 204):
+                return
+            problem = f"HTTP {response.status_code}"
+        except requests.RequestException as error:
+            refusal = network.refusal_of(error)
+            if refusal is not None:
+                logger.warning("back-channel logout to %s refused: %s", uri, refusal)
+                return
+            problem = type(error).__name__
+        logger.warning(
+            "back-channel logout to %s failed (attempt %d of %d): %s",
+            uri,
+            attempt,
+            ATTEMPTS,
+            problem,
+        )
+        if attempt < ATTEMPTS:
+            time.sleep(RETRY_DELAY_SECONDS)
