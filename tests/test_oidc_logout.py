@@ -93,10 +93,14 @@ def test_unreachable_backchannel_endpoint_does_not_block_logout(idp, browser, ma
 
 
 def test_delivery_refuses_a_name_that_resolves_to_the_metadata_service_by_now(
-    idp, backchannel, resolver, caplog
+    idp, backchannel, resolver, caplog, monkeypatch
 ):
     """DNS rebinding: the URI's name resolved well when the client was registered; at delivery
-    it points at 169.254.169.254, and the address connected to is what counts."""
+    it points at 169.254.169.254, and the address connected to is what counts. Directly: a
+    proxy from the environment would connect wherever the name points for it."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     uri = f"http://localhost:{urlsplit(backchannel.uri).port}/backchannel-logout"
     resolver.answers["localhost"] = ["127.0.0.1"]
     idp.create_client("--backchannel-logout-uri", uri)
