@@ -197,7 +197,8 @@ KEY_PUBLISH_LEAD_TIME = 3600
 # Secret that encrypts signing keys at rest. Unset: derived from SECRET_KEY (changing that then
 # makes the stored keys unusable: rotate keys after it).
 KEY_ENCRYPTION_SECRET = None
-# Seconds to wait for a relying party's back-channel logout endpoint.
+# Seconds to wait for a relying party's back-channel logout endpoint. Deliveries connect directly
+# (HTTP(S)_PROXY does not apply) and never to link-local or cloud metadata addresses.
 BACKCHANNEL_LOGOUT_TIMEOUT = 3
 # Seconds an access token of the client credentials grant (the ordering system's) is valid.
 SERVICE_TOKEN_LIFETIME = 300

@@ -178,13 +178,17 @@ class _GuardedAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _GuardedPool, "https": _GuardedHTTPSPool}
 
+    def send(self, request, **kwargs):
+        # Directly: through a proxy, the address checked would be the proxy's.
+        kwargs["proxies"] = {}
+        return super().send(request, **kwargs)
+
 
 def guarded_session() -> requests.Session:
     """HTTP(S) for requests to URIs that operators registered: every connection goes through
-    GuardedConnection. Directly, never through a proxy from the environment (HTTPS_PROXY):
-    through one, the address checked would be the proxy's, not the target's."""
+    GuardedConnection, directly, never through a proxy from the environment (HTTPS_PROXY).
+    The rest of the environment still counts (REQUESTS_CA_BUNDLE for a private CA)."""
     session = requests.Session()
-    session.trust_env = False
     adapter = _GuardedAdapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)

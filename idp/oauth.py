@@ -11,6 +11,7 @@ from authlib.oauth2.rfc6749 import (
     InvalidScopeError,
     grants,
 )
+from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
@@ -114,6 +115,15 @@ def _query_client(client_id):
     return ClientAdapter(row) if row is not None else None
 
 
+def _authenticate_basic(query_client, request):
+    """client_secret_basic, where credentials that are not base64 of UTF-8 text are no
+    client's (every client_id and secret we issue is ASCII): Authlib raises on them."""
+    try:
+        return authenticate_client_secret_basic(query_client, request)
+    except ValueError:  # UnicodeDecodeError, and non-ASCII characters in the base64 text
+        return None
+
+
 def _save_token(token, request):
     if request.user is None:
         # Client credentials: the token is checked by signature, see tokens.service_access_token.
@@ -174,8 +184,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         """The code was marked used when it was redeemed."""
 
     def authenticate_user(self, authorization_code):
+        # Not grant_is_usable: a replay of the code that revoked the grant since this request
+        # claimed it must not leave the winner without an answer. The tokens it stores are
+        # then dead on arrival, as they die when the replay comes after them.
         grant = authorization_code.row
-        return grant if tokens.grant_is_usable(grant) else None
+        return grant if tokens.account_admits(grant) else None
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
@@ -265,6 +278,7 @@ def init_app(app: Flask) -> None:
     server = AuthorizationServer()
     server.init_app(app, query_client=_query_client, save_token=_save_token)
     server.register_token_generator("default", _generate_token)
+    server.register_client_auth_method("client_secret_basic", _authenticate_basic)
     # Scopes we do not know are ignored (OIDC Core 3.1.2.1), not refused.
     server.scopes_supported = None
     server.register_grant(AuthorizationCodeGrant, [S256Challenge(required=True), IdToken()])

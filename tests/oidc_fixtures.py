@@ -5,6 +5,7 @@ import base64
 import html
 import json
 import re
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +19,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from werkzeug.serving import make_server
 
+from idp import network
 from tests.conftest import PASSWORD, activate
 from tests.servers import HOST, free_port
 
@@ -239,3 +241,27 @@ def backchannel():
     receiver = BackchannelReceiver()
     yield receiver
     receiver.stop()
+
+
+class Resolver:
+    """network.resolve for a test: the answers it sets for names (names under .test, or one it
+    repoints, such as localhost), no such name for other .test names, and the system's
+    resolver for the rest (addresses, which need no DNS)."""
+
+    def __init__(self, system):
+        self.answers: dict[str, list[str]] = {}
+        self.system = system
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        if host in self.answers:
+            return list(self.answers[host])
+        if host.endswith(".test"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return self.system(host, port)
+
+
+@pytest.fixture
+def resolver(monkeypatch) -> Resolver:
+    fake = Resolver(network.resolve)
+    monkeypatch.setattr(network, "resolve", fake)
+    return fake

@@ -6,6 +6,7 @@ import pytest
 
 from idp.models import Client, SigningKey
 from idp.services import clock, keys
+from tests.oidc_fixtures import *  # noqa: F403 (fixtures: resolver)
 
 
 def run(app, *args):
@@ -59,6 +60,81 @@ def test_bad_redirect_uri_is_refused_and_nothing_is_created(app, uri):
     assert len(result.stderr.strip().splitlines()) == 1
     with app.app_context():
         assert Client.query.count() == 0
+
+
+LINK_LOCAL_AND_METADATA_TARGETS = [
+    "https://169.254.169.254/latest/meta-data/",
+    "https://169.254.0.1/logout",
+    "https://[fe80::1]/logout",
+    "https://[fe80::1%25eth0]/logout",
+    "https://[::ffff:169.254.169.254]/logout",
+    "https://[::ffff:a9fe:a9fe]/logout",
+    "https://[64:ff9b::a9fe:a9fe]/logout",
+    "https://[fd00:ec2::254]/logout",
+    "https://100.100.100.200/logout",
+    # IPv4 spellings that URL parsers pass on and resolvers accept.
+    "https://2852039166/logout",
+    "https://0xa9fea9fe/logout",
+    "https://0251.0376.0251.0376/logout",
+    "https://169.254.43518/logout",
+    "https://metadata.google.internal/computeMetadata/v1/",
+    "https://METADATA.Google.Internal./logout",
+    "https://instance-data/latest/",
+    # Names that resolve there (see the resolver fixture).
+    "https://metadata-alias.test/logout",
+    "https://dual-stack.test/logout",
+    "http://localhost:8080/logout",
+]
+
+
+@pytest.mark.parametrize("uri", LINK_LOCAL_AND_METADATA_TARGETS)
+def test_backchannel_logout_uri_on_link_local_or_metadata_targets_is_refused(app, resolver, uri):
+    resolver.answers["metadata-alias.test"] = ["169.254.169.254"]
+    resolver.answers["dual-stack.test"] = ["203.0.113.7", "fe80::d1"]
+    resolver.answers["localhost"] = ["::ffff:169.254.169.254"]
+    result = run(
+        app,
+        "clients",
+        "create",
+        "Portal",
+        "--redirect-uri",
+        "https://p.example/cb",
+        "--backchannel-logout-uri",
+        uri,
+    )
+    assert result.exit_code != 0
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("Error: invalid back-channel logout URI"), line
+    assert "metadata" in line, line
+    with app.app_context():
+        assert Client.query.count() == 0
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://rp.test/logout",
+        "https://rp-not-in-dns-yet.test/logout",
+        "https://10.1.2.3/logout",
+        "https://[2001:db8::1]/logout",
+        "http://127.0.0.1:8080/logout",
+    ],
+)
+def test_backchannel_logout_uri_elsewhere_is_accepted(app, resolver, uri):
+    """Private networks are where relying parties often are; a name that does not resolve yet
+    is checked again at each delivery."""
+    resolver.answers["rp.test"] = ["203.0.113.7", "2001:db8::7"]
+    result = run(
+        app,
+        "clients",
+        "create",
+        "Portal",
+        "--redirect-uri",
+        "https://p.example/cb",
+        "--backchannel-logout-uri",
+        uri,
+    )
+    assert result.exit_code == 0, result.output
 
 
 def test_rotate_secret_and_delete(app):

@@ -6,6 +6,7 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from idp.services import tokens_logout
 from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
@@ -89,6 +90,31 @@ def test_unreachable_backchannel_endpoint_does_not_block_logout(idp, browser, ma
         timeout=5,
     )
     assert response.status_code == 303
+
+
+def test_delivery_refuses_a_name_that_resolves_to_the_metadata_service_by_now(
+    idp, backchannel, resolver, caplog, monkeypatch
+):
+    """DNS rebinding: the URI's name resolved well when the client was registered; at delivery
+    it points at 169.254.169.254, and the address connected to is what counts. Directly: a
+    proxy from the environment would connect wherever the name points for it."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    uri = f"http://localhost:{urlsplit(backchannel.uri).port}/backchannel-logout"
+    resolver.answers["localhost"] = ["127.0.0.1"]
+    idp.create_client("--backchannel-logout-uri", uri)
+
+    resolver.answers["localhost"] = ["::ffff:169.254.169.254"]
+    with idp.app.app_context():
+        tokens_logout.send([(uri, "logout-token")]).join()
+    assert backchannel.tokens == []
+    assert "refused: localhost reaches 169.254.169.254" in caplog.text
+
+    resolver.answers["localhost"] = ["127.0.0.1"]
+    with idp.app.app_context():
+        tokens_logout.send([(uri, "logout-token")]).join()
+    assert backchannel.tokens == ["logout-token"]
 
 
 def test_disabling_a_user_revokes_tokens_and_sends_backchannel_logout(

@@ -2,6 +2,7 @@
 
 import base64
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
@@ -10,6 +11,7 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
+from idp.services import tokens
 from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 from tests.oidc_fixtures import HOST
 
@@ -62,6 +64,35 @@ def test_twenty_parallel_redemptions_one_succeeds(idp, browser, rp):
         results = list(pool.map(lambda _: redeem(idp, rp, code).status_code, range(20)))
     assert results.count(200) == 1, results
     assert set(results) == {200, 400}
+
+
+def test_a_replay_between_the_claim_and_the_tokens_leaves_the_winner_its_answer(
+    idp, browser, rp, monkeypatch
+):
+    """The winner of a code is held right after its claim until a replay of the code has been
+    answered (as a busy database or a slow worker may do): it still gets its tokens, and the
+    replay revokes them, as it does when it comes later (see test_code_replay_...)."""
+    code = fresh_code(browser, rp)
+    claimed, replay_answered = threading.Event(), threading.Event()
+    real_claim = tokens.claim_code
+
+    def claim_then_wait_for_the_replay(*args):
+        won = real_claim(*args)
+        if won:
+            claimed.set()
+            assert replay_answered.wait(timeout=30)
+        return won
+
+    monkeypatch.setattr(tokens, "claim_code", claim_then_wait_for_the_replay)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        winner = pool.submit(redeem, idp, rp, code)
+        assert claimed.wait(timeout=30)
+        replay = redeem(idp, rp, code)
+        replay_answered.set()
+        answer = winner.result()
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    assert answer.status_code == 200, answer.text
+    assert bearer(idp, answer.json()["access_token"]).status_code == 401
 
 
 def test_code_expires_after_a_minute(idp, browser, rp, frozen_clock):
@@ -154,6 +185,48 @@ def test_bad_requests_go_back_with_error_state_and_iss(idp, browser, rp, overrid
     assert "code" not in params
 
 
+UNSUPPORTED_REQUESTS = [
+    ({"request": "eyJhbGciOiJub25lIn0.eyJzY29wZSI6Im9wZW5pZCJ9."}, "request_not_supported"),
+    ({"request_uri": "https://rp.example/request.jwt"}, "request_uri_not_supported"),
+    ({"request": "x", "request_uri": "urn:x"}, "request_not_supported"),
+    ({"response_mode": "fragment"}, "invalid_request"),
+    ({"response_mode": "form_post"}, "invalid_request"),
+    ({"response_mode": "query.jwt"}, "invalid_request"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "error"), UNSUPPORTED_REQUESTS)
+def test_unsupported_request_parameters_go_back_as_errors(idp, browser, rp, overrides, error):
+    """OIDC Core 6.1-6.2: a request object or response mode that we cannot honour is refused,
+    not ignored, even for a person who is signed in (who would otherwise get a code)."""
+    rp.sign_in(browser)
+    response = authorize_raw(browser, idp, **base_params(rp, **overrides))
+    params = rp.callback_params(response)
+    assert params["error"] == error
+    assert params["state"] == "s1"
+    assert params["iss"] == idp.issuer
+    assert "code" not in params
+
+
+def test_the_query_response_mode_and_empty_parameters_are_accepted(idp, browser, rp):
+    rp.sign_in(browser)
+    for overrides in ({"response_mode": "query"}, {"request": "", "request_uri": ""}):
+        params = rp.callback_params(authorize_raw(browser, idp, **base_params(rp, **overrides)))
+        assert "code" in params, params
+
+
+@pytest.mark.parametrize(("overrides", "error"), UNSUPPORTED_REQUESTS)
+def test_unsupported_parameters_with_an_unverified_redirect_uri_get_the_error_page(
+    idp, browser, rp, overrides, error
+):
+    for wrong in (
+        base_params(rp, redirect_uri="https://evil.example/cb"),
+        base_params(rp, client_id="x"),
+    ):
+        response = authorize_raw(browser, idp, **{**wrong, **overrides})
+        assert response.status_code == 400 and "Location" not in response.headers
+
+
 def forged_tokens(idp, claims: dict) -> list[str]:
     """alg none, and HS256 keyed with our published public key."""
     unsigned = (
@@ -214,3 +287,22 @@ def test_token_endpoint_errors_are_json(idp, rp):
         timeout=5,
     )
     assert response.status_code == 401 and response.json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        base64.b64encode(b"\xff\xfe:\xc3\x28").decode(),  # decodes, but not as UTF-8
+        "w6Q6w7Y=\xe4",  # a Latin-1 letter in the base64 text itself
+    ],
+)
+def test_basic_credentials_that_are_not_utf8_are_an_invalid_client(idp, rp, credentials):
+    for path in ("/token", "/revoke", "/introspect"):
+        response = requests.post(
+            idp.url(path),
+            data={"grant_type": "authorization_code", "code": "nothing", "token": "nothing"},
+            headers={"Authorization": f"Basic {credentials}".encode("latin-1")},
+            timeout=5,
+        )
+        assert response.status_code == 401, (path, response.status_code)
+        assert response.json()["error"] == "invalid_client"

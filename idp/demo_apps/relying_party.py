@@ -9,12 +9,17 @@ from urllib.parse import urlencode
 
 from authlib.integrations.flask_client import OAuth, OAuthError
 from flask import Flask, abort, redirect, render_template, request, session, url_for
+from flask_babel import Babel, get_locale
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 # A booking needs a PIN entered at most this long ago (step-up).
 STEP_UP_MAX_AGE = 60
+# The portals speak the browser's language, as the identity provider's pages do; the texts
+# are in its catalogue.
+LANGUAGES = ("de", "en")
+TRANSLATIONS = Path(__file__).resolve().parents[1] / "translations"
 
 
 @dataclass(frozen=True)
@@ -56,14 +61,18 @@ def create_relying_party(
     links: dict[str, str] | None = None,
 ) -> Flask:
     product = PRODUCTS[kind]
-    app = Flask(
-        f"idp.demo_apps.{kind}", template_folder=str(Path(__file__).parent / "templates")
-    )
+    app = Flask(f"idp.demo_apps.{kind}", template_folder=str(Path(__file__).parent / "templates"))
     app.config.update(
         SECRET_KEY=secrets.token_hex(32),
         SESSION_COOKIE_NAME=f"{kind}_session",
         PRODUCT=product,
         LINKS=links or {},
+    )
+    Babel(
+        app,
+        default_locale=LANGUAGES[0],
+        default_translation_directories=str(TRANSLATIONS),
+        locale_selector=lambda: request.accept_languages.best_match(LANGUAGES) or LANGUAGES[0],
     )
     oauth = OAuth(app)
     idp = oauth.register(
@@ -84,7 +93,12 @@ def create_relying_party(
 
     @app.context_processor
     def page_context():
-        return {"product": product, "claims": signed_in(), "links": app.config["LINKS"]}
+        return {
+            "product": product,
+            "claims": signed_in(),
+            "links": app.config["LINKS"],
+            "locale": str(get_locale()),
+        }
 
     @app.get("/")
     def home():

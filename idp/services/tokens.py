@@ -82,9 +82,28 @@ def issue_code(
 
 
 def redeem_code(code: str, client: Client, now: datetime) -> Grant | None:
-    """The grant of an unused, unexpired code issued to this client, now marked used (and
-    committed, so that parallel redemptions see it). A code used before revokes its grant."""
+    """The grant of an unused, unexpired code issued to this client, now marked used. A code
+    used before revokes its grant."""
     code_digest = digest(code)
+    claimed = claim_code(code_digest, client, now)
+    grant = db.session.scalar(select(Grant).where(Grant.code_digest == code_digest))
+    if claimed:
+        # Unrevoked when claimed. A parallel replay may revoke the grant from now on: that
+        # ends the tokens this request stores, not this request (see account_admits).
+        return grant
+    if grant is not None and grant.client_id == client.id and grant.code_used_at is not None:
+        revoke_grant(grant, now)
+        db.session.commit()
+        current_app.logger.warning(
+            "authorization code of grant %s used again: its tokens are revoked", grant.id
+        )
+    return None
+
+
+def claim_code(code_digest: str, client: Client, now: datetime) -> bool:
+    """Marks the code used if it is unused, unexpired, unrevoked and this client's, in one
+    conditional UPDATE, committed so that parallel redemptions see it: of those exactly one
+    claims the code."""
     claimed = db.session.execute(
         update(Grant)
         .where(
@@ -97,25 +116,18 @@ def redeem_code(code: str, client: Client, now: datetime) -> Grant | None:
         .values(code_used_at=now)
     ).rowcount
     db.session.commit()
-    grant = db.session.scalar(select(Grant).where(Grant.code_digest == code_digest))
-    if claimed == 1:
-        return grant
-    if grant is not None and grant.client_id == client.id and grant.code_used_at is not None:
-        revoke_grant(grant, now)
-        db.session.commit()
-        current_app.logger.warning(
-            "authorization code of grant %s used again: its tokens are revoked", grant.id
-        )
-    return None
+    return claimed == 1
 
 
 def grant_is_usable(grant: Grant) -> bool:
     """Unrevoked, the account active, and the product the client serves still under contract."""
-    return (
-        grant.revoked_at is None
-        and grant.user.state == UserState.ACTIVE
-        and entitlements.admits(grant.client, grant.user)
-    )
+    return grant.revoked_at is None and account_admits(grant)
+
+
+def account_admits(grant: Grant) -> bool:
+    """The account active, and the product the client serves still under contract. What a
+    redeemed code still needs: its claim required the grant unrevoked (see claim_code)."""
+    return grant.user.state == UserState.ACTIVE and entitlements.admits(grant.client, grant.user)
 
 
 def revoke_grant(grant: Grant, now: datetime) -> None:

@@ -43,6 +43,8 @@ MAX_AGE_LIMIT = 10**9
 # Header types of the tokens we sign that are not ID tokens: never an id_token_hint.
 NOT_ID_TOKEN_TYPES = ("at+jwt", "logout+jwt")
 DISCOVERY_MAX_AGE = 3600
+# Authorization responses go back in the query, and only there.
+RESPONSE_MODES = ("query",)
 JWKS_MAX_AGE = 300
 
 
@@ -59,7 +61,7 @@ def discovery_document(config) -> dict:
         "end_session_endpoint": f"{issuer}/end_session",
         "scopes_supported": list(tokens.SCOPES),
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
+        "response_modes_supported": list(RESPONSE_MODES),
         "grant_types_supported": list(oauth.GRANT_TYPES),
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(keys.ALGORITHMS),
@@ -207,6 +209,33 @@ def _login_redirect(fingerprint: str, status: int):
     return redirect(url_for("login.form", **login_params), code=status)
 
 
+def _unsupported_parameter() -> tuple[str, str] | None:
+    """The error and description for a parameter that asks for what we do not do: a request
+    object by value or by reference (OIDC Core 6.1, 6.2) or another response mode. Ignoring
+    one would answer a different request than the one that was made. Empty counts as absent
+    (RFC 6749 3.1)."""
+    if request.values.get("request"):
+        return "request_not_supported", "request objects are not supported"
+    if request.values.get("request_uri"):
+        return "request_uri_not_supported", "request_uri is not supported"
+    if request.values.get("response_mode", "query") not in ("", *RESPONSE_MODES):
+        return "invalid_request", "response_mode must be query"
+    return None
+
+
+def _refuse_unsupported_parameters(status: int) -> Response | None:
+    """The error redirect for an unsupported parameter (see above), for a request whose client
+    and redirect URI were checked; None when there is none."""
+    unsupported = _unsupported_parameter()
+    if unsupported is None:
+        return None
+    error, description = unsupported
+    denied = oauth.AuthorizationDenied(
+        request.values["redirect_uri"], error, description, request.values.get("state")
+    )
+    return oauth.denial_response(denied, status)
+
+
 @bp.route("/authorize", methods=["GET", "POST"])
 @csrf.exempt
 def authorize():
@@ -217,6 +246,9 @@ def authorize():
         return invalid_request_page("client")
     if not clients.redirect_uri_registered(client, request.values.get("redirect_uri")):
         return invalid_request_page("redirect_uri")
+    refused = _refuse_unsupported_parameters(status)
+    if refused is not None:
+        return refused
 
     try:
         max_age = _max_age()

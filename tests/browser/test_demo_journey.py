@@ -10,15 +10,38 @@ from tests.browser.conftest import SCREENSHOTS, Steps, new_page, newest_link, ne
 from tests.conftest import PASSWORD
 
 TEXTS = {
-    "de": {"save": "Speichern", "confirm": "Bestätigen", "next": "Weiter"},
-    "en": {"save": "Save", "confirm": "Confirm", "next": "Next"},
+    "de": {
+        "save": "Speichern",
+        "confirm": "Bestätigen",
+        "next": "Weiter",
+        # The portals speak the browser's language too.
+        "sign in": "Anmelden",
+        "main menu": "Hauptmenü",
+        "open cloud.phone": "cloud.phone öffnen",
+        "phone system": "cloud.phone – Telefonanlage",
+        "book": "Zusatzrufnummer buchen",
+        "booked": "wurde gebucht",
+        "sign out": "Abmelden",
+    },
+    "en": {
+        "save": "Save",
+        "confirm": "Confirm",
+        "next": "Next",
+        "sign in": "Sign in",
+        "main menu": "Main menu",
+        "open cloud.phone": "Open cloud.phone",
+        "phone system": "cloud.phone – phone system",
+        "book": "Book an additional phone number",
+        "booked": "has been booked",
+        "sign out": "Sign out",
+    },
 }
 
 
 @pytest.fixture
 def demo(tmp_path, database_uri):
     ports = DemoPorts(free_port(), free_port(), free_port())
-    servers = serve_demo(
+    servers, _ = serve_demo(
         ports,
         {"SQLALCHEMY_DATABASE_URI": database_uri, "OUTBOX_DIR": str(tmp_path / "outbox")},
     )
@@ -66,10 +89,10 @@ def test_the_leaflet_journey_through_both_portals(browser, demo, language):
 
     page.goto(demo.url("eservice") + "/")
     steps.record("eservice-start")
-    page.get_by_role("link", name="Anmelden").click()
+    page.get_by_role("link", name=text["sign in"]).click()
     steps.record("login")
     sign_in(page, steps, outbox, text, "login")
-    page.get_by_role("heading", name="Hauptmenü").wait_for()
+    page.get_by_role("heading", name=text["main menu"]).wait_for()
     assert page.url.startswith(demo.url("eservice"))
     steps.record("eservice-main-menu")
 
@@ -77,9 +100,9 @@ def test_the_leaflet_journey_through_both_portals(browser, demo, language):
     sms_before = page.goto(outbox) and page.locator("article", has_text="SMS").count()
     page.goto(demo.url("eservice") + "/")
     # The main menu offers cloud.phone because the customer has a cloud.phone contract.
-    page.get_by_role("link", name="cloud.phone öffnen").click()
-    page.get_by_role("link", name="Anmelden").click()
-    page.get_by_role("heading", name="cloud.phone – Telefonanlage").wait_for()
+    page.get_by_role("link", name=text["open cloud.phone"]).click()
+    page.get_by_role("link", name=text["sign in"]).click()
+    page.get_by_role("heading", name=text["phone system"]).wait_for()
     assert page.url.startswith(demo.url("cloudphone"))
     steps.record("cloudphone-single-sign-on")
     page.goto(outbox)
@@ -87,23 +110,23 @@ def test_the_leaflet_journey_through_both_portals(browser, demo, language):
 
     # Booking demands password and a fresh PIN (step-up), even within the session.
     page.goto(demo.url("eservice") + "/")
-    page.get_by_role("link", name="Zusatzrufnummer buchen").click()
+    page.get_by_role("link", name=text["book"]).click()
     page.wait_for_url("**/login**")
     steps.record("booking-step-up")
     sign_in(page, steps, outbox, text, "booking")
-    page.get_by_text("wurde gebucht").wait_for()
+    page.get_by_text(text["booked"]).wait_for()
     steps.record("booking-done")
 
     # Logout at e:service ends the session at the IdP and, by back-channel, at cloud.phone.
-    page.get_by_role("button", name="Abmelden").click()
+    page.get_by_role("button", name=text["sign out"]).click()
     page.wait_for_url(demo.url("eservice") + "/")
     steps.record("signed-out")
     # The back-channel logout travels in the background: give it a moment to arrive.
     for _ in range(20):
         page.goto(demo.url("cloudphone") + "/")
-        if "Telefonanlage" not in page.content():
+        if text["phone system"] not in page.content():
             break
         page.wait_for_timeout(250)
-    assert page.get_by_role("link", name="Anmelden").is_visible()
+    assert page.get_by_role("link", name=text["sign in"]).is_visible()
 
     assert {name: found for name, found in steps.violations.items() if found} == {}

@@ -1,0 +1,218 @@
+"""`idp demo`: one demo at a time, a restart that knows how far the journey got, a way to start
+over, and portals that speak the browser's language. (The journey itself, in a browser:
+tests/browser/test_demo_journey.py.)"""
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+import requests
+
+from idp.demo import (
+    DemoPorts,
+    NextStep,
+    build_demo,
+    next_step_text,
+    reset_demo_data,
+    serve_demo,
+)
+from idp.demo_apps.relying_party import create_relying_party
+from idp.extensions import db
+from idp.models import Client, User
+from tests.conftest import PASSWORD, path_of, post_form
+from tests.servers import HOST, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_ports() -> DemoPorts:
+    return DemoPorts(free_port(), free_port(), free_port())
+
+
+def demo_process(instance: Path, ports: DemoPorts) -> subprocess.Popen:
+    """`idp demo` as a developer starts it, in its own instance folder (database, outbox)."""
+    environment = {
+        **os.environ,
+        "IDP_CONFIG": "development",
+        "IDP_INSTANCE_PATH": str(instance),
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in list(environment):
+        if name.startswith("IDP_") and name not in ("IDP_CONFIG", "IDP_INSTANCE_PATH"):
+            del environment[name]
+    command = [sys.executable, "-m", "idp", "demo", "--port", str(ports.idp)]
+    command += ["--eservice-port", str(ports.eservice), "--cloudphone-port", str(ports.cloudphone)]
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until_running(process: subprocess.Popen) -> str:
+    """The demo's output up to "The demo is running"; fails if it ends before."""
+    output = []
+    for line in process.stdout:
+        output.append(line)
+        if "The demo is running" in line:
+            return "".join(output)
+    pytest.fail(f"the demo did not start: {''.join(output)}{process.stderr.read()}")
+
+
+def registered_clients(instance: Path) -> list[tuple]:
+    with sqlite3.connect(instance / "idp.sqlite3") as database:
+        return database.execute(
+            "SELECT client_id, secret_digest FROM oauth_clients ORDER BY id"
+        ).fetchall()
+
+
+def test_a_second_demo_while_one_runs_says_so_and_changes_nothing(tmp_path):
+    first_ports = free_ports()
+    first = demo_process(tmp_path, first_ports)
+    try:
+        wait_until_running(first)
+        before = registered_clients(tmp_path)
+        # Other ports, so that only the running demo, not a taken port, can stop it.
+        second = demo_process(tmp_path, free_ports())
+        started = any("The demo is running" in line for line in second.stdout)
+        if started:
+            second.kill()
+        errors = second.communicate(timeout=30)[1]
+        assert not started and second.returncode != 0, errors
+        [line] = errors.strip().splitlines()
+        assert "already running" in line and "nothing was changed" in line, line
+        assert f"e:service at {first_ports.url('eservice')}/" in line
+        assert registered_clients(tmp_path) == before
+        # The running demo's portal still signs in with its client: the IdP sends to the login.
+        start = requests.get(
+            first_ports.url("eservice") + "/login", allow_redirects=False, timeout=10
+        )
+        authorize = requests.get(start.headers["Location"], allow_redirects=False, timeout=10)
+        assert authorize.status_code == 302, authorize.text
+        assert "/login" in authorize.headers["Location"]
+    finally:
+        first.terminate()
+        first.communicate(timeout=30)
+
+
+def test_a_taken_port_stops_the_demo_before_it_changes_anything(app, tmp_path):
+    ports = free_ports()
+    with socket.socket() as holder:
+        holder.bind((HOST, ports.cloudphone))
+        holder.listen()
+        with pytest.raises(OSError):
+            serve_demo(ports, demo_settings(app))
+    with app.app_context():
+        assert db.session.scalars(db.select(Client)).all() == []
+        assert db.session.scalars(db.select(User)).all() == []
+    # The ports it took before the taken one are free again.
+    serve_demo_and_stop(ports, demo_settings(app))
+
+
+def demo_settings(app) -> dict:
+    return {key: app.config[key] for key in ("SQLALCHEMY_DATABASE_URI", "OUTBOX_DIR")}
+
+
+def serve_demo_and_stop(ports: DemoPorts, settings: dict) -> NextStep:
+    servers, next_step = serve_demo(ports, settings)
+    for server in servers:
+        server.stop()
+    return next_step
+
+
+def activate_demo_user(identity_provider, outbox) -> None:
+    browser = identity_provider.test_client()
+    link = path_of(outbox.last_link())
+    form = {"password": PASSWORD, "password_confirm": PASSWORD}
+    assert post_form(browser, link, form).status_code == 303
+    assert post_form(browser, "/pin", {"pin": outbox.last_pin()}).status_code == 200
+
+
+def test_a_restart_tells_how_to_go_on_from_where_the_journey_got(app, outbox):
+    ports = free_ports()
+    identity_provider, _, first = build_demo(ports, demo_settings(app))
+    assert first == NextStep.ACTIVATE
+    assert len(outbox.mails()) == 1
+    # Restarted before the link was used: the same link still works, no second mail.
+    assert build_demo(ports, demo_settings(app))[2] == NextStep.ACTIVATE
+    assert len(outbox.mails()) == 1
+
+    activate_demo_user(identity_provider, outbox)
+    _, _, restarted = build_demo(ports, demo_settings(app))
+    assert restarted == NextStep.SIGN_IN
+    text = next_step_text(restarted)
+    assert "activation link is used" in text and "sign in with username anna" in text
+    assert "Open its link" not in text
+    assert "./dev demo --reset" in text
+    assert len(outbox.mails()) == 1
+
+
+def test_reset_starts_over_with_a_new_activation_mail(tmp_path):
+    settings = {
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+        "OUTBOX_DIR": str(tmp_path / "outbox"),
+    }
+    ports = free_ports()
+    identity_provider, _, _ = build_demo(ports, settings)
+    with identity_provider.app_context():
+        db.engine.dispose()
+
+    reset_demo_data(settings)
+    assert not (tmp_path / "demo.sqlite3").exists()
+    assert not (tmp_path / "outbox").exists()
+    identity_provider, _, next_step = build_demo(ports, settings)
+    with identity_provider.app_context():
+        db.engine.dispose()
+    assert next_step == NextStep.ACTIVATE
+    assert len(list((tmp_path / "outbox").iterdir())) == 1
+
+
+def test_reset_refuses_a_database_that_is_not_the_demo_file():
+    with pytest.raises(click.ClickException, match="SQLite database only"):
+        reset_demo_data({"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://db/idp"})
+
+
+@pytest.fixture
+def eservice():
+    return create_relying_party(
+        "eservice",
+        issuer="http://127.0.0.1:9",
+        base_url="http://127.0.0.1:9",
+        client_id="demo",
+        client_secret="demo",
+    )
+
+
+@pytest.mark.parametrize(
+    ("accept_language", "lang", "texts"),
+    [
+        ("en-GB,en;q=0.9", "en", ["Welcome to e:service", "Sign in"]),
+        ("de-DE,de;q=0.9,en;q=0.5", "de", ["Willkommen bei e:service", "Anmelden"]),
+        (None, "de", ["Willkommen bei e:service", "Anmelden"]),
+    ],
+)
+def test_the_portals_speak_the_browsers_language(eservice, accept_language, lang, texts):
+    headers = {"Accept-Language": accept_language} if accept_language else {}
+    page = eservice.test_client().get("/", headers=headers).text
+    assert f'<html lang="{lang}">' in page
+    for text in texts:
+        assert text in page
+
+
+def test_the_signed_in_portal_speaks_english_and_escapes_the_booked_option(eservice):
+    browser = eservice.test_client()
+    with browser.session_transaction() as session:
+        session["claims"] = {"sub": "s", "name": "Anna Admin", "entitlements": ["cloud.phone"]}
+    page = browser.get("/?booked=<b>x</b>", headers={"Accept-Language": "en"}).text
+    assert "Main menu" in page and "Sign out" in page and "Open cloud.phone" in page
+    assert "Book an additional phone number" in page
+    assert "The option “&lt;b&gt;x&lt;/b&gt;” has been booked." in page
+    assert "Hauptmenü" not in page
