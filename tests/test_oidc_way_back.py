@@ -66,6 +66,11 @@ def pin_step(browser: Browser, pin_page: requests.Response, pin: str) -> request
     return follow(browser, urljoin(response.url, response.headers["Location"]))
 
 
+def way_back_of(page: requests.Response) -> str:
+    """The address that a login form goes back to."""
+    return html.unescape(re.search(r'name="next" value="([^"]+)"', page.text).group(1))
+
+
 def wrong(pin: str) -> str:
     return "000000" if pin != "000000" else "111111"
 
@@ -196,7 +201,7 @@ def test_a_request_of_another_browser_cannot_be_slipped_into_a_victims_login(
     the victim's login nowhere but to her own start page; no code goes out for it."""
     attacker = Browser(idp, outbox)
     attackers_login = follow(attacker, rp.authorization_url())
-    resume = re.search(r'name="next" value="([^"]+)"', attackers_login.text).group(1)
+    resume = way_back_of(attackers_login)
 
     assert urlsplit(follow(browser, idp.url(resume)).url).path == "/login"
     victims_login = follow(browser, idp.url("/login?next=" + resume))
@@ -214,7 +219,7 @@ def test_a_pending_request_expires(idp, browser, rp, outbox, login_page, frozen_
 
 
 def test_a_completed_request_gives_no_second_code(idp, browser, rp, login_page):
-    resume = re.search(r'name="next" value="([^"]+)"', login_page.text).group(1)
+    resume = way_back_of(login_page)
     pin_page = password_step(browser, login_page)
     assert_back_at_the_rp_with_a_code(rp, pin_step(browser, pin_page, browser.outbox.last_pin()))
     again = follow(browser, idp.url(resume))
@@ -287,7 +292,7 @@ def test_a_step_up_cannot_be_completed_by_another_account_around_the_form(
     the relying party gets no code for bob."""
     rp.sign_in(browser)
     page = follow(browser, rp.authorization_url(max_age="0"))
-    resume = re.search(r'name="next" value="([^"]+)"', page.text).group(1)
+    resume = way_back_of(page)
     form = {"username": "bob", "password": PASSWORD, "next": ""}
     response = submit(browser, page, form, "/login")
     assert response.status_code == 303
