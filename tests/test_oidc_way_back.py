@@ -301,3 +301,31 @@ def test_a_step_up_cannot_be_completed_by_another_account_around_the_form(
     again = follow(browser, idp.url(resume))
     assert urlsplit(again.url).path == "/login"
     assert re.search(r'name="username"[^>]*value="anna"[^>]*readonly', again.text)
+
+
+def test_a_logout_forgets_the_requests_that_wait_for_a_login(idp, browser, rp, login_page):
+    browser.visit(idp.url("/login"))  # signed in on her own, the relying party's login waits
+    start = follow(browser, idp.url("/"))
+    submit(browser, start, {}, "/logout")
+    assert 'name="next"' not in follow(browser, idp.url("/login")).text
+
+
+def test_of_parallel_resumes_one_gets_the_code(idp, browser, rp):
+    """A prompt=login request resumed by several requests at once after the login: one code."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rp.sign_in(browser)
+    login = follow(browser, rp.authorization_url(prompt="login"))
+    pin_page = password_step(browser, login)
+    done = submit(browser, pin_page, {"pin": browser.outbox.last_pin()}, "/pin")
+    resume = browser.http.get(idp.url(done.headers["Location"]), allow_redirects=False)
+    authorization = idp.url(resume.headers["Location"])
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        answers = list(
+            pool.map(
+                lambda _: browser.http.get(authorization, allow_redirects=False, timeout=10),
+                range(5),
+            )
+        )
+    codes = [a for a in answers if a.headers["Location"].startswith(rp.redirect_uri)]
+    assert len(codes) == 1, [a.headers["Location"][:40] for a in answers]

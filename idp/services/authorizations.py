@@ -65,6 +65,8 @@ def find(handle: str, handles: list[str], now: datetime) -> PendingAuthorization
 
 def newest(handles: list[str], now: datetime, *, pending_only: bool):
     """The browser's newest unexpired request (only a pending one, if asked)."""
+    if not handles:
+        return None
     query = _of_browser(handles, now)
     if pending_only:
         query = query.where(PendingAuthorization.state == TransactionState.PENDING)
@@ -75,6 +77,8 @@ def claim(handles: list[str], fingerprint: str, now: datetime) -> PendingAuthori
     """The browser's pending row for this very request, ended in one conditional UPDATE so
     that of parallel requests only one gets it: the request either completes now (see
     `complete`) or asks for a new login."""
+    if not handles:
+        return None  # most requests: single sign-on, or a first visit
     row = db.session.scalar(
         _of_browser(handles, now).where(
             PendingAuthorization.fingerprint == fingerprint,

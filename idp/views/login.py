@@ -3,7 +3,7 @@
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from idp.extensions import db
-from idp.models import TransactionPurpose, TransactionState, User
+from idp.models import PendingAuthorization, TransactionPurpose, TransactionState, User
 from idp.ratelimit import limit_posts
 from idp.senders import SendError
 from idp.services import audit, authorizations, clock, login, tokens_logout, users
@@ -23,11 +23,11 @@ bp = Blueprint("login", __name__)
 
 
 def login_page(*, username="", return_to=None, error=None, status=200):
-    step_up_user = _step_up_user(return_to)
+    resumed = authorization_resumed_by(return_to)
+    step_up_user = _step_up_user(resumed)
     step_up = None
     if step_up_user is not None:
-        row = authorization_resumed_by(return_to)
-        step_up = {"username": step_up_user.username, "purpose": authorizations.purpose(row)}
+        step_up = {"username": step_up_user.username, "purpose": authorizations.purpose(resumed)}
     return (
         render_template(
             "login/login.html",
@@ -42,22 +42,21 @@ def login_page(*, username="", return_to=None, error=None, status=200):
     )
 
 
-def _step_up_user(return_to: str | None) -> User | None:
+def _step_up_user(resumed: PendingAuthorization | None) -> User | None:
     """The account that must confirm the request the login goes back to, when that is a
     step-up (a new login that a relying party asked for within a live session)."""
-    row = authorization_resumed_by(return_to)
-    if row is None or row.state != TransactionState.PENDING:
+    if resumed is None or resumed.state != TransactionState.PENDING:
         return None
-    return row.user
+    return resumed.user
 
 
 @bp.get("/login")
 def form():
     return_to = safe_return_path(request.args.get("next")) or way_back()
     if current_session() is not None:
-        resumed = authorization_resumed_by(return_to)
         if return_to is None:
             return redirect(url_for("account.home"))
+        resumed = authorization_resumed_by(return_to)
         if resumed is not None and resumed.state != TransactionState.PENDING:
             # The back button after the login: the resume address knows the way on.
             return redirect(return_to)
@@ -70,7 +69,7 @@ def submit():
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
     return_to = safe_return_path(request.form.get("next"))
-    step_up_user = _step_up_user(return_to)
+    step_up_user = _step_up_user(authorization_resumed_by(return_to))
     if step_up_user is not None and users.username_key(username) != step_up_user.username_key:
         # Refused before any password is checked: it tells nothing about the other account.
         return login_page(return_to=return_to, error="step_up_account", status=422)
@@ -111,7 +110,7 @@ def logout():
         )
         db.session.commit()
         tokens_logout.send(deliveries)
-    end_flow()
+    end_flow(keep_authorizations=False)
     response = redirect(url_for("login.logged_out"), code=303)
     clear_session_cookie(response)
     return response
