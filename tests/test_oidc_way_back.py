@@ -304,8 +304,11 @@ def test_a_step_up_cannot_be_completed_by_another_account_around_the_form(
 
 
 def test_a_logout_forgets_the_requests_that_wait_for_a_login(idp, browser, rp, login_page):
-    browser.visit(idp.url("/login"))  # signed in on her own, the relying party's login waits
+    # Signed in on her own, the relying party's request still waiting; then signed out.
+    submit(browser, login_page, {"username": "anna", "password": PASSWORD, "next": ""}, "/login")
+    pin_step(browser, follow(browser, idp.url("/pin")), browser.outbox.last_pin())
     start = follow(browser, idp.url("/"))
+    assert "Sie sind angemeldet" in start.text
     submit(browser, start, {}, "/logout")
     assert 'name="next"' not in follow(browser, idp.url("/login")).text
 
@@ -320,11 +323,11 @@ def test_of_parallel_resumes_one_gets_the_code(idp, browser, rp):
     done = submit(browser, pin_page, {"pin": browser.outbox.last_pin()}, "/pin")
     resume = browser.http.get(idp.url(done.headers["Location"]), allow_redirects=False)
     authorization = idp.url(resume.headers["Location"])
-    with ThreadPoolExecutor(max_workers=5) as pool:
+    with ThreadPoolExecutor(max_workers=10) as pool:
         answers = list(
             pool.map(
                 lambda _: browser.http.get(authorization, allow_redirects=False, timeout=10),
-                range(5),
+                range(10),
             )
         )
     codes = [a for a in answers if a.headers["Location"].startswith(rp.redirect_uri)]
