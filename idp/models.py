@@ -175,7 +175,8 @@ class PendingAuthorization(db.Model):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     state: Mapped[str] = mapped_column(String(16), default=TransactionState.PENDING)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Indexed: expired rows are cleared as new ones come.
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     client: Mapped["Client"] = relationship()

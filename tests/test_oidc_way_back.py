@@ -332,3 +332,19 @@ def test_of_parallel_resumes_one_gets_the_code(idp, browser, rp):
         )
     codes = [a for a in answers if a.headers["Location"].startswith(rp.redirect_uri)]
     assert len(codes) == 1, [a.headers["Location"][:40] for a in answers]
+
+
+def test_expired_requests_are_cleared_as_new_ones_come(idp, rp, outbox, frozen_clock):
+    """Anybody can make /authorize ask for a login: the rows do not pile up."""
+    from idp.models import PendingAuthorization
+
+    def count() -> int:
+        with idp.app.app_context():
+            return db.session.scalar(db.select(db.func.count(PendingAuthorization.id)))
+
+    for _ in range(3):
+        follow(Browser(idp, outbox), rp.authorization_url())
+    assert count() == 3
+    frozen_clock.advance(seconds=idp.app.config["PENDING_AUTHORIZATION_LIFETIME"] + 1)
+    follow(Browser(idp, outbox), rp.authorization_url())
+    assert count() == 1

@@ -10,7 +10,7 @@ moment it asked for one, used once, and it expires."""
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from idp.extensions import db
 from idp.models import Client, PendingAuthorization, TransactionState, User
@@ -21,6 +21,9 @@ from idp.services.secrets import digest, new_token
 # relying party's free text is never shown: it could put any words on our page.
 PURPOSE_PARAMETER = "purpose"
 BOOKING = "booking"
+# Each new request clears up to this many expired ones, so the table holds about one lifetime's
+# requests however many come (anybody can make /authorize ask for a login).
+PURGE_BATCH = 100
 
 
 def start(
@@ -32,6 +35,7 @@ def start(
     step_up_user: User | None = None,
 ) -> tuple[PendingAuthorization, str]:
     """A new pending request and the handle that the browser keeps for it."""
+    _purge_expired(now)
     handle = new_token()
     row = PendingAuthorization(
         handle_digest=digest(handle),
@@ -47,6 +51,19 @@ def start(
     db.session.add(row)
     db.session.flush()
     return row, handle
+
+
+def _purge_expired(now: datetime) -> None:
+    # SKIP LOCKED (PostgreSQL): parallel purges take different rows instead of waiting for, or
+    # deadlocking on, each other's.
+    expired = (
+        select(PendingAuthorization.id)
+        .where(PendingAuthorization.expires_at <= now)
+        .order_by(PendingAuthorization.expires_at)
+        .limit(PURGE_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    db.session.execute(delete(PendingAuthorization).where(PendingAuthorization.id.in_(expired)))
 
 
 def _of_browser(handles: list[str], now: datetime):

@@ -36,9 +36,11 @@ def upgrade():
     )
     with op.batch_alter_table('pending_authorizations', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_pending_authorizations_client_id'), ['client_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_pending_authorizations_expires_at'), ['expires_at'], unique=False)
 
 
 def downgrade():
     with op.batch_alter_table('pending_authorizations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_pending_authorizations_expires_at'))
         batch_op.drop_index(batch_op.f('ix_pending_authorizations_client_id'))
     op.drop_table('pending_authorizations')
