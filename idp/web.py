@@ -1,5 +1,6 @@
 """What the browser-facing views share: the client's address, the login session cookie, the
-flow state kept in Flask's signed cookie, and safe return paths."""
+flow state kept in Flask's signed cookie, safe return paths, and the way back to the relying
+party whose authorization request waits for a login."""
 
 from urllib.parse import urlsplit
 
@@ -116,10 +117,10 @@ def way_back() -> str | None:
     """Where a login of this browser goes on to when no page says: the relying party whose
     authorization request waits for it (the newest), if any."""
     row = authorizations.newest(browser_authorizations(), clock.now(), pending_only=True)
-    return resume_path(handles_by_digest()[row.handle_digest]) if row is not None else None
+    return resume_path(_handles_by_digest()[row.handle_digest]) if row is not None else None
 
 
-def handles_by_digest() -> dict[str, str]:
+def _handles_by_digest() -> dict[str, str]:
     return {digest(handle): handle for handle in browser_authorizations()}
 
 
@@ -144,7 +145,7 @@ def back_to_completed_authorization() -> str | None:
     row = authorizations.newest(browser_authorizations(), clock.now(), pending_only=False)
     if row is None or row.state != TransactionState.COMPLETED:
         return None
-    return resume_path(handles_by_digest()[row.handle_digest])
+    return resume_path(_handles_by_digest()[row.handle_digest])
 
 
 def sms_error(error: Exception) -> tuple[str, int]:
