@@ -128,6 +128,10 @@ PIN_RESEND_COOLDOWN = 60
 PIN_MAX_RESENDS = 3
 # Seconds a started login or activation (password accepted, PIN pending) stays open.
 TRANSACTION_LIFETIME = 900
+# Seconds an authorization request of a relying party waits for the login it asked for: every
+# detour of that login (a PIN step that ended, a used link, the language switch) leads back to
+# the relying party within this time, with its original `state`.
+PENDING_AUTHORIZATION_LIFETIME = 3600
 
 # --- Request rate limits (429 with Retry-After when exceeded) --------------------------------
 RATELIMIT_ENABLED = True

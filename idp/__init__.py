@@ -100,12 +100,11 @@ def _install_request_hooks(app: Flask) -> None:
 
     from flask_babel import lazy_gettext as _l
 
-    journey = (
-        _l("Set password"),
-        _l("2-factor authentication"),
-        _l("Login"),
-        _l("2-factor authentication"),
-    )
+    # The steps of the flow a page belongs to, for its progress line.
+    flows = {
+        "activation": (_l("Set password"), _l("Confirm")),
+        "login": (_l("Password"), _l("PIN")),
+    }
 
     @app.context_processor
     def page_context():
@@ -113,7 +112,7 @@ def _install_request_hooks(app: Flask) -> None:
             "product": app.config["PRODUCT_NAME"],
             "current_locale": str(get_locale() or app.config["LANGUAGES"][0]),
             "languages": app.config["LANGUAGES"],
-            "journey_steps": lambda: [str(step) for step in journey],
+            "journey_steps": lambda flow: [str(step) for step in flows[flow]],
         }
 
 

@@ -123,6 +123,9 @@ class Invitation(db.Model):
 class TransactionPurpose(enum.StrEnum):
     ACTIVATION = "activation"
     LOGIN = "login"
+    # A new login within a live session that a relying party asked for to confirm an action
+    # (a booking): the same steps as a login, its SMS says what it confirms.
+    STEP_UP = "step_up"
 
 
 class TransactionState(enum.StrEnum):
@@ -158,6 +161,36 @@ class AuthTransaction(db.Model):
 
     user: Mapped[User] = relationship()
     invitation: Mapped[Invitation | None] = relationship()
+
+
+class PendingAuthorization(db.Model):
+    """An authorization request that waits for the login it asked for (see
+    services.authorizations). Bound to one browser: its flow cookie holds the random handle,
+    this row its digest."""
+
+    __tablename__ = "pending_authorizations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    handle_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[int] = mapped_column(
+        ForeignKey("oauth_clients.id", ondelete="CASCADE"), index=True
+    )
+    # Names the very request (every parameter), so that only it can complete this row.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    # The request's parameters as [name, value] pairs, to send the browser back with them.
+    params: Mapped[list] = mapped_column(JSON)
+    # Only a login after this moment satisfies the request.
+    login_asked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # A step-up: the account signed in when the request came; only it may confirm.
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default=TransactionState.PENDING)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Indexed: expired rows are cleared as new ones come.
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    client: Mapped["Client"] = relationship()
+    user: Mapped[User | None] = relationship()
 
 
 class PinChallenge(db.Model):

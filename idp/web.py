@@ -1,11 +1,16 @@
 """What the browser-facing views share: the client's address, the login session cookie, the
-flow state kept in Flask's signed cookie, and safe return paths."""
+flow state kept in Flask's signed cookie, safe return paths, and the way back to the relying
+party whose authorization request waits for a login."""
 
-from flask import current_app, g, request, session
+from urllib.parse import urlsplit
+
+from flask import current_app, g, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
+from werkzeug.exceptions import HTTPException
 
-from idp.models import Session
-from idp.services import clock, sessions
+from idp.models import PendingAuthorization, Session, TransactionState
+from idp.services import authorizations, clock, sessions
+from idp.services.secrets import digest
 from idp.services.sms_guard import SmsRefused
 
 FLOW_TRANSACTION = "tx"
@@ -61,23 +66,36 @@ def clear_session_cookie(response) -> None:
     )
 
 
-# What /authorize asked this browser to log in for, and when (see views.oidc): it must outlive
-# the login steps that it asked for. It grants nothing by itself: only a login after that moment
-# satisfies it, for the very same authorization request, once.
-FLOW_PENDING_LOGINS = "oidc_logins"
+# The handles of the authorization requests that /authorize sent this browser to log in for
+# (services.authorizations), newest last. They must outlive the login steps that they asked
+# for; a logout forgets them.
+FLOW_AUTHORIZATIONS = "authorizations"
+MAX_BROWSER_AUTHORIZATIONS = 5
 
 
-def _clear_flow(*, keep_pending_logins: bool) -> None:
-    pending = session.get(FLOW_PENDING_LOGINS) if keep_pending_logins else None
+def browser_authorizations() -> list[str]:
+    handles = session.get(FLOW_AUTHORIZATIONS)
+    if not isinstance(handles, list):
+        return []
+    return [handle for handle in handles if isinstance(handle, str)]
+
+
+def remember_authorization(handle: str) -> None:
+    handles = [*browser_authorizations(), handle]
+    session[FLOW_AUTHORIZATIONS] = handles[-MAX_BROWSER_AUTHORIZATIONS:]
+
+
+def _clear_flow(*, keep_authorizations: bool) -> None:
+    handles = browser_authorizations() if keep_authorizations else None
     session.clear()
-    if pending:
-        session[FLOW_PENDING_LOGINS] = pending
+    if handles:
+        session[FLOW_AUTHORIZATIONS] = handles
 
 
 def start_flow(transaction_token: str) -> None:
     """A new login or activation step: drop whatever flow state the browser had (another
     person's half-done login on a shared computer must not carry over)."""
-    _clear_flow(keep_pending_logins=True)
+    _clear_flow(keep_authorizations=True)
     session[FLOW_TRANSACTION] = transaction_token
 
 
@@ -85,10 +103,49 @@ def flow_transaction_token() -> str | None:
     return session.get(FLOW_TRANSACTION)
 
 
-def end_flow(*, keep_pending_logins: bool = True) -> None:
+def end_flow(*, keep_authorizations: bool = True) -> None:
     # A new CSRF token and no leftover state after every change of who is logged in; a logout
     # also forgets the authorizations that wait for a login.
-    _clear_flow(keep_pending_logins=keep_pending_logins)
+    _clear_flow(keep_authorizations=keep_authorizations)
+
+
+def resume_path(handle: str) -> str:
+    return url_for("oidc.resume", handle=handle)
+
+
+def way_back() -> str | None:
+    """Where a login of this browser goes on to when no page says: the relying party whose
+    authorization request waits for it (the newest), if any."""
+    row = authorizations.newest(browser_authorizations(), clock.now(), pending_only=True)
+    return resume_path(_handles_by_digest()[row.handle_digest]) if row is not None else None
+
+
+def _handles_by_digest() -> dict[str, str]:
+    return {digest(handle): handle for handle in browser_authorizations()}
+
+
+def authorization_resumed_by(path: str | None) -> PendingAuthorization | None:
+    """This browser's request that a return path leads back to, if it is a resume address."""
+    if not path:
+        return None
+    try:
+        endpoint, args = current_app.url_map.bind("").match(urlsplit(path).path, method="GET")
+    except HTTPException:
+        return None
+    if endpoint != "oidc.resume":
+        return None
+    return authorizations.find(args["handle"], browser_authorizations(), clock.now())
+
+
+def back_to_completed_authorization() -> str | None:
+    """The back button after a login that went back to a relying party: the resume address of
+    that request (which leads to the relying party's page), while the session lives."""
+    if current_session() is None:
+        return None
+    row = authorizations.newest(browser_authorizations(), clock.now(), pending_only=False)
+    if row is None or row.state != TransactionState.COMPLETED:
+        return None
+    return resume_path(_handles_by_digest()[row.handle_digest])
 
 
 def sms_error(error: Exception) -> tuple[str, int]:

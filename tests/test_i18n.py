@@ -107,7 +107,7 @@ def test_pages_of_the_journey_in_english(app, client, outbox):
 
 
 @pytest.mark.parametrize("locale", ["de", "en"])
-@pytest.mark.parametrize("purpose", ["activation", "login"])
+@pytest.mark.parametrize("purpose", ["activation", "login", "step_up"])
 def test_sms_text_is_one_gsm7_message_with_the_webotp_line(make_app, locale, purpose):
     app = make_app(ISSUER="https://login.example.com", PRODUCT_NAME="e:service")
     user = User(username="anna", email="anna@example.com", phone="+4915112345678", locale=locale)

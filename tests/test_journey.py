@@ -1,5 +1,7 @@
 """The seed journey: invitation, password confirmed by SMS PIN, login with a mandatory PIN."""
 
+import re
+
 from idp.models import Invitation, User
 from tests.conftest import PASSWORD, activate, csrf_token, invite, login, path_of, post_form
 
@@ -98,3 +100,30 @@ def test_logout_ends_the_session(app, client, outbox):
     response = client.post("/logout", data={"csrf_token": csrf_token(client.get("/").text)})
     assert response.status_code == 303
     assert client.get("/").status_code == 302
+
+
+def progress_line(page: str) -> list[tuple[str, str]]:
+    """The progress line's steps: (label, "current", "done" or "")."""
+    line = re.search(r'<ol class="progress".*?</ol>', page, re.S).group(0)
+    steps = re.findall(r'<li(?: aria-current="step")?(?: class="(\w+)")?>([^<]+)</li>', line)
+    return [(label, state) for state, label in steps]
+
+
+def test_the_progress_line_shows_the_steps_of_the_flow_the_person_is_in(app, client, outbox):
+    invite(app)
+    link = path_of(outbox.last_link())
+    assert progress_line(client.get(link).text) == [
+        ("Passwort vergeben", "current"),
+        ("Bestätigen", ""),
+    ]
+    post_form(client, link, {"password": PASSWORD, "password_confirm": PASSWORD})
+    assert progress_line(client.get("/pin").text) == [
+        ("Passwort vergeben", "done"),
+        ("Bestätigen", "current"),
+    ]
+    done = post_form(client, "/pin", {"pin": outbox.last_pin()})
+    assert progress_line(done.text) == [("Passwort vergeben", "done"), ("Bestätigen", "done")]
+
+    assert progress_line(client.get("/login").text) == [("Passwort", "current"), ("PIN", "")]
+    post_form(client, "/login", {"username": "anna", "password": PASSWORD})
+    assert progress_line(client.get("/pin").text) == [("Passwort", "done"), ("PIN", "current")]

@@ -113,9 +113,10 @@ def create_relying_party(
     def book(option: str):
         if signed_in() is None:
             return redirect(url_for("login"))
-        # Booking costs money: demand a fresh password and PIN, whatever the session's age.
+        # Booking costs money: demand a fresh password and PIN, whatever the session's age;
+        # `purpose` lets the identity provider say that the login confirms a booking.
         session["after_login"] = {"book": option[:40], "asked_at": int(time.time())}
-        return idp.authorize_redirect(f"{base_url}/callback", max_age=0)
+        return idp.authorize_redirect(f"{base_url}/callback", max_age=0, purpose="booking")
 
     @app.get("/callback")
     def callback():

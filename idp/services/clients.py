@@ -234,6 +234,12 @@ def post_logout_uri_registered(client: Client, uri: str | None) -> bool:
     return _listed(uri, client.post_logout_redirect_uris)
 
 
+def landing_uri(client: Client) -> str | None:
+    """A page of the relying party to send a person to outside any protocol answer (the back
+    button after a login): where it asked to have people land after a logout, else None."""
+    return client.post_logout_redirect_uris[0] if client.post_logout_redirect_uris else None
+
+
 def rotate_secret(client: Client, now: datetime) -> str:
     if is_public(client):
         raise UserError(f"client {client.client_id!r} is public: it has no secret")

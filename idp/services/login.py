@@ -54,14 +54,17 @@ def check_password(username: str, password: str, now: datetime, ip: str | None) 
 
 
 def begin(
-    user: User, now: datetime, ip: str | None, return_to: str | None
+    user: User,
+    now: datetime,
+    ip: str | None,
+    return_to: str | None,
+    purpose: str = TransactionPurpose.LOGIN,
 ) -> tuple[AuthTransaction, str]:
-    """Starts the PIN step; raises SendError when the SMS fails (the caller rolls back)."""
-    transaction, token = transactions.start(
-        user, TransactionPurpose.LOGIN, now, return_to=return_to
-    )
+    """Starts the PIN step of a login (or of a step-up, whose SMS says it confirms an action);
+    raises SendError when the SMS fails (the caller rolls back)."""
+    transaction, token = transactions.start(user, purpose, now, return_to=return_to)
     transactions.send_pin(transaction, now)
-    audit.record("pin.sent", now=now, actor="user", user=user, ip=ip, purpose="login")
+    audit.record("pin.sent", now=now, actor="user", user=user, ip=ip, purpose=str(purpose))
     return transaction, token
 
 

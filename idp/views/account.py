@@ -1,6 +1,6 @@
-"""The IdP's own start page: who is signed in, and the way out."""
+"""The IdP's own start page: who is signed in, the way to the portal, and the way out."""
 
-from flask import Blueprint, redirect, render_template, url_for
+from flask import Blueprint, current_app, redirect, render_template, url_for
 
 from idp.web import current_session
 
@@ -12,4 +12,9 @@ def home():
     session = current_session()
     if session is None:
         return redirect(url_for("login.form"))
-    return render_template("account/home.html", user=session.user, session=session)
+    return render_template(
+        "account/home.html",
+        user=session.user,
+        session=session,
+        portal_url=current_app.config["PORTAL_URL"],
+    )

@@ -3,10 +3,12 @@
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from idp.extensions import db
+from idp.models import PendingAuthorization, TransactionPurpose, TransactionState, User
 from idp.ratelimit import limit_posts
 from idp.senders import SendError
-from idp.services import audit, clock, login, tokens_logout
+from idp.services import audit, authorizations, clock, login, tokens_logout, users
 from idp.web import (
+    authorization_resumed_by,
     clear_session_cookie,
     client_ip,
     current_session,
@@ -14,23 +16,50 @@ from idp.web import (
     safe_return_path,
     sms_error,
     start_flow,
+    way_back,
 )
 
 bp = Blueprint("login", __name__)
 
 
 def login_page(*, username="", return_to=None, error=None, status=200):
+    resumed = authorization_resumed_by(return_to)
+    step_up_user = _step_up_user(resumed)
+    step_up = None
+    if step_up_user is not None:
+        step_up = {"username": step_up_user.username, "purpose": authorizations.purpose(resumed)}
     return (
-        render_template("login/login.html", username=username, next=return_to, error=error),
+        render_template(
+            "login/login.html",
+            username=step_up["username"] if step_up else username,
+            next=return_to,
+            step_up=step_up,
+            error=error,
+            # The language switch on a page that answers a POST: the same form, by GET.
+            language_return=url_for("login.form", next=return_to),
+        ),
         status,
     )
 
 
+def _step_up_user(resumed: PendingAuthorization | None) -> User | None:
+    """The account that must confirm the request the login goes back to, when that is a
+    step-up (a new login that a relying party asked for within a live session)."""
+    if resumed is None or resumed.state != TransactionState.PENDING:
+        return None
+    return resumed.user
+
+
 @bp.get("/login")
 def form():
-    return_to = safe_return_path(request.args.get("next"))
-    if current_session() is not None and return_to is None:
-        return redirect(url_for("account.home"))
+    return_to = safe_return_path(request.args.get("next")) or way_back()
+    if current_session() is not None:
+        if return_to is None:
+            return redirect(url_for("account.home"))
+        resumed = authorization_resumed_by(return_to)
+        if resumed is not None and resumed.state != TransactionState.PENDING:
+            # The back button after the login: the resume address knows the way on.
+            return redirect(return_to)
     return login_page(username=request.args.get("username", "")[:64], return_to=return_to)
 
 
@@ -40,12 +69,17 @@ def submit():
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
     return_to = safe_return_path(request.form.get("next"))
+    step_up_user = _step_up_user(authorization_resumed_by(return_to))
+    if step_up_user is not None and users.username_key(username) != step_up_user.username_key:
+        # Refused before any password is checked: it tells nothing about the other account.
+        return login_page(return_to=return_to, error="step_up_account", status=422)
     user = login.check_password(username, password, clock.now(), client_ip())
     if user is None:
         db.session.commit()
         return login_page(username=username[:64], return_to=return_to, error="credentials")
+    purpose = TransactionPurpose.STEP_UP if step_up_user is not None else TransactionPurpose.LOGIN
     try:
-        _, transaction_token = login.begin(user, clock.now(), client_ip(), return_to)
+        _, transaction_token = login.begin(user, clock.now(), client_ip(), return_to, purpose)
     except SendError as error:
         db.session.rollback()
         current_app.logger.warning("PIN SMS for login not sent: %s", error)
@@ -76,7 +110,7 @@ def logout():
         )
         db.session.commit()
         tokens_logout.send(deliveries)
-    end_flow()
+    end_flow(keep_authorizations=False)
     response = redirect(url_for("login.logged_out"), code=303)
     clear_session_cookie(response)
     return response

@@ -19,25 +19,34 @@ from flask import (
     request,
     url_for,
 )
-from flask import session as flow
 
 from idp import i18n, oauth
 from idp.extensions import csrf, db
-from idp.services import audit, clients, clock, entitlements, keys, tokens, tokens_logout
+from idp.models import TransactionState
+from idp.services import (
+    audit,
+    authorizations,
+    clients,
+    clock,
+    entitlements,
+    keys,
+    tokens,
+    tokens_logout,
+)
 from idp.web import (
-    FLOW_PENDING_LOGINS,
+    browser_authorizations,
     clear_session_cookie,
     client_ip,
     current_session,
     end_flow,
+    remember_authorization,
+    resume_path,
 )
 
 bp = Blueprint("oidc", __name__)
 api = Blueprint("oidc_api", __name__)
 csrf.exempt(api)
 
-# Authorization requests of one browser that wait for the login they asked for (flow cookie).
-MAX_PENDING_LOGINS = 5
 # A larger max_age (about 31 years) means the same; timedelta overflows near 10**14 days.
 MAX_AGE_LIMIT = 10**9
 # Header types of the tokens we sign that are not ID tokens: never an id_token_hint.
@@ -127,51 +136,12 @@ def invalid_request_page(reason: str):
     return render_template("oidc/invalid_request.html", reason=reason), 400
 
 
-def _milliseconds(moment) -> int:
-    # Seconds are too coarse: a login in the same second as the request would not count.
-    return int(moment.timestamp() * 1000)
-
-
 def _request_fingerprint(client_id: str) -> str:
     """Names this very authorization request: every parameter, so a new request (new state,
     nonce and PKCE challenge) never matches an old one."""
     items = sorted(request.values.items(multi=True))
     digest = hashlib.sha256(json.dumps([client_id, items]).encode()).digest()
     return base64.urlsafe_b64encode(digest[:18]).decode()
-
-
-def _pending_logins() -> dict[str, int]:
-    """Fingerprint -> the moment (ms) /authorize sent this browser to log in for it; the old
-    ones dropped."""
-    pending = flow.get(FLOW_PENDING_LOGINS)
-    if not isinstance(pending, dict):
-        return {}
-    oldest = _milliseconds(clock.now()) - current_app.config["TRANSACTION_LIFETIME"] * 1000
-    return {
-        key: since
-        for key, since in pending.items()
-        if isinstance(key, str) and isinstance(since, int) and since >= oldest
-    }
-
-
-def _take_pending_login(fingerprint: str) -> int | None:
-    """The moment this browser was sent to log in for this request, if it was; single use: the
-    request either completes now, or asks for the login again."""
-    pending = _pending_logins()
-    since = pending.pop(fingerprint, None)
-    if since is not None or FLOW_PENDING_LOGINS in flow:
-        if pending:
-            flow[FLOW_PENDING_LOGINS] = pending
-        else:
-            flow.pop(FLOW_PENDING_LOGINS, None)
-    return since
-
-
-def _remember_pending_login(fingerprint: str) -> None:
-    pending = _pending_logins()
-    pending[fingerprint] = _milliseconds(clock.now())
-    newest = sorted(pending.items(), key=lambda item: item[1])[-MAX_PENDING_LOGINS:]
-    flow[FLOW_PENDING_LOGINS] = dict(newest)
 
 
 def _max_age() -> int | None:
@@ -186,24 +156,52 @@ def _max_age() -> int | None:
     return MAX_AGE_LIMIT if len(value) > 10 else min(int(value), MAX_AGE_LIMIT)
 
 
-def _needs_login(session, max_age: int | None, asked_since: int | None) -> bool:
-    """Whether password and PIN must be asked (again) before a code is issued. asked_since:
-    when this browser was sent to log in for this very request, if it was."""
-    if session is None:
-        return True
+# Why password and PIN must be asked (again) before a code is issued (as node-oidc-provider's
+# interaction checks name them).
+NO_SESSION = "no_session"
+FRESH_LOGIN = "fresh_login"  # prompt=login, or a max_age that the session exceeds: a step-up
+OTHER_ACCOUNT = "other_account"  # the id_token_hint names someone else than who is signed in
+
+
+def _fresh_login_asked(session, max_age: int | None) -> bool:
     stale = max_age is not None and clock.now() - session.auth_time > timedelta(seconds=max_age)
-    if not stale and "login" not in request.values.get("prompt", "").split():
-        return False
+    return stale or "login" in request.values.get("prompt", "").split()
+
+
+def _login_reason(session, max_age: int | None, pending) -> str | None:
+    """Why a login is needed, or None. pending: this browser's request that was sent to log
+    in for this very request, if it was."""
+    if session is None:
+        return NO_SESSION
+    if pending is not None and pending.user_id not in (None, session.user_id):
+        # A step-up is confirmed by the account that was asked, never by another one.
+        return FRESH_LOGIN
+    if not _fresh_login_asked(session, max_age):
+        return None
     # Back from the login that prompt=login or max_age asked for: it must have happened since.
-    return asked_since is None or _milliseconds(session.auth_time) < asked_since
+    if pending is None or session.auth_time < pending.login_asked_at:
+        return FRESH_LOGIN
+    return None
 
 
-def _login_redirect(fingerprint: str, status: int):
-    """To the hosted login, which comes back to this same request; this browser's flow cookie
-    remembers that the login was asked for, and when."""
-    _remember_pending_login(fingerprint)
-    resume = url_for("oidc.authorize") + "?" + urlencode(list(request.values.items(multi=True)))
-    login_params = {"next": resume}
+def _login_redirect(client, session, reason: str, pending, status: int):
+    """To the hosted login, which comes back to this same request through a server-side
+    pending request that this browser's flow cookie holds the handle of."""
+    step_up_user = None
+    if pending is not None and pending.user is not None:
+        step_up_user = pending.user
+    elif reason == FRESH_LOGIN:
+        step_up_user = session.user
+    _, handle = authorizations.start(
+        client,
+        list(request.values.items(multi=True)),
+        _request_fingerprint(client.client_id),
+        clock.now(),
+        step_up_user=step_up_user,
+    )
+    db.session.commit()
+    remember_authorization(handle)
+    login_params = {"next": resume_path(handle)}
     if request.values.get("login_hint"):
         login_params["username"] = request.values["login_hint"][:64]
     return redirect(url_for("login.form", **login_params), code=status)
@@ -274,10 +272,12 @@ def authorize():
         return oauth.denial_response(denied, status)
 
     session = current_session()
-    fingerprint = _request_fingerprint(client.client_id)
-    needs_login = _needs_login(session, max_age, _take_pending_login(fingerprint))
+    pending = authorizations.claim(
+        browser_authorizations(), _request_fingerprint(client.client_id), clock.now()
+    )
+    reason = _login_reason(session, max_age, pending)
     try:
-        grant = oauth.validate_authorization(None if needs_login else session)
+        grant = oauth.validate_authorization(None if reason else session)
     except oauth.AuthorizationInvalid:
         return invalid_request_page("request")
     except oauth.AuthorizationDenied as denied:
@@ -294,17 +294,34 @@ def authorize():
             )
             return oauth.denial_response(denied, status)
         # The relying party expects someone else than who is signed in here.
-        needs_login = needs_login or hinted.get("sub") != session.user.subject
-    if needs_login:
+        if reason is None and hinted.get("sub") != session.user.subject:
+            reason = OTHER_ACCOUNT
+    if reason:
         if "none" in request.values.get("prompt", "").split():
             denied = oauth.AuthorizationDenied(
                 grant.redirect_uri, "login_required", None, request.values.get("state")
             )
             return oauth.denial_response(denied, status)
-        return _login_redirect(fingerprint, status)
+        return _login_redirect(client, session, reason, pending, status)
     if not entitlements.admits(client, session.user):
         return _entitlement_missing(grant, client, session, status)
+    if pending is not None:
+        authorizations.complete(pending)
     return oauth.authorization_response(grant, session, client, status)
+
+
+@bp.get("/authorize/resume/<handle>")
+def resume(handle):
+    """Back to a request that waits for a login: to /authorize with its own parameters, where
+    every check runs again. The back button after it completed: the relying party's page. A
+    handle that this browser does not hold (another's, used up, expired) leads to the login."""
+    row = authorizations.find(handle, browser_authorizations(), clock.now())
+    if row is not None and row.state == TransactionState.PENDING:
+        query = urlencode([tuple(pair) for pair in row.params])
+        return redirect(url_for("oidc.authorize") + "?" + query)
+    if row is not None and row.state == TransactionState.COMPLETED and current_session():
+        return redirect(clients.landing_uri(row.client) or current_app.config["PORTAL_URL"])
+    return redirect(url_for("login.form"))
 
 
 def _entitlement_missing(grant, client, session, status):
@@ -423,7 +440,7 @@ def end_session():
         )
         db.session.commit()
         tokens_logout.send(deliveries)
-    end_flow(keep_pending_logins=False)
+    end_flow(keep_authorizations=False)
     if post_logout_uri:
         target = post_logout_uri
         state = request.values.get("state")

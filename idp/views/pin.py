@@ -12,6 +12,7 @@ from idp.services.transactions import PinResult, ResendRefused
 from idp.services.users import masked_phone
 from idp.views.activation import link_problem_page
 from idp.web import (
+    back_to_completed_authorization,
     client_ip,
     current_session,
     end_flow,
@@ -47,7 +48,9 @@ def ended_page(purpose: str | None, reason: str, status: int = 410):
 def form():
     transaction = transactions.load(flow_transaction_token(), clock.now())
     if transaction is None:
-        return ended_page(None, "expired")
+        # The back button after a login that went on to a relying party: back there.
+        back = back_to_completed_authorization()
+        return redirect(back) if back else ended_page(None, "expired")
     return pin_page(transaction)
 
 

@@ -1,0 +1,350 @@
+"""Every detour of a login keeps the way back to the relying party that sent the person: the
+pending authorization request is kept server-side, bound to the browser, so that signing in
+again returns to the relying party with a code and its original `state`. A step-up explains
+itself and is confirmed by the account that is signed in, no other."""
+
+import html
+import re
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+import requests
+
+from idp.extensions import db
+from idp.models import User
+from tests.conftest import PASSWORD, activate, invite
+from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
+from tests.oidc_fixtures import Browser, _csrf
+from tests.servers import HOST, free_port
+
+DE = {"Accept-Language": "de"}
+
+
+def follow(browser: Browser, url: str) -> requests.Response:
+    """GETs and follows the IdP's redirects, without signing in; stops at a page or at the
+    first redirect that leaves the IdP."""
+    response = browser.http.get(url, allow_redirects=False, timeout=10, headers=DE)
+    while response.is_redirect:
+        target = urljoin(response.url, response.headers["Location"])
+        if not target.startswith(browser.idp.issuer):
+            return response
+        response = browser.http.get(target, allow_redirects=False, timeout=10, headers=DE)
+    return response
+
+
+def link(page: requests.Response, text: str) -> str:
+    """The address of the link with this text on a page."""
+    match = re.search(r'<a [^>]*href="([^"]+)"[^>]*>\s*' + re.escape(text) + r"\s*</a>", page.text)
+    assert match, f"no link {text!r} on the page"
+    return urljoin(page.url, html.unescape(match.group(1)))
+
+
+def submit(browser: Browser, page: requests.Response, data: dict, action: str):
+    """Posts the form of a page like a browser: its hidden fields, its CSRF token."""
+    fields = re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page.text)
+    hidden = {name: html.unescape(value) for name, value in fields}
+    return browser.http.post(
+        browser.idp.url(action),
+        data={**hidden, "csrf_token": _csrf(page.text), **data},
+        allow_redirects=False,
+        timeout=10,
+        headers=DE,
+    )
+
+
+def password_step(browser: Browser, login_page: requests.Response, **data):
+    form = {"username": "anna", "password": PASSWORD, **data}
+    response = submit(browser, login_page, form, "/login")
+    assert response.status_code == 303, response.text[:300]
+    return follow(browser, browser.idp.url("/pin"))
+
+
+def pin_step(browser: Browser, pin_page: requests.Response, pin: str) -> requests.Response:
+    response = submit(browser, pin_page, {"pin": pin}, "/pin")
+    if not response.is_redirect:
+        return response
+    return follow(browser, urljoin(response.url, response.headers["Location"]))
+
+
+def way_back_of(page: requests.Response) -> str:
+    """The address that a login form goes back to."""
+    return html.unescape(re.search(r'name="next" value="([^"]+)"', page.text).group(1))
+
+
+def wrong(pin: str) -> str:
+    return "000000" if pin != "000000" else "111111"
+
+
+def assert_back_at_the_rp_with_a_code(rp, response) -> None:
+    params = rp.callback_params(response)
+    assert params["state"] == rp.last["state"]
+    assert "code" in params
+    assert rp.redeem(response.headers["Location"])["id_token"]
+
+
+@pytest.fixture
+def login_page(browser, rp):
+    """The login page that the relying party's authorization request led to."""
+    page = follow(browser, rp.authorization_url())
+    assert urlsplit(page.url).path == "/login" and page.status_code == 200
+    return page
+
+
+# --- The way back ------------------------------------------------------------------------------
+
+
+def test_sign_in_after_an_ended_pin_step_returns_to_the_rp_with_its_state(
+    idp, browser, rp, outbox, login_page, frozen_clock
+):
+    pin_page = password_step(browser, login_page)
+    assert pin_step(browser, pin_page, wrong(outbox.last_pin())).status_code == 422
+    # The PIN step ends (it outlived its lifetime); the relying party's request waits longer.
+    frozen_clock.advance(seconds=idp.app.config["TRANSACTION_LIFETIME"] + 1)
+    ended = pin_step(browser, pin_page, outbox.last_pin())
+    assert ended.status_code == 410 and "Bitte beginnen Sie erneut" in ended.text
+
+    again = follow(browser, link(ended, "Zur Anmeldung"))
+    pin_page = password_step(browser, again)
+    assert_back_at_the_rp_with_a_code(rp, pin_step(browser, pin_page, outbox.last_pin()))
+
+
+def test_sign_in_from_a_used_link_page_returns_to_the_rp_with_its_state(
+    browser, rp, outbox, login_page
+):
+    used = follow(browser, outbox.last_link())
+    assert used.status_code == 410
+
+    again = follow(browser, link(used, "Zur Anmeldung"))
+    pin_page = password_step(browser, again)
+    assert_back_at_the_rp_with_a_code(rp, pin_step(browser, pin_page, outbox.last_pin()))
+
+
+def test_sign_in_from_an_expired_link_page_returns_to_the_rp(
+    idp, browser, rp, outbox, frozen_clock
+):
+    idp.app.test_cli_runner().invoke(args=["users", "reset-password", "anna"])
+    reset_link = outbox.last_link()
+    frozen_clock.advance(seconds=idp.app.config["INVITATION_LIFETIME"] - 60)
+    assert urlsplit(follow(browser, rp.authorization_url()).url).path == "/login"
+    frozen_clock.advance(seconds=120)
+    expired = follow(browser, reset_link)
+    assert expired.status_code == 410
+
+    again = follow(browser, link(expired, "Zur Anmeldung"))
+    pin_page = password_step(browser, again)
+    assert_back_at_the_rp_with_a_code(rp, pin_step(browser, pin_page, outbox.last_pin()))
+
+
+def test_the_language_switch_after_a_wrong_password_keeps_the_way_back(
+    browser, rp, outbox, login_page
+):
+    failed = submit(browser, login_page, {"username": "anna", "password": "wrong"}, "/login")
+    assert failed.status_code == 200 and "Die Anmeldung ist fehlgeschlagen" in failed.text
+
+    english = follow(browser, link(failed, "EN"))
+    assert '<html lang="en">' in english.text and urlsplit(english.url).path == "/login"
+    pin_page = password_step(browser, english)
+    assert_back_at_the_rp_with_a_code(rp, pin_step(browser, pin_page, outbox.last_pin()))
+
+
+def test_the_language_switch_after_a_password_rule_keeps_the_set_password_page(
+    idp, browser, outbox
+):
+    invite(idp.app, username="bert")
+    page = follow(browser, outbox.last_link())
+    refused = submit(
+        browser, page, {"password": "short", "password_confirm": "short"}, urlsplit(page.url).path
+    )
+    assert refused.status_code == 422
+
+    english = follow(browser, link(refused, "EN"))
+    assert english.status_code == 200 and english.url == page.url
+    assert "Set your password" in english.text and 'autocomplete="new-password"' in english.text
+
+
+def test_the_back_button_after_the_login_leads_to_the_rp(idp, browser, make_rp):
+    home = f"http://{HOST}:{free_port()}/"
+    rp = make_rp("--post-logout-redirect-uri", home)
+    login_page = follow(browser, rp.authorization_url())
+    pin_page = password_step(browser, login_page)
+    assert_back_at_the_rp_with_a_code(rp, pin_step(browser, pin_page, browser.outbox.last_pin()))
+
+    # The pages before it in the browser's history: the PIN page, then the login page.
+    for earlier in (pin_page.url, login_page.url):
+        back = follow(browser, earlier)
+        assert back.is_redirect and back.headers["Location"] == home, back.text[:300]
+
+
+def test_the_back_button_leads_to_the_portal_when_the_rp_has_no_landing_page(
+    idp, browser, rp, login_page
+):
+    pin_page = password_step(browser, login_page)
+    assert_back_at_the_rp_with_a_code(rp, pin_step(browser, pin_page, browser.outbox.last_pin()))
+    back = follow(browser, pin_page.url)
+    assert back.headers["Location"] == idp.app.config["PORTAL_URL"]
+
+
+def test_the_start_page_offers_the_portal(idp, browser):
+    browser.visit(idp.url("/login"))
+    start = follow(browser, idp.url("/"))
+    assert start.status_code == 200 and "Sie sind angemeldet" in start.text
+    assert link(start, "Zu e:service") == idp.app.config["PORTAL_URL"]
+
+
+# --- What the way back must not open -----------------------------------------------------------
+
+
+def test_a_request_of_another_browser_cannot_be_slipped_into_a_victims_login(
+    idp, browser, outbox, rp
+):
+    """Login CSRF: an attacker's pending request (its resume address) sent to a victim leads
+    the victim's login nowhere but to her own start page; no code goes out for it."""
+    attacker = Browser(idp, outbox)
+    attackers_login = follow(attacker, rp.authorization_url())
+    resume = way_back_of(attackers_login)
+
+    assert urlsplit(follow(browser, idp.url(resume)).url).path == "/login"
+    victims_login = follow(browser, idp.url("/login?next=" + resume))
+    pin_page = password_step(browser, victims_login)
+    landed = pin_step(browser, pin_page, outbox.last_pin())
+    assert landed.status_code == 200 and urlsplit(landed.url).path == "/"
+
+
+def test_a_pending_request_expires(idp, browser, rp, outbox, login_page, frozen_clock):
+    frozen_clock.advance(seconds=idp.app.config["PENDING_AUTHORIZATION_LIFETIME"] + 1)
+    again = follow(browser, idp.url("/login"))
+    assert 'name="next"' not in again.text
+    landed = pin_step(browser, password_step(browser, again), outbox.last_pin())
+    assert urlsplit(landed.url).path == "/"
+
+
+def test_a_completed_request_gives_no_second_code(idp, browser, rp, login_page):
+    resume = way_back_of(login_page)
+    pin_page = password_step(browser, login_page)
+    assert_back_at_the_rp_with_a_code(rp, pin_step(browser, pin_page, browser.outbox.last_pin()))
+    again = follow(browser, idp.url(resume))
+    assert "code" not in again.headers["Location"]
+
+
+@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil"])
+def test_the_way_back_is_no_open_redirect(idp, browser, target):
+    page = follow(browser, idp.url("/login?next=" + requests.utils.quote(target)))
+    assert "evil" not in page.text
+    assert follow(browser, idp.url("/language/en?next=" + requests.utils.quote(target))).url == (
+        idp.url("/login")
+    )
+
+
+# --- Step-up ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "explanation"),
+    [
+        ({"max_age": "0"}, "Bitte bestätigen Sie Ihre Identität erneut"),
+        ({"prompt": "login"}, "Bitte bestätigen Sie Ihre Identität erneut"),
+        ({"max_age": "0", "purpose": "booking"}, "Zur Bestätigung Ihrer Buchung"),
+        ({"prompt": "login", "purpose": "<b>anything else</b>"}, "Bitte bestätigen Sie"),
+    ],
+)
+def test_a_step_up_explains_itself_with_the_username_prefilled(
+    browser, rp, outbox, params, explanation
+):
+    rp.sign_in(browser)
+    page = follow(browser, rp.authorization_url(**params))
+    assert explanation in page.text and "anything else" not in page.text
+    assert re.search(r'name="username"[^>]*value="anna"[^>]*readonly', page.text)
+
+    pin_page = password_step(browser, page)
+    sms = outbox.sms()[0]["text"]
+    assert "Ihre PIN zur Bestätigung einer Aktion in e:service" in sms and "Anmelde" not in sms
+    assert_back_at_the_rp_with_a_code(rp, pin_step(browser, pin_page, outbox.last_pin()))
+
+
+def test_a_login_needs_no_explanation(browser, rp, login_page):
+    assert "Anmelden bei e:service" in login_page.text
+    assert "bestätigen Sie" not in login_page.text and "readonly" not in login_page.text
+
+
+@pytest.fixture
+def bob(idp, outbox):
+    activate(idp.app, idp.app.test_client(), outbox, username="bob")
+    return "bob"
+
+
+def test_a_step_up_is_refused_for_another_account(idp, browser, rp, outbox, bob):
+    rp.sign_in(browser)
+    page = follow(browser, rp.authorization_url(max_age="0"))
+    sms_before = len(outbox.sms())
+
+    refused = submit(browser, page, {"username": "bob", "password": PASSWORD}, "/login")
+    assert refused.status_code == 422
+    assert "Bitte bestätigen Sie mit dem angemeldeten Konto: anna" in refused.text
+    assert len(outbox.sms()) == sms_before
+    with idp.app.app_context():
+        assert db.session.scalar(db.select(User).filter_by(username="bob")).failed_passwords == 0
+
+
+def test_a_step_up_cannot_be_completed_by_another_account_around_the_form(
+    idp, browser, rp, outbox, bob
+):
+    """Without the form's way back, bob signs in on his own; the step-up still waits for anna:
+    the relying party gets no code for bob."""
+    rp.sign_in(browser)
+    page = follow(browser, rp.authorization_url(max_age="0"))
+    resume = way_back_of(page)
+    form = {"username": "bob", "password": PASSWORD, "next": ""}
+    response = submit(browser, page, form, "/login")
+    assert response.status_code == 303
+    pin_step(browser, follow(browser, idp.url("/pin")), outbox.last_pin())
+
+    again = follow(browser, idp.url(resume))
+    assert urlsplit(again.url).path == "/login"
+    assert re.search(r'name="username"[^>]*value="anna"[^>]*readonly', again.text)
+
+
+def test_a_logout_forgets_the_requests_that_wait_for_a_login(idp, browser, rp, login_page):
+    # Signed in on her own, the relying party's request still waiting; then signed out.
+    submit(browser, login_page, {"username": "anna", "password": PASSWORD, "next": ""}, "/login")
+    pin_step(browser, follow(browser, idp.url("/pin")), browser.outbox.last_pin())
+    start = follow(browser, idp.url("/"))
+    assert "Sie sind angemeldet" in start.text
+    submit(browser, start, {}, "/logout")
+    assert 'name="next"' not in follow(browser, idp.url("/login")).text
+
+
+def test_of_parallel_resumes_one_gets_the_code(idp, browser, rp):
+    """A prompt=login request resumed by several requests at once after the login: one code."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rp.sign_in(browser)
+    login = follow(browser, rp.authorization_url(prompt="login"))
+    pin_page = password_step(browser, login)
+    done = submit(browser, pin_page, {"pin": browser.outbox.last_pin()}, "/pin")
+    resume = browser.http.get(idp.url(done.headers["Location"]), allow_redirects=False)
+    authorization = idp.url(resume.headers["Location"])
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        answers = list(
+            pool.map(
+                lambda _: browser.http.get(authorization, allow_redirects=False, timeout=10),
+                range(10),
+            )
+        )
+    codes = [a for a in answers if a.headers["Location"].startswith(rp.redirect_uri)]
+    assert len(codes) == 1, [a.headers["Location"][:40] for a in answers]
+
+
+def test_expired_requests_are_cleared_as_new_ones_come(idp, rp, outbox, frozen_clock):
+    """Anybody can make /authorize ask for a login: the rows do not pile up."""
+    from idp.models import PendingAuthorization
+
+    def count() -> int:
+        with idp.app.app_context():
+            return db.session.scalar(db.select(db.func.count(PendingAuthorization.id)))
+
+    for _ in range(3):
+        follow(Browser(idp, outbox), rp.authorization_url())
+    assert count() == 3
+    frozen_clock.advance(seconds=idp.app.config["PENDING_AUTHORIZATION_LIFETIME"] + 1)
+    follow(Browser(idp, outbox), rp.authorization_url())
+    assert count() == 1
