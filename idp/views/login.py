@@ -6,6 +6,8 @@ from idp.extensions import db
 from idp.ratelimit import limit_posts
 from idp.senders import SendError
 from idp.services import audit, clock, login, tokens_logout
+from idp.services.lockout import PinsLocked
+from idp.services.login import LoginThrottled
 from idp.web import (
     clear_session_cookie,
     client_ip,
@@ -19,9 +21,11 @@ from idp.web import (
 bp = Blueprint("login", __name__)
 
 
-def login_page(*, username="", return_to=None, error=None, status=200):
+def login_page(*, username="", return_to=None, error=None, until=None, status=200):
     return (
-        render_template("login/login.html", username=username, next=return_to, error=error),
+        render_template(
+            "login/login.html", username=username, next=return_to, error=error, until=until
+        ),
         status,
     )
 
@@ -40,12 +44,31 @@ def submit():
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
     return_to = safe_return_path(request.form.get("next"))
-    user = login.check_password(username, password, clock.now(), client_ip())
+    try:
+        user = login.check_password(username, password, clock.now(), client_ip())
+    except LoginThrottled as throttled:
+        db.session.commit()
+        return login_page(
+            username=username[:64],
+            return_to=return_to,
+            error="throttled",
+            until=throttled.until,
+            status=429,
+        )
     if user is None:
         db.session.commit()
         return login_page(username=username[:64], return_to=return_to, error="credentials")
     try:
         _, transaction_token = login.begin(user, clock.now(), client_ip(), return_to)
+    except PinsLocked as locked:
+        db.session.commit()  # the right password settled its attempt
+        return login_page(
+            username=username[:64],
+            return_to=return_to,
+            error="pins_locked",
+            until=locked.until,
+            status=429,
+        )
     except SendError as error:
         db.session.rollback()
         current_app.logger.warning("PIN SMS for login not sent: %s", error)
