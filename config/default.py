@@ -87,9 +87,14 @@ TRUSTED_PROXIES = 0
 # --- SMS defences (checked before any SMS is handed to the provider) -------------------------
 # Countries whose mobile numbers may receive PINs (ISO 3166 codes); also checked at invitation.
 SMS_ALLOWED_COUNTRIES = ["DE", "AT", "CH"]
-# PIN SMS per phone number and per account (limits syntax: "N per day|hour|minute").
-SMS_LIMIT_PER_NUMBER = "10 per day"
-SMS_LIMIT_PER_ACCOUNT = "10 per day"
+# PIN SMS per phone number and per account (limits syntax: "N per day|hour|minute"). Every PIN
+# counts, whatever asked for it: logins, the step-up that confirms a booking, resends. Sized for
+# a busy administrator's day: a few logins (a session lasts at most 10 hours and ends after 30
+# minutes idle), a step-up for each of some 20 bookings, a resend now and then: about 30 SMS;
+# 40 leaves room above that and keeps pumping with one account's password to a few euros a
+# day. `idp users show` tells how much of both is used, `idp users unlock` starts them again.
+SMS_LIMIT_PER_NUMBER = "40 per day"
+SMS_LIMIT_PER_ACCOUNT = "40 per day"
 # Global budget over all numbers: messages per hour, and money per hour (EUR, as Vonage
 # reports each message's price). Past either, sending stops for the rest of the hour and an
 # error is logged and counted (idp_sms_budget_exceeded_total).
@@ -120,9 +125,12 @@ INVITATION_LIFETIME = 72 * 3600
 # --- SMS PIN ----------------------------------------------------------------------------------
 # Seconds a PIN stays valid.
 PIN_LIFETIME = 300
-# Wrong PINs allowed per login or activation attempt before it ends.
+# Wrong PINs allowed per login or activation attempt before it ends (over all attempts of an
+# account, LOCKOUT_THRESHOLD locks it).
 PIN_MAX_ATTEMPTS = 5
-# Seconds before "send a new PIN" works again.
+# Seconds after the account's last PIN before another one goes out: "send a new PIN", and also
+# a login or activation begun again meanwhile, which starts without a PIN and says when one can
+# be asked for (starting over is no way around the wait).
 PIN_RESEND_COOLDOWN = 60
 # New PINs allowed per login or activation attempt.
 PIN_MAX_RESENDS = 3
@@ -140,11 +148,14 @@ RATELIMIT_LOGIN_PER_NETWORK = "100 per minute"
 RATELIMIT_PIN_PER_IP = "30 per minute"
 RATELIMIT_ACTIVATION_PER_IP = "20 per minute"
 # Password attempts for one account from one network (/24, /64), counted before the password
-# is checked. Exhausting it blocks only that network for that account.
+# is checked. Exhausting it blocks only that network for that account; the login page says
+# until when, for every name alike (known or not).
 LOGIN_ATTEMPTS_PER_ACCOUNT_AND_NETWORK = "10 per 15 minutes"
 
 # --- Brute force ------------------------------------------------------------------------------
-# Failed passwords (or PINs) on one account before it is locked for a while.
+# Failed passwords on one account before its password step is locked for a while; failed PINs
+# (over all its open logins and activations) before its PIN step is, with a lock of its own:
+# then no PIN is sent or accepted, and the pages say until when.
 LOCKOUT_THRESHOLD = 5
 # First lock in seconds; it doubles with every further failure up to LOCKOUT_MAX_SECONDS (at
 # most about 100 guesses a day, as NIST SP 800-63B asks). The lock does not apply from a

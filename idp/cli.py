@@ -16,6 +16,7 @@ from idp.extensions import db
 from idp.models import InvitationPurpose, User, UserState
 from idp.senders import SendError
 from idp.services import (
+    account_limits,
     audit,
     clock,
     invitations,
@@ -238,9 +239,13 @@ def list_users(as_json, state):
 @with_appcontext
 @fail_on_user_error
 def show(username):
-    """Show one account as JSON."""
+    """Show one account as JSON, with its locks and SMS caps ("limits": which are active and
+    until when)."""
     user = users.get_by_username(username)
     summary = user_summary(user)
+    summary["limits"] = {
+        limit.name: limit.as_json() for limit in account_limits.of(user, clock.now())
+    }
     invitation = invitations.latest_for(user)
     summary["invitation"] = (
         {
@@ -327,13 +332,44 @@ def set_phone(username, phone):
 @with_appcontext
 @fail_on_user_error
 def unlock(username):
-    """Lift a temporary lock after failed passwords or PINs."""
+    """Lift every lock of the account: after wrong passwords, after wrong PINs, the wait for
+    the next PIN, and the day's SMS caps of the account and of its number."""
     moment = clock.now()
     user = users.get_changeable(username)
-    lockout.reset(user)
-    audit.record("user.unlocked", now=moment, actor=operator(), user=user)
+    lifted = account_limits.lift(user, moment)
+    audit.record(
+        "user.unlocked",
+        now=moment,
+        actor=operator(),
+        user=user,
+        lifted=[limit.name for limit in lifted],
+    )
     db.session.commit()
-    click.echo(f"unlocked {user.username}")
+    if not lifted:
+        click.echo(f"nothing to lift for {user.username}: no lock or cap was active")
+        return
+    click.echo(f"unlocked {user.username}: lifted the {', the '.join(map(describe, lifted))}")
+
+
+LIMIT_LABELS = {
+    "password_lock": "password lock",
+    "pin_lock": "PIN lock",
+    "pin_wait": "wait for the next PIN",
+    "sms_per_account": "SMS cap of the account",
+    "sms_per_number": "SMS cap of the number",
+}
+
+
+def describe(limit: account_limits.Limit) -> str:
+    """'PIN lock until 2026-12-01T09:30:00+00:00 (6 failures)', for the operator."""
+    counts = limit.counts
+    if "failures" in counts:
+        detail = f" ({counts['failures']} failures)"
+    elif "sent" in counts:
+        detail = f" ({counts['sent']} sent, cap {counts['cap']})"
+    else:
+        detail = ""
+    return f"{LIMIT_LABELS[limit.name]} until {limit.until.isoformat(timespec='seconds')}{detail}"
 
 
 @users_group.command("purge")

@@ -2,6 +2,8 @@
 language a relying party asked for with `ui_locales` at /authorize (for that login), else the
 browser's Accept-Language, else German."""
 
+from datetime import datetime, timedelta
+
 from flask import (
     Blueprint,
     after_this_request,
@@ -10,6 +12,7 @@ from flask import (
     redirect,
     request,
 )
+from flask_babel import format_time
 
 from idp.web import safe_return_path
 
@@ -81,3 +84,14 @@ def switch(code: str):
             # The person's own choice outranks what a relying party asked for.
             response.delete_cookie(UI_LOCALES_COOKIE)
     return response
+
+
+@bp.app_template_filter("local_time")
+def local_time(moment: datetime) -> str:
+    """A moment as the visitor reads a clock: the time in her language's format and the site's
+    time zone (BABEL_DEFAULT_TIMEZONE), to the minute, rounded up, so that "try again at" is
+    never too early."""
+    minute = moment.replace(second=0, microsecond=0)
+    if minute < moment:
+        minute += timedelta(minutes=1)
+    return format_time(minute, format="short")

@@ -23,11 +23,12 @@ from prometheus_client import (
 
 LOGINS = Counter(
     "idp_logins_total",
-    "Logins: ok (PIN confirmed, session started) or password_rejected.",
+    "Logins: ok (PIN confirmed, session started), password_rejected, or throttled (the "
+    "password attempts of the account from that network used up: not checked).",
     ["result"],
 )
 PIN_CHECKS = Counter(
-    "idp_pin_checks_total", "PIN tries by purpose and result (ok, wrong, expired, ended).",
+    "idp_pin_checks_total", "PIN tries by purpose and result (ok, wrong, expired, ended, locked).",
     ["purpose", "result"],
 )
 PINS_SENT = Counter("idp_pins_sent_total", "PIN SMS handed to the provider.", ["purpose"])

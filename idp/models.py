@@ -70,7 +70,14 @@ class User(db.Model):
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failed_passwords: Mapped[int] = mapped_column(default=0)
     failed_pins: Mapped[int] = mapped_column(default=0)
+    # Wrong passwords lock the password step, wrong PINs the PIN step: apart, so that strangers
+    # guessing passwords cannot stop the owner's PIN, and each page can say which lock holds.
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pins_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the account's last PIN SMS went out, for whichever of its logins or activations: the
+    # wait before the next one runs from it, so that starting over is no way around it. Cleared
+    # when a PIN is confirmed.
+    last_pin_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

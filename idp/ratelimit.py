@@ -2,6 +2,8 @@
 defences. All share one storage: Redis when IDP_REDIS_URL is set, so that limits hold across
 workers and hosts; this process's memory otherwise (development, one worker)."""
 
+from datetime import UTC, datetime
+
 import limits.errors
 from flask import Flask, current_app, request
 from flask_limiter import Limiter
@@ -82,5 +84,20 @@ def take_login_attempt(account: str, ip: str | None) -> bool:
     """Counts a password attempt for this account from this network; False when the pair has
     used up its attempts. Counted before the password is checked, so that parallel requests get
     no extra guesses; the account stays usable from every other network."""
-    limit = parse(current_app.config["LOGIN_ATTEMPTS_PER_ACCOUNT_AND_NETWORK"])
-    return MovingWindowRateLimiter(counters()).hit(limit, "login", account, network_of(ip))
+    return MovingWindowRateLimiter(counters()).hit(_login_limit(), *_login_key(account, ip))
+
+
+def login_attempt_free_at(account: str, ip: str | None) -> datetime:
+    """When the oldest attempt of the pair leaves the window, and a new one is allowed."""
+    reset, _ = MovingWindowRateLimiter(counters()).get_window_stats(
+        _login_limit(), *_login_key(account, ip)
+    )
+    return datetime.fromtimestamp(reset, UTC)
+
+
+def _login_limit():
+    return parse(current_app.config["LOGIN_ATTEMPTS_PER_ACCOUNT_AND_NETWORK"])
+
+
+def _login_key(account: str, ip: str | None) -> tuple[str, str, str]:
+    return "login", account, network_of(ip)

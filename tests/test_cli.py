@@ -260,6 +260,43 @@ def test_unlock(app, client, outbox):
     assert user.failed_passwords == 0 and user.locked_until is None
 
 
+def test_unlock_lifts_every_lock_and_cap_and_says_what_it_lifted(make_app, outbox):
+    # Two SMS a day: the activation's and one login's use up both caps.
+    app = make_app(SMS_LIMIT_PER_ACCOUNT="2 per day", SMS_LIMIT_PER_NUMBER="2 per day")
+    client = app.test_client()
+    activate(app, client, outbox)
+    post_form(client, "/login", {"username": "anna", "password": PASSWORD})
+    wrong_pin = "000000" if outbox.last_pin() != "000000" else "111111"
+    for _ in range(app.config["LOCKOUT_THRESHOLD"]):
+        post_form(client, "/pin", {"pin": wrong_pin})
+    for _ in range(app.config["LOCKOUT_THRESHOLD"]):
+        post_form(client, "/login", {"username": "anna", "password": "wrong"})
+
+    limits = json.loads(ok(app, "users", "show", "anna").stdout)["limits"]
+    active = {name for name, limit in limits.items() if limit["active"]}
+    assert active == {"password_lock", "pin_lock", "pin_wait", "sms_per_account", "sms_per_number"}
+    assert limits["password_lock"]["failures"] == app.config["LOCKOUT_THRESHOLD"]
+    assert limits["sms_per_account"]["sent"] == 2
+    assert limits["sms_per_number"]["cap"] == "2 per day"
+    assert all(limit["until"] for limit in limits.values())
+
+    lifted = ok(app, "users", "unlock", "anna").stdout
+    for said in ("password lock until", "PIN lock until", "wait for the next PIN until",
+                 "SMS cap of the account until", "SMS cap of the number until"):
+        assert said in lifted
+    limits = json.loads(ok(app, "users", "show", "anna").stdout)["limits"]
+    assert not any(limit["active"] for limit in limits.values())
+    assert limits["sms_per_account"]["sent"] == 0
+    # She signs in at once, with a new SMS.
+    login(app.test_client(), outbox)
+    assert "nothing to lift" in ok(app, "users", "unlock", "anna").stdout
+    with app.app_context():
+        events = db.session.scalars(
+            db.select(AuditEvent).where(AuditEvent.event == "user.unlocked").order_by(AuditEvent.id)
+        ).all()
+        assert [set(event.details["lifted"]) for event in events] == [active, set()]
+
+
 # --- Bad input --------------------------------------------------------------------------------
 
 BAD_INVITES = {

@@ -202,3 +202,88 @@ def test_parallel_resends_send_exactly_one_pin(app, client, outbox, frozen_clock
             db.select(AuthTransaction).where(AuthTransaction.purpose == "login")
         )
         assert transaction.pins_sent == 2
+
+
+def test_parallel_wrong_pins_on_many_open_logins_stop_at_the_account_lock(
+    make_app, outbox, frozen_clock
+):
+    """Someone with the password opens ten logins (each after the cooldown, so that each has
+    its PIN) and fires five wrong PINs at each at once: the account takes LOCKOUT_THRESHOLD of
+    them, not fifty."""
+    app = make_app(PIN_RESEND_COOLDOWN=1, **SETTINGS)
+    activate(app, app.test_client(), outbox)
+    browsers, tokens, pins = [], [], []
+    for _ in range(10):
+        frozen_clock.advance(seconds=1)
+        browser = app.test_client()
+        login = post_form(browser, "/login", {"username": "anna", "password": PASSWORD})
+        assert login.status_code == 303
+        browsers.append(browser)
+        tokens.append(csrf_token(browser.get("/pin").text))
+        pins.append(outbox.last_pin())
+
+    responses = in_parallel(
+        50,
+        lambda i: browsers[i % 10].post(
+            "/pin", data={"csrf_token": tokens[i % 10], "pin": wrong(pins[i % 10])}
+        ),
+    )
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {410, 422, 429}, statuses
+    threshold = app.config["LOCKOUT_THRESHOLD"]
+    with app.app_context():
+        compared = db.session.scalar(
+            db.select(db.func.sum(AuthTransaction.pin_attempts)).where(
+                AuthTransaction.purpose == "login"
+            )
+        )
+        assert compared == threshold
+        assert db.session.scalar(db.select(User)).failed_pins == threshold
+    assert statuses.count(422) + statuses.count(410) == threshold
+
+
+def test_parallel_logins_with_the_right_password_send_one_pin(make_app, outbox):
+    """Restarting the login, many times at once, is no way around the resend cooldown."""
+    # Parallel attempts count before they are checked: more than the threshold at once would
+    # lock the account (that defence has its own tests).
+    app = make_app(LOCKOUT_THRESHOLD=100, **SETTINGS)
+    client = app.test_client()
+    activate(app, client, outbox)
+    browsers = [app.test_client() for _ in range(10)]
+    tokens = [csrf_token(b.get("/login").text) for b in browsers]
+    sent = len(outbox.sms())
+
+    responses = in_parallel(
+        10,
+        lambda i: browsers[i].post(
+            "/login", data={"csrf_token": tokens[i], "username": "anna", "password": PASSWORD}
+        ),
+    )
+    assert [r.status_code for r in responses] == [303] * 10
+    assert len(outbox.sms()) == sent + 1
+    with app.app_context():
+        sent_per_login = db.session.scalars(
+            db.select(AuthTransaction.pins_sent).where(AuthTransaction.purpose == "login")
+        ).all()
+        assert sorted(sent_per_login) == [0] * 9 + [1]
+
+
+def test_parallel_resends_and_tries_on_one_login_all_get_an_answer(
+    app, client, outbox, frozen_clock
+):
+    """A resend locks the account's row (its cooldown) and the login's; a try locks both as
+    well. Taken in the same order, parallel resends and tries wait for each other: no request
+    fails (on PostgreSQL a deadlock would end one with a 500)."""
+    activate(app, client, outbox)
+    post_form(client, "/login", {"username": "anna", "password": PASSWORD})
+    right = outbox.last_pin()
+    frozen_clock.advance(seconds=app.config["PIN_RESEND_COOLDOWN"] + 1)
+    browsers, token = browsers_sharing_the_flow(app, client, 20)
+
+    def resend_or_try(i):
+        form = {"csrf_token": token, **({"resend": "1"} if i % 2 else {"pin": wrong(right)})}
+        return browsers[i].post("/pin", data=form)
+
+    statuses = [r.status_code for r in in_parallel(20, resend_or_try)]
+    assert set(statuses) <= {200, 410, 422, 429}, statuses
+    assert statuses.count(200) == 1  # one resend passed the cooldown

@@ -148,6 +148,107 @@ def test_ended_attempt_cannot_be_reused_with_a_kept_flow_cookie(app, client, out
     assert client.get_cookie(app.config["AUTH_COOKIE_NAME"]) is None
 
 
+def pin_attempts_and_failures(app) -> tuple[list[int], int]:
+    """The tries counted on each login (oldest first) and the account's wrong PINs."""
+    with app.app_context():
+        attempts = db.session.scalars(
+            db.select(AuthTransaction.pin_attempts)
+            .where(AuthTransaction.purpose == "login")
+            .order_by(AuthTransaction.id)
+        ).all()
+        return attempts, db.session.scalar(db.select(User.failed_pins))
+
+
+@pytest.mark.parametrize(
+    "typed", ["{0} {1}", " {0}{1} ", "{0}-{1}", "\t{0} {1}\n", "{0}\u00a0{1}"]
+)
+def test_a_pin_typed_with_spaces_or_a_hyphen_is_the_pin(app, client, outbox, typed):
+    activate(app, client, outbox)
+    start_login(client)
+    right = outbox.last_pin()
+    response = submit_pin(client, typed.format(right[:3], right[3:]))
+    assert response.status_code == 303
+    assert client.get_cookie(app.config["AUTH_COOKIE_NAME"]) is not None
+
+
+def test_input_that_is_no_pin_is_refused_without_costing_a_try(app, client, outbox):
+    activate(app, client, outbox)
+    start_login(client)
+    right = outbox.last_pin()
+    for typed in ("12a456", "PIN " + right, right[:5], right + "0", "", "1 2 3", right * 6):
+        response = submit_pin(client, typed)
+        assert response.status_code == 422, typed
+        assert "Please enter the 6 digits of the PIN" in response.text
+        assert "Tries left" not in response.text
+    assert pin_attempts_and_failures(app) == ([0], 0)
+    # All five tries are still there.
+    for left in (4, 3, 2, 1):
+        assert f"Tries left: {left}." in submit_pin(client, wrong(right)).text
+    assert submit_pin(client, right).status_code == 303
+
+
+def test_after_a_pin_lock_has_run_out_the_pin_page_tells_the_truth(
+    app, client, outbox, frozen_clock
+):
+    """Wrong PINs locked the account, and the lock has run out: the next wrong PIN locks it
+    again. The page says one try is left (not four), says until when the new lock holds, and
+    the right PIN works once it has run out (it is not refused for good)."""
+    activate(app, client, outbox)
+    start_login(client)
+    for _ in range(app.config["LOCKOUT_THRESHOLD"]):
+        submit_pin(client, wrong(outbox.last_pin()))
+    # Past the lock, and past the wait before the account's next PIN.
+    wait = max(app.config["LOCKOUT_BASE_SECONDS"], app.config["PIN_RESEND_COOLDOWN"])
+    frozen_clock.advance(seconds=wait + 1)
+
+    assert start_login(client).status_code == 303
+    right = outbox.last_pin()
+    page = client.get("/pin", headers=EN)
+    assert "Tries left: 1." in page.text
+    response = submit_pin(client, wrong(right))
+    assert response.status_code == 422
+    assert "Tries left" not in response.text
+    until = re.search(r"no PIN can be entered or sent until (\d{1,2}:\d{2}\W[AP]M)", response.text)
+    assert until, response.text
+    # Locked: even the right PIN is not compared now, and that costs no try...
+    response = submit_pin(client, right)
+    assert response.status_code == 429 and until.group(1) in response.text
+    assert pin_attempts_and_failures(app) == ([5, 1], 6)
+    # ...and once the lock (twice as long now) has run out, the right PIN is accepted.
+    frozen_clock.advance(seconds=2 * app.config["LOCKOUT_BASE_SECONDS"] + 1)
+    assert submit_pin(client, right).status_code == 303
+
+
+def test_no_sms_goes_out_while_wrong_pins_lock_the_account(app, client, outbox):
+    """From her home network a lock of the password step does not apply; a PIN lock must,
+    or every login there would pay for an SMS whose PIN cannot be accepted."""
+    activate(app, client, outbox)
+    login(client, outbox)  # a session from this network: her home network
+    browser = app.test_client()
+    start_login(browser)
+    for _ in range(app.config["LOCKOUT_THRESHOLD"]):
+        submit_pin(browser, wrong(outbox.last_pin()))
+    sent = len(outbox.sms())
+
+    response = post_form(
+        browser, "/login", {"username": "anna", "password": PASSWORD}, headers=EN
+    )
+    assert response.status_code == 429
+    assert re.search(r"you can sign in again at \d{1,2}:\d{2}\W[AP]M", response.text)
+    # Nor for a set-password link, which would end in a PIN too.
+    cli(app, "users", "reset-password", "anna")
+    from tests.conftest import path_of
+
+    new = "a brand new passphrase"
+    response = post_form(
+        browser, path_of(outbox.last_link()), {"password": new, "password_confirm": new},
+        headers=EN,
+    )
+    assert response.status_code == 429
+    assert "no PIN can be entered or sent until" in response.text
+    assert len(outbox.sms()) == sent
+
+
 # --- Resend -----------------------------------------------------------------------------------
 
 
@@ -261,7 +362,12 @@ def test_wrong_pins_count_towards_the_lock(app, client, outbox):
     with app.app_context():
         user = db.session.scalar(db.select(User))
         assert user.failed_pins == app.config["PIN_MAX_ATTEMPTS"]
-    assert start_login(client).status_code == 200  # locked: no new PIN for a while
+    # Locked: the right password gets no new PIN for a while, and is told so.
+    sent = len(outbox.sms())
+    response = start_login(client)
+    assert response.status_code == 429
+    assert "Zu Ihrer Sicherheit können Sie sich um" in response.text
+    assert len(outbox.sms()) == sent
 
 
 # --- Expiry -----------------------------------------------------------------------------------
@@ -440,24 +546,32 @@ def test_next_on_this_site_is_honoured(app, client, outbox):
 # --- PIN guessing across several open attempts ------------------------------------------------
 
 
-def test_pin_lock_stops_guessing_on_other_open_logins(app, client, outbox):
-    """Someone with the password opens several logins at once; the wrong PINs of one lock the
-    account, and then no open login takes a PIN any more, not even the right one."""
+def test_pin_lock_stops_guessing_on_other_open_logins(app, client, outbox, frozen_clock):
+    """Someone with the password opens several logins (a minute apart, the cooldown); the wrong
+    PINs of one lock the account, and then no open login takes a PIN any more, not even the
+    right one: each says until when, and none of them is counted."""
     activate(app, client, outbox)
     browsers = [app.test_client() for _ in range(3)]
     pins = []
     for browser in browsers:
+        frozen_clock.advance(seconds=app.config["PIN_RESEND_COOLDOWN"])
         assert start_login(browser).status_code == 303
         pins.append(outbox.last_pin())
     for _ in range(app.config["PIN_MAX_ATTEMPTS"]):
         submit_pin(browsers[0], wrong(pins[0]))
     response = submit_pin(browsers[1], wrong(pins[1]))
-    assert response.status_code == 410
+    assert response.status_code == 429 and "no PIN can be entered or sent until" in response.text
     response = submit_pin(browsers[2], pins[2])
-    assert response.status_code == 410
+    assert response.status_code == 429 and "no PIN can be entered or sent until" in response.text
     with app.app_context():
         assert db.session.scalars(db.select(Session)).all() == []
         assert db.session.scalar(db.select(User)).failed_pins == app.config["PIN_MAX_ATTEMPTS"]
+        attempts = db.session.scalars(
+            db.select(AuthTransaction.pin_attempts)
+            .where(AuthTransaction.purpose == "login")
+            .order_by(AuthTransaction.id)
+        ).all()
+        assert attempts == [app.config["PIN_MAX_ATTEMPTS"], 0, 0]
 
 
 def test_pin_lock_stops_guessing_through_repeated_activations(app, client, outbox):
@@ -516,13 +630,16 @@ def test_new_phone_ends_a_login_whose_pin_went_to_the_old_one(app, client, outbo
     assert_no_session_from(app, browser, pin)
 
 
-def test_password_reset_ends_a_login_begun_with_the_old_password(app, client, outbox):
+def test_password_reset_ends_a_login_begun_with_the_old_password(
+    app, client, outbox, frozen_clock
+):
     browser, pin = half_done_login(app, client, outbox)
     cli(app, "users", "reset-password", "anna")
     from tests.conftest import path_of
 
     link = path_of(outbox.last_link())
     new = "a brand new passphrase"
+    frozen_clock.advance(seconds=app.config["PIN_RESEND_COOLDOWN"])  # after the login's PIN
     post_form(client, link, {"password": new, "password_confirm": new})
     assert submit_pin(client, outbox.last_pin()).status_code == 200
     assert_no_session_from(app, browser, pin)

@@ -2,13 +2,19 @@
 account and address; SMS caps that stop pumping before the provider is called; trusted proxy
 addresses; limits shared by gunicorn workers through Redis."""
 
+import math
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
 import requests
+from flask import Config
 
+from idp.resources import resource_dir
 from tests.conftest import PASSWORD, activate, csrf_token, invite, login, path_of, post_form
 from tests.test_metrics import gunicorn
 
@@ -125,12 +131,48 @@ def test_password_attempts_per_account_and_address(make_app, outbox):
     for _ in range(3):
         try_login(guesser, password="a wrong guess 123")
     sms_before = len(outbox.sms())
-    # The right password no longer helps from this network: the answer is the usual failure.
+    # The right password is not even checked from this network, and the page says so (not
+    # "check username and password"), with the time the next attempt is allowed.
     refused = try_login(neighbour)
-    assert refused.status_code == 200 and "Anmeldung ist fehlgeschlagen" in refused.text
+    assert refused.status_code == 429 and "Zu viele Anmeldeversuche" in refused.text
+    assert "Anmeldung ist fehlgeschlagen" not in refused.text
+    assert re.search(r"um \d{2}:\d{2} Uhr", refused.text)
     assert len(outbox.sms()) == sms_before
     # The real administrator, elsewhere, signs in as always.
     assert try_login(from_address(app.test_client(), "198.51.100.1")).status_code == 303
+
+
+def test_a_blocked_login_says_until_when_and_looks_the_same_for_unknown_names(make_app, outbox):
+    app = make_app(LOGIN_ATTEMPTS_PER_ACCOUNT_AND_NETWORK="3 per 15 minutes", LOCKOUT_THRESHOLD=100)
+    activate(app, app.test_client(), outbox)
+    started = time.time()
+    pages = {}
+    for username in ("anna", "ghost"):
+        guesser = from_address(app.test_client(), "192.0.2.66")
+        for _ in range(3):
+            try_login(guesser, username=username, password="a wrong guess 1")
+        blocked = try_login(guesser, username=username, headers={"Accept-Language": "en"})
+        assert blocked.status_code == 429
+        pages[username] = blocked.text.replace(f'value="{username}"', 'value="?"')
+    finished = time.time()
+
+    until = re.search(r"Please try again at (\d{1,2}:\d{2}\W[AP]M)\.", pages["anna"])
+    assert until, pages["anna"]
+    assert "check your username and password" not in pages["anna"]
+    # In Berlin's time, rounded up to the minute: when the first of the three leaves the window.
+    berlin = ZoneInfo("Europe/Berlin")
+    expected = {
+        f"{moment.hour % 12 or 12}:{moment.minute:02d}"
+        for second in (started, finished)
+        for moment in [datetime.fromtimestamp(math.ceil((second + 900) / 60) * 60, berlin)]
+    }
+    assert until.group(1)[:-3] in expected, (until.group(1), expected)
+
+    def without_the_time(page):
+        page = re.sub(r'name="csrf_token" value="[^"]+"', "", page)
+        return re.sub(r"again at [^.]+\.", "", page)
+
+    assert without_the_time(pages["anna"]) == without_the_time(pages["ghost"])
 
 
 def real_verifies_of_parallel_guesses(app, addresses: list[str]) -> int:
@@ -159,7 +201,8 @@ def real_verifies_of_parallel_guesses(app, addresses: list[str]) -> int:
             statuses = list(pool.map(guess, zip(guessers, tokens, strict=True)))
     finally:
         PasswordHashing.verify = original
-    assert statuses == [200] * len(addresses)
+    # Checked and wrong (200), or not checked past a limit that says so (429).
+    assert set(statuses) <= {200, 429}
     assert len(counted) == len(addresses)  # every answer costs one verify
     return counted.count(True)
 
@@ -178,9 +221,9 @@ def test_parallel_guesses_from_many_networks_stop_at_the_lock(make_app, outbox):
     assert real_verifies_of_parallel_guesses(app, addresses) == 5
 
 
-def test_sms_cap_per_account_stops_pumping_through_logins(make_app, outbox):
-    """1,000 login requests from 100 addresses by someone who knows the password: the SMS
-    count stays at the account's daily cap."""
+def test_sms_cap_per_account_stops_pumping_through_logins(make_app, outbox, frozen_clock):
+    """1,000 login requests from 100 addresses by someone who knows the password, each after
+    the resend cooldown: the SMS count stays at the account's daily cap."""
     app = make_app(
         SMS_LIMIT_PER_ACCOUNT="5 per day",
         SMS_LIMIT_PER_NUMBER="6 per day",
@@ -193,6 +236,7 @@ def test_sms_cap_per_account_stops_pumping_through_logins(make_app, outbox):
     statuses = []
     for _round in range(10):
         for client in clients:
+            frozen_clock.advance(seconds=app.config["PIN_RESEND_COOLDOWN"])
             answer = client.post(
                 "/login",
                 data={
@@ -209,6 +253,58 @@ def test_sms_cap_per_account_stops_pumping_through_logins(make_app, outbox):
     assert len(outbox.sms()) == 5
     assert statuses.count(303) == 4
     assert statuses.count(429) == 996
+
+
+def test_restarting_the_login_is_no_way_around_the_resend_cooldown(app, outbox, frozen_clock):
+    """20 logins with the right password within a minute, each from a new start: one SMS.
+    Each login within the cooldown sends none and says when a new PIN can be asked for."""
+    activate(app, app.test_client(), outbox)
+    sent = len(outbox.sms())
+    cooldown = app.config["PIN_RESEND_COOLDOWN"]
+    for restart in range(20):
+        browser = app.test_client()
+        assert try_login(browser).status_code == 303
+        page = browser.get("/pin", headers={"Accept-Language": "en"})
+        if restart:
+            assert "No PIN has been sent for this attempt yet" in page.text
+            wait = int(re.search(r"ask for a new PIN in (\d+) seconds", page.text).group(1))
+            assert wait == cooldown - 2 * restart
+        frozen_clock.advance(seconds=2)
+    assert len(outbox.sms()) == sent + 1
+    # The last one asks for its PIN once the wait is over, and signs in with it.
+    frozen_clock.advance(seconds=wait - 2)
+    page = browser.get("/pin")
+    answer = browser.post("/pin", data={"csrf_token": csrf_token(page.text), "resend": "1"})
+    assert answer.status_code == 200
+    assert len(outbox.sms()) == sent + 2
+    assert post_form(browser, "/pin", {"pin": outbox.last_pin()}).status_code == 303
+
+
+def test_the_default_sms_caps_fit_a_busy_administrators_day(make_app, outbox, frozen_clock):
+    """A morning login, 20 bookings confirmed by a step-up, every other one with a resend, an
+    afternoon login: all within the shipped per-account and per-number caps."""
+    shipped = Config(".")
+    shipped.from_pyfile(str(resource_dir("config") / "default.py"))
+    app = make_app(
+        SMS_LIMIT_PER_ACCOUNT=shipped["SMS_LIMIT_PER_ACCOUNT"],
+        SMS_LIMIT_PER_NUMBER=shipped["SMS_LIMIT_PER_NUMBER"],
+    )
+    browser = app.test_client()
+    activate(app, browser, outbox)
+    login(browser, outbox)
+    for booking in range(20):
+        frozen_clock.advance(minutes=15)
+        step_up = post_form(
+            browser, "/login", {"username": "anna", "password": PASSWORD}, page_url="/login?next=/"
+        )
+        assert step_up.status_code == 303, (booking, step_up.text)
+        if booking % 2:
+            frozen_clock.advance(seconds=app.config["PIN_RESEND_COOLDOWN"])
+            assert post_form(browser, "/pin", {"resend": "1"}).status_code == 200, booking
+        assert post_form(browser, "/pin", {"pin": outbox.last_pin()}).status_code == 303
+    frozen_clock.advance(hours=3)
+    login(app.test_client(), outbox)
+    assert len(outbox.sms()) == 1 + 1 + 20 + 10 + 1
 
 
 def test_sms_refusal_is_explained_and_sends_nothing(make_app, outbox):

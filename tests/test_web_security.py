@@ -423,13 +423,14 @@ def test_used_link_gets_a_friendly_page(app, client, outbox):
     assert response.status_code == 410
 
 
-def test_link_used_while_a_pin_was_pending_cannot_complete_twice(app, outbox):
+def test_link_used_while_a_pin_was_pending_cannot_complete_twice(app, outbox, frozen_clock):
     invite(app)
     link = path_of(outbox.last_link())
     first, second = app.test_client(), app.test_client()
     post_form(first, link, {"password": PASSWORD, "password_confirm": PASSWORD})
     first_pin = outbox.last_pin()
     first_token = csrf_token(first.get("/pin").text)
+    frozen_clock.advance(seconds=app.config["PIN_RESEND_COOLDOWN"])  # a PIN for the second
     other = PASSWORD + " other"
     post_form(second, link, {"password": other, "password_confirm": other})
     second_pin = outbox.last_pin()

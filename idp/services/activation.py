@@ -27,7 +27,8 @@ class Completed(NamedTuple):
 def begin(
     invitation: Invitation, password: str, confirmation: str, now: datetime, ip: str | None
 ) -> tuple[AuthTransaction, str] | PolicyViolation:
-    """Checks the password and sends the PIN. Raises SendError when the SMS fails; the caller
+    """Checks the password and sends the PIN (as transactions.send_first_pin). Raises
+    PinsLocked while wrong PINs lock the account, SendError when the SMS fails; the caller
     rolls back. Returns the transaction and the token for the browser."""
     user = invitation.user
     violation = check_policy(password, confirmation, username=user.username, email=user.email)
@@ -41,8 +42,7 @@ def begin(
         pending_password_hash=hashing().hash(password),
     )
     invitations.mark_opened(invitation, now)
-    transactions.send_pin(transaction, now)
-    audit.record("pin.sent", now=now, actor="user", user=user, ip=ip, purpose="activation")
+    transactions.send_first_pin(transaction, now, ip)
     return transaction, token
 
 

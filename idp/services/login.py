@@ -7,17 +7,27 @@ from datetime import datetime
 from idp import metrics
 from idp.models import AuthTransaction, Session, TransactionPurpose, User, UserState
 from idp.network import network_of
-from idp.ratelimit import take_login_attempt
+from idp.ratelimit import login_attempt_free_at, take_login_attempt
 from idp.services import audit, lockout, sessions, tokens_logout, transactions, users
 from idp.services.passwords import HashingBusy, hashing
 
 AMR = ["pwd", "sms", "mfa"]
 
 
+class LoginThrottled(Exception):
+    """The name has used up its password attempts from this network: none is checked before
+    `until`. Raised for every name alike, known or not, so that it tells nothing about it."""
+
+    def __init__(self, until: datetime):
+        super().__init__(f"no password attempt before {until.isoformat()}")
+        self.until = until
+
+
 def check_password(username: str, password: str, now: datetime, ip: str | None) -> User | None:
-    """The user when the password is right and the account may log in; else None. Unknown
-    users, disabled or locked accounts and wrong passwords cost one argon2 verify each, so
-    that neither the answer nor its timing tells them apart."""
+    """The user when the password is right and the account may log in; else None, or
+    LoginThrottled when the attempt was not even checked. Unknown users, disabled or locked
+    accounts and wrong passwords cost one argon2 verify each, so that neither the answer nor
+    its timing tells them apart."""
     user = users.find_by_username(username) if username else None
     # Counted for every name, existing or not, so that the limit tells nothing either.
     attempt_allowed = take_login_attempt(users.username_key(username), ip)
@@ -39,6 +49,10 @@ def check_password(username: str, password: str, now: datetime, ip: str | None) 
     if ok and hashing().needs_rehash(user.password_hash):
         with suppress(HashingBusy):  # the stronger hash can wait for the next login
             user.password_hash = hashing().hash(password)
+    if not attempt_allowed:
+        audit.record("login.failed", now=now, actor="user", user=user, ip=ip, reason="throttled")
+        metrics.LOGINS.labels(result="throttled").inc()
+        raise LoginThrottled(login_attempt_free_at(users.username_key(username), ip))
     if not ok:
         audit.record(
             "login.failed",
@@ -60,11 +74,12 @@ def begin(
     return_to: str | None,
     purpose: str = TransactionPurpose.LOGIN,
 ) -> tuple[AuthTransaction, str]:
-    """Starts the PIN step of a login (or of a step-up, whose SMS says it confirms an action);
-    raises SendError when the SMS fails (the caller rolls back)."""
+    """Starts the PIN step of a login (or of a step-up, whose SMS says it confirms an action).
+    Raises PinsLocked, sending nothing, while wrong PINs lock the account; SendError when the
+    SMS fails (the caller rolls back). Within the cooldown of the account's last PIN the step
+    starts without one, and its page says when one can be asked for."""
     transaction, token = transactions.start(user, purpose, now, return_to=return_to)
-    transactions.send_pin(transaction, now)
-    audit.record("pin.sent", now=now, actor="user", user=user, ip=ip, purpose=str(purpose))
+    transactions.send_first_pin(transaction, now, ip)
     return transaction, token
 
 

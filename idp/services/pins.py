@@ -1,7 +1,9 @@
 """SMS PINs: six digits from `secrets`, stored as a keyed digest, sent as a GSM-7 text whose last
 line lets the browser fill the PIN in (WebOTP)."""
 
+import re
 import secrets
+import unicodedata
 from urllib.parse import urlsplit
 
 from flask import current_app, render_template
@@ -12,6 +14,11 @@ from idp.services import users
 from idp.services.secrets import keyed_digest
 
 PIN_LENGTH = 6
+# What people put between the digits: spaces (as when copying "123 456") and hyphens.
+PIN_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015]")
+PIN_DIGITS = re.compile(rf"[0-9]{{{PIN_LENGTH}}}")
+# Longer input is no PIN, however many separators it holds.
+PIN_MAX_TYPED = 32
 
 # The GSM 03.38 basic character set: a text made only of these is one 160-character SMS.
 GSM7_BASIC = set(
@@ -22,6 +29,16 @@ GSM7_BASIC = set(
 
 def new_pin() -> str:
     return f"{secrets.randbelow(10**PIN_LENGTH):0{PIN_LENGTH}d}"
+
+
+def normalize(typed: str) -> str | None:
+    """The PIN in what was typed, or None when it is not one: "123 456", " 123456 " and
+    "123-456" are the PIN 123456 (digits of other keyboards too, by NFKC); letters or a wrong
+    number of digits are none, and the caller refuses them without counting a try."""
+    if len(typed) > PIN_MAX_TYPED:
+        return None
+    digits = PIN_SEPARATORS.sub("", unicodedata.normalize("NFKC", typed))
+    return digits if PIN_DIGITS.fullmatch(digits) else None
 
 
 def pin_digest(challenge_scope: str, pin: str) -> str:

@@ -6,6 +6,7 @@ Counters live in the rate-limit storage (Redis when IDP_REDIS_URL is set), so th
 worker and host shares them."""
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import phonenumbers
 from flask import current_app
@@ -44,6 +45,16 @@ def number_problem(phone: str, allowed_countries: list[str]) -> str | None:
     if phonenumbers.number_type(parsed) not in MOBILE_TYPES:
         return "number_type"
     return None
+
+
+@dataclass(frozen=True)
+class CapUse:
+    """How much of one daily cap is used, and when its count starts again (None: unused)."""
+
+    limit: str
+    sent: int
+    reached: bool
+    resets_at: datetime | None
 
 
 @dataclass
@@ -94,13 +105,47 @@ class SmsGuard:
             self._alert("cost")
             raise SmsRefused("budget")
         # Personal caps first: a refused number must not use up the global budget.
-        if not limiter.hit(parse(self.per_number), "sms-number", phone):
+        if not limiter.hit(parse(self.per_number), *self._number_key(phone)):
             raise SmsRefused("number_daily")
-        if not limiter.hit(parse(self.per_account), "sms-account", account):
+        if not limiter.hit(parse(self.per_account), *self._account_key(account)):
             raise SmsRefused("account_daily")
         if not limiter.hit(parse(self.budget_messages), "sms-global"):
             self._alert("messages")
             raise SmsRefused("budget")
+
+    @staticmethod
+    def _number_key(phone: str) -> tuple[str, str]:
+        return "sms-number", phone
+
+    @staticmethod
+    def _account_key(account: str) -> tuple[str, str]:
+        return "sms-account", account
+
+    def _personal_caps(self, phone: str, account: str) -> dict:
+        return {
+            "account": (self.per_account, self._account_key(account)),
+            "number": (self.per_number, self._number_key(phone)),
+        }
+
+    def personal_caps(self, phone: str, account: str) -> dict[str, CapUse]:
+        """The daily caps of the account and of its number ("account", "number"): for support."""
+        used = {}
+        for name, (limit_text, key) in self._personal_caps(phone, account).items():
+            limit = parse(limit_text)
+            reset, remaining = self.limiter.get_window_stats(limit, *key)
+            sent = limit.amount - remaining
+            used[name] = CapUse(
+                limit=limit_text,
+                sent=sent,
+                reached=remaining <= 0,
+                resets_at=datetime.fromtimestamp(reset, UTC) if sent else None,
+            )
+        return used
+
+    def lift_personal_caps(self, phone: str, account: str) -> None:
+        """Starts the day's counts of the account and of its number again (support)."""
+        for limit_text, key in self._personal_caps(phone, account).values():
+            self.limiter.clear(parse(limit_text), *key)
 
     def record_cost(self, price_eur: str | None) -> None:
         """Adds what the provider charged for one SMS to the hourly money budget."""

@@ -6,28 +6,40 @@ import enum
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from idp import metrics
 from idp.extensions import db
 from idp.models import AuthTransaction, PinChallenge, TransactionState, User
 from idp.senders import SendError, Sms, send_sms
-from idp.services import lockout, pins, sms_guard
+from idp.services import audit, lockout, pins, sms_guard
 from idp.services.secrets import digest, new_token, same
 
 
 class PinResult(enum.Enum):
     OK = "ok"
-    WRONG = "wrong"  # wrong PIN, tries left
+    WRONG = "wrong"  # wrong PIN, tries left (or a lock that this try set: wait for its end)
     EXPIRED = "expired"  # the PIN is too old; a new one can be requested
     ENDED = "ended"  # no tries left, or the transaction is over: start again
+    # Not compared, no try counted:
+    MALFORMED = "malformed"  # not six digits
+    NOT_SENT = "not_sent"  # no PIN was sent for this transaction yet (see PinCooldown)
+    LOCKED = "locked"  # wrong PINs lock the account for now
 
 
 class ResendRefused(Exception):
     def __init__(self, reason: str, wait_seconds: int = 0):
         super().__init__(reason)
-        self.reason = reason  # "cooldown" or "limit"
+        self.reason = reason  # "cooldown", "limit" or "locked"
         self.wait_seconds = wait_seconds
+
+
+class PinCooldown(ResendRefused):
+    """The account's last PIN went out less than PIN_RESEND_COOLDOWN ago, for this or another
+    of its logins or activations: none is sent now."""
+
+    def __init__(self, wait_seconds: int):
+        super().__init__("cooldown", wait_seconds)
 
 
 def start(
@@ -39,6 +51,11 @@ def start(
     pending_password_hash: str | None = None,
     return_to: str | None = None,
 ) -> tuple[AuthTransaction, str]:
+    """A new pending transaction; raises PinsLocked first when wrong PINs lock the account,
+    whose PIN could not be accepted (and whose SMS would be paid for nothing)."""
+    locked_until = lockout.pins_locked_until(user.id, now)
+    if locked_until is not None:
+        raise lockout.PinsLocked(locked_until)
     token = new_token()
     transaction = AuthTransaction(
         token_hash=digest(token),
@@ -72,8 +89,10 @@ def load(token: str | None, now: datetime) -> AuthTransaction | None:
 
 
 def send_pin(transaction: AuthTransaction, now: datetime) -> None:
-    """Creates a new PIN (older ones stop counting) and sends it; raises SendError, and then
-    the caller rolls back: no PIN exists that was not sent."""
+    """Creates a new PIN (older ones stop counting) and sends it. Raises PinCooldown within
+    the cooldown of the account's last PIN, having sent nothing; raises SendError, and then the
+    caller rolls back: no PIN exists that was not sent (and no cooldown runs)."""
+    claim_pin_slot(transaction, now)
     pin = pins.new_pin()
     challenge = PinChallenge(
         transaction_id=transaction.id,
@@ -85,7 +104,7 @@ def send_pin(transaction: AuthTransaction, now: datetime) -> None:
     db.session.add(challenge)
     db.session.flush()
     challenge.pin_digest = pins.pin_digest(str(challenge.id), pin)
-    transaction.pins_sent += 1
+    transaction.pins_sent = AuthTransaction.pins_sent + 1  # in SQL: no lost update
     transaction.last_pin_sent_at = now
     # Raises SmsRefused (a SendError) before the provider is called: pumping costs us nothing.
     sms_guard.guard().reserve(transaction.user.phone, transaction.user.subject)
@@ -104,85 +123,111 @@ def send_pin(transaction: AuthTransaction, now: datetime) -> None:
     sms_guard.guard().record_cost(receipt.price)
 
 
-def resend_wait(transaction: AuthTransaction, now: datetime) -> int:
-    """Seconds until a new PIN may be requested (0: now)."""
-    if transaction.last_pin_sent_at is None:
-        return 0
-    ready = transaction.last_pin_sent_at + timedelta(
-        seconds=current_app.config["PIN_RESEND_COOLDOWN"]
+def send_first_pin(transaction: AuthTransaction, now: datetime, ip: str | None) -> None:
+    """The PIN of a new login or activation, unless the cooldown of the account's last PIN
+    holds it back (restarting is no way around the wait)."""
+    try:
+        send_pin(transaction, now)
+    except PinCooldown as cooldown:
+        audit.record(
+            "pin.held",
+            now=now,
+            actor="user",
+            user=transaction.user,
+            ip=ip,
+            purpose=str(transaction.purpose),
+            wait_seconds=cooldown.wait_seconds,
+        )
+        return
+    audit.record(
+        "pin.sent",
+        now=now,
+        actor="user",
+        user=transaction.user,
+        ip=ip,
+        purpose=str(transaction.purpose),
     )
-    return max(0, int((ready - now).total_seconds() + 0.999))
 
 
-def check_resend(transaction: AuthTransaction, now: datetime) -> None:
-    # The PINs of a locked account are refused anyway; sending more would only cost money.
-    if lockout.locked_by_pins(transaction.user_id, now):
-        raise ResendRefused("limit")
-    if transaction.pins_sent > current_app.config["PIN_MAX_RESENDS"]:
-        raise ResendRefused("limit")
-    wait = resend_wait(transaction, now)
-    if wait:
-        raise ResendRefused("cooldown", wait)
-
-
-def claim_resend(transaction: AuthTransaction, now: datetime) -> None:
-    """Reserves the resend atomically: of parallel requests, only one passes the cooldown."""
-    check_resend(transaction, now)
+def claim_pin_slot(transaction: AuthTransaction, now: datetime) -> None:
+    """Reserves the account's next PIN in one conditional UPDATE of its row: of parallel
+    requests only one passes, and a new login or activation within the cooldown of the
+    account's last PIN gets none, so that starting over is no way around the wait."""
     cooldown_start = now - timedelta(seconds=current_app.config["PIN_RESEND_COOLDOWN"])
     claimed = db.session.execute(
-        update(AuthTransaction)
+        update(User)
         .where(
-            AuthTransaction.id == transaction.id,
-            AuthTransaction.state == TransactionState.PENDING,
-            AuthTransaction.last_pin_sent_at <= cooldown_start,
-            AuthTransaction.pins_sent <= current_app.config["PIN_MAX_RESENDS"],
+            User.id == transaction.user_id,
+            or_(User.last_pin_sent_at.is_(None), User.last_pin_sent_at <= cooldown_start),
         )
         .values(last_pin_sent_at=now)
     ).rowcount
     if claimed != 1:
-        db.session.rollback()
-        raise ResendRefused("cooldown", current_app.config["PIN_RESEND_COOLDOWN"])
-    db.session.refresh(transaction)
+        raise PinCooldown(resend_wait(transaction, now))
 
 
-def verify(transaction: AuthTransaction, pin: str, now: datetime) -> PinResult:
-    """Checks one PIN try. The try is counted and committed before the PIN is compared, in one
-    conditional UPDATE, so that parallel requests never get more tries than allowed. On OK the
-    transaction is claimed but not committed: the caller completes it and commits."""
-    max_attempts = current_app.config["PIN_MAX_ATTEMPTS"]
-    # Wrong PINs lock the account. Without this check every other open login or activation of
-    # the account (one SMS each) would still take its own five tries, lock or not.
-    if lockout.locked_by_pins(transaction.user_id, now):
-        end(transaction, now)
-        db.session.commit()
-        return PinResult.ENDED
-    attempts = db.session.execute(
-        update(AuthTransaction)
-        .where(
-            AuthTransaction.id == transaction.id,
-            AuthTransaction.state == TransactionState.PENDING,
-            AuthTransaction.expires_at > now,
-            AuthTransaction.pin_attempts < max_attempts,
-        )
-        .values(pin_attempts=AuthTransaction.pin_attempts + 1)
-        .returning(AuthTransaction.pin_attempts)
-    ).scalar_one_or_none()
-    db.session.commit()
-    if attempts is None:
-        return PinResult.ENDED
+def resend_wait(transaction: AuthTransaction, now: datetime) -> int:
+    """Seconds until a new PIN may be sent (0: now), counted from the account's last PIN."""
+    last_sent = db.session.scalar(
+        select(User.last_pin_sent_at).where(User.id == transaction.user_id)
+    )
+    if last_sent is None:
+        return 0
+    ready = last_sent + timedelta(seconds=current_app.config["PIN_RESEND_COOLDOWN"])
+    return max(0, int((ready - now).total_seconds() + 0.999))
 
+
+def resend_pin(transaction: AuthTransaction, now: datetime) -> None:
+    """A new PIN on request. Raises ResendRefused: once the transaction is over, while wrong
+    PINs lock the account (its PINs are refused anyway: sending more would only cost money),
+    past PIN_MAX_RESENDS, or within the cooldown; SendError as send_pin."""
+    # The transaction's row before the account's, as a PIN try and its completion take them:
+    # a resend and a try at once then wait for each other instead of deadlocking.
+    state, pins_sent = db.session.execute(
+        select(AuthTransaction.state, AuthTransaction.pins_sent)
+        .where(AuthTransaction.id == transaction.id)
+        .with_for_update()
+    ).one()
+    if state != TransactionState.PENDING:
+        raise ResendRefused("limit")
+    if lockout.pins_locked_until(transaction.user_id, now) is not None:
+        raise ResendRefused("locked")
+    if pins_sent > current_app.config["PIN_MAX_RESENDS"]:
+        raise ResendRefused("limit")
+    send_pin(transaction, now)
+
+
+def verify(transaction: AuthTransaction, typed: str, now: datetime) -> PinResult:
+    """Checks one PIN try. The try is counted against the transaction and against the account
+    and committed before the PIN is compared, in conditional UPDATEs, so that parallel requests
+    never get more tries than allowed, on one open login or over all of them. Input that is no
+    PIN, and tries while wrong PINs lock the account, cost nothing. On OK the transaction is
+    claimed but not committed: the caller completes it and commits."""
+    pin = pins.normalize(typed)
+    if pin is None:
+        return PinResult.MALFORMED
     challenge = db.session.scalar(
         select(PinChallenge)
         .where(PinChallenge.transaction_id == transaction.id)
         .order_by(PinChallenge.id.desc())
         .limit(1)
     )
-    pin = pin.strip()
-    if challenge is None or challenge.expires_at <= now:
-        result = PinResult.EXPIRED
-    elif len(pin) == pins.PIN_LENGTH and same(
-        challenge.pin_digest, pins.pin_digest(str(challenge.id), pin)
-    ):
+    if challenge is None:
+        return PinResult.NOT_SENT
+    if challenge.expires_at <= now:
+        return _counted(transaction, PinResult.EXPIRED)
+
+    attempts = _claim_try(transaction, now)
+    if attempts is None:
+        return _counted(transaction, PinResult.ENDED)
+    try:
+        lockout.claim_pin_attempt(transaction.user_id, now)
+    except lockout.PinsLocked:
+        db.session.rollback()  # the transaction's try stays unused for after the lock
+        return _counted(transaction, PinResult.LOCKED)
+    db.session.commit()
+
+    if same(challenge.pin_digest, pins.pin_digest(str(challenge.id), pin)):
         claimed = db.session.execute(
             update(AuthTransaction)
             .where(
@@ -191,17 +236,32 @@ def verify(transaction: AuthTransaction, pin: str, now: datetime) -> PinResult:
             )
             .values(state=TransactionState.COMPLETED, ended_at=now)
         ).rowcount
-        result = PinResult.OK if claimed == 1 else PinResult.ENDED
-        metrics.PIN_CHECKS.labels(purpose=transaction.purpose, result=result.value).inc()
-        return result
-    else:
-        lockout.register_failure(transaction.user_id, "failed_pins", now)
-        result = PinResult.WRONG
+        return _counted(transaction, PinResult.OK if claimed == 1 else PinResult.ENDED)
 
-    if attempts >= max_attempts:
+    result = PinResult.WRONG
+    if attempts >= current_app.config["PIN_MAX_ATTEMPTS"]:
         end(transaction, now)
         result = PinResult.ENDED
     db.session.commit()
+    return _counted(transaction, result)
+
+
+def _claim_try(transaction: AuthTransaction, now: datetime) -> int | None:
+    """Counts one try of the transaction; its number, or None when none is left."""
+    return db.session.execute(
+        update(AuthTransaction)
+        .where(
+            AuthTransaction.id == transaction.id,
+            AuthTransaction.state == TransactionState.PENDING,
+            AuthTransaction.expires_at > now,
+            AuthTransaction.pin_attempts < current_app.config["PIN_MAX_ATTEMPTS"],
+        )
+        .values(pin_attempts=AuthTransaction.pin_attempts + 1)
+        .returning(AuthTransaction.pin_attempts)
+    ).scalar_one_or_none()
+
+
+def _counted(transaction: AuthTransaction, result: PinResult) -> PinResult:
     metrics.PIN_CHECKS.labels(purpose=transaction.purpose, result=result.value).inc()
     return result
 
@@ -230,6 +290,9 @@ def end(transaction: AuthTransaction, now: datetime) -> None:
     )
 
 
-def tries_left(transaction: AuthTransaction) -> int:
+def tries_left(transaction: AuthTransaction, now: datetime) -> int:
+    """The PINs that may still be tried, truthfully: the transaction's own tries, but no more
+    than the account takes before wrong PINs lock it."""
     db.session.refresh(transaction)
-    return max(0, current_app.config["PIN_MAX_ATTEMPTS"] - transaction.pin_attempts)
+    own = max(0, current_app.config["PIN_MAX_ATTEMPTS"] - transaction.pin_attempts)
+    return min(own, lockout.pin_tries_before_lock(transaction.user_id, now))

@@ -7,6 +7,7 @@ from idp.ratelimit import limit_posts
 from idp.senders import SendError
 from idp.services import activation, audit, clock, invitations
 from idp.services.invitations import LinkProblem
+from idp.services.lockout import PinsLocked
 from idp.services.passwords import PolicyViolation
 from idp.web import client_ip, sms_error, start_flow
 
@@ -22,7 +23,7 @@ def link_problem_page(problem: LinkProblem):
     )
 
 
-def form_page(invitation, token, error=None, status=200):
+def form_page(invitation, token, error=None, status=200, until=None):
     return (
         render_template(
             "activation/set_password.html",
@@ -30,6 +31,7 @@ def form_page(invitation, token, error=None, status=200):
             purpose=invitation.purpose,
             token=token,
             error=error,
+            until=until,
             min_length=current_app.config["PASSWORD_MIN_LENGTH"],
         ),
         status,
@@ -63,6 +65,9 @@ def set_password(token):
             clock.now(),
             client_ip(),
         )
+    except PinsLocked as locked:
+        db.session.rollback()
+        return form_page(invitation, token, error="pins_locked", status=429, until=locked.until)
     except SendError as error:
         db.session.rollback()
         current_app.logger.warning("PIN SMS for activation not sent: %s", error)

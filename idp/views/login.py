@@ -7,6 +7,8 @@ from idp.models import PendingAuthorization, TransactionPurpose, TransactionStat
 from idp.ratelimit import limit_posts
 from idp.senders import SendError
 from idp.services import audit, authorizations, clock, login, tokens_logout, users
+from idp.services.lockout import PinsLocked
+from idp.services.login import LoginThrottled
 from idp.web import (
     authorization_resumed_by,
     clear_session_cookie,
@@ -22,7 +24,7 @@ from idp.web import (
 bp = Blueprint("login", __name__)
 
 
-def login_page(*, username="", return_to=None, error=None, status=200):
+def login_page(*, username="", return_to=None, error=None, until=None, status=200):
     resumed = authorization_resumed_by(return_to)
     step_up_user = _step_up_user(resumed)
     step_up = None
@@ -35,6 +37,7 @@ def login_page(*, username="", return_to=None, error=None, status=200):
             next=return_to,
             step_up=step_up,
             error=error,
+            until=until,
             # The language switch on a page that answers a POST: the same form, by GET.
             language_return=url_for("login.form", next=return_to),
         ),
@@ -73,13 +76,32 @@ def submit():
     if step_up_user is not None and users.username_key(username) != step_up_user.username_key:
         # Refused before any password is checked: it tells nothing about the other account.
         return login_page(return_to=return_to, error="step_up_account", status=422)
-    user = login.check_password(username, password, clock.now(), client_ip())
+    try:
+        user = login.check_password(username, password, clock.now(), client_ip())
+    except LoginThrottled as throttled:
+        db.session.commit()
+        return login_page(
+            username=username[:64],
+            return_to=return_to,
+            error="throttled",
+            until=throttled.until,
+            status=429,
+        )
     if user is None:
         db.session.commit()
         return login_page(username=username[:64], return_to=return_to, error="credentials")
     purpose = TransactionPurpose.STEP_UP if step_up_user is not None else TransactionPurpose.LOGIN
     try:
         _, transaction_token = login.begin(user, clock.now(), client_ip(), return_to, purpose)
+    except PinsLocked as locked:
+        db.session.commit()  # the right password settled its attempt
+        return login_page(
+            username=username[:64],
+            return_to=return_to,
+            error="pins_locked",
+            until=locked.until,
+            status=429,
+        )
     except SendError as error:
         db.session.rollback()
         current_app.logger.warning("PIN SMS for login not sent: %s", error)

@@ -6,7 +6,7 @@ from idp.extensions import db
 from idp.models import TransactionPurpose
 from idp.ratelimit import limit_posts
 from idp.senders import SendError
-from idp.services import activation, audit, clock, login, tokens_logout, transactions
+from idp.services import activation, audit, clock, lockout, login, tokens_logout, transactions
 from idp.services.invitations import LinkProblem
 from idp.services.transactions import PinResult, ResendRefused
 from idp.services.users import masked_phone
@@ -26,22 +26,43 @@ bp = Blueprint("pin", __name__)
 
 
 def pin_page(transaction, *, error=None, notice=None, status=200):
+    now = clock.now()
     return (
         render_template(
             "pin/pin.html",
             purpose=transaction.purpose,
             phone=masked_phone(transaction.user.phone),
-            resend_wait=transactions.resend_wait(transaction, clock.now()),
+            pin_sent=transaction.pins_sent > 0,
+            resend_wait=transactions.resend_wait(transaction, now),
             error=error,
             notice=notice,
-            tries_left=transactions.tries_left(transaction),
+            tries_left=transactions.tries_left(transaction, now),
+            all_tries=current_app.config["PIN_MAX_ATTEMPTS"],
+            locked_until=lockout.pins_locked_until(transaction.user_id, now),
         ),
         status,
     )
 
 
-def ended_page(purpose: str | None, reason: str, status: int = 410):
-    return render_template("pin/ended.html", purpose=purpose, reason=reason), status
+def ended_page(purpose: str | None, reason: str, status: int = 410, locked_until=None):
+    return (
+        render_template(
+            "pin/ended.html", purpose=purpose, reason=reason, locked_until=locked_until
+        ),
+        status,
+    )
+
+
+# The PIN page's message and status for a try that did not complete the step.
+TRY_ANSWERS = {
+    PinResult.WRONG: ("wrong", 422),
+    PinResult.EXPIRED: ("expired", 422),
+    PinResult.MALFORMED: ("malformed", 422),
+    PinResult.NOT_SENT: ("not_sent", 422),
+    PinResult.LOCKED: ("locked", 429),
+}
+# Input that was no try at all: nothing to put on record.
+NO_TRY = (PinResult.MALFORMED, PinResult.NOT_SENT)
 
 
 @bp.get("/pin")
@@ -65,28 +86,30 @@ def submit():
     result = transactions.verify(transaction, request.form.get("pin", ""), clock.now())
     if result is PinResult.OK:
         return complete(transaction)
-    audit.record(
-        "pin.failed",
-        now=clock.now(),
-        actor="user",
-        user=transaction.user,
-        ip=client_ip(),
-        purpose=transaction.purpose,
-        result=result.value,
-    )
-    db.session.commit()
+    if result not in NO_TRY:
+        audit.record(
+            "pin.failed",
+            now=clock.now(),
+            actor="user",
+            user=transaction.user,
+            ip=client_ip(),
+            purpose=transaction.purpose,
+            result=result.value,
+        )
+        db.session.commit()
     if result is PinResult.ENDED:
         end_flow()
-        return ended_page(transaction.purpose, "attempts")
-    error = "expired" if result is PinResult.EXPIRED else "wrong"
-    return pin_page(transaction, error=error, status=422)
+        locked_until = lockout.pins_locked_until(transaction.user_id, clock.now())
+        return ended_page(transaction.purpose, "attempts", locked_until=locked_until)
+    error, status = TRY_ANSWERS[result]
+    return pin_page(transaction, error=error, status=status)
 
 
 def resend(transaction):
     try:
-        transactions.claim_resend(transaction, clock.now())
-        transactions.send_pin(transaction, clock.now())
+        transactions.resend_pin(transaction, clock.now())
     except ResendRefused as refused:
+        db.session.rollback()
         return pin_page(transaction, error=f"resend_{refused.reason}", status=429)
     except SendError as error:
         db.session.rollback()
