@@ -332,8 +332,9 @@ def set_phone(username, phone):
 @with_appcontext
 @fail_on_user_error
 def unlock(username):
-    """Lift every lock of the account: after wrong passwords, after wrong PINs, the wait for
-    the next PIN, and the day's SMS caps of the account and of its number."""
+    """Lift every lock of the account: after wrong passwords, the password attempts blocked per
+    network, after wrong PINs, the wait for the next PIN, and the day's SMS caps of the account
+    and of its number."""
     moment = clock.now()
     user = users.get_changeable(username)
     lifted = account_limits.lift(user, moment)
@@ -353,6 +354,7 @@ def unlock(username):
 
 LIMIT_LABELS = {
     "password_lock": "password lock",
+    "login_attempts": "block of password attempts from a network",
     "pin_lock": "PIN lock",
     "pin_wait": "wait for the next PIN",
     "sms_per_account": "SMS cap of the account",
@@ -365,6 +367,8 @@ def describe(limit: account_limits.Limit) -> str:
     counts = limit.counts
     if "failures" in counts:
         detail = f" ({counts['failures']} failures)"
+    elif "refused" in counts:
+        detail = f" ({counts['refused']} attempts refused)"
     elif "sent" in counts:
         detail = f" ({counts['sent']} sent, cap {counts['cap']})"
     else:

@@ -84,7 +84,13 @@ def take_login_attempt(account: str, ip: str | None) -> bool:
     """Counts a password attempt for this account from this network; False when the pair has
     used up its attempts. Counted before the password is checked, so that parallel requests get
     no extra guesses; the account stays usable from every other network."""
-    return MovingWindowRateLimiter(counters()).hit(_login_limit(), *_login_key(account, ip))
+    key = _login_key(account, ip)
+    allowed = MovingWindowRateLimiter(counters()).hit(_login_limit(), *key)
+    if not allowed:
+        # What support is shown (`idp users show`): the counters are kept per network, which
+        # the storage cannot list for an account; this mark says that one of them is full.
+        counters().incr(_blocked_mark(account), _login_limit().get_expiry())
+    return allowed
 
 
 def login_attempt_free_at(account: str, ip: str | None) -> datetime:
@@ -95,9 +101,38 @@ def login_attempt_free_at(account: str, ip: str | None) -> datetime:
     return datetime.fromtimestamp(reset, UTC)
 
 
+def login_attempts_blocked(account: str) -> tuple[int, datetime | None]:
+    """How many attempts on the account its per-network limits refused lately, and until
+    about when the last network that ran out stays blocked."""
+    refused = counters().get(_blocked_mark(account))
+    if not refused:
+        return 0, None
+    return refused, datetime.fromtimestamp(counters().get_expiry(_blocked_mark(account)), UTC)
+
+
+def lift_login_attempt_limits(account: str) -> None:
+    """Frees the account from every network at once: its counters are keyed by an epoch that
+    this moves on, so the full ones are left to expire unread."""
+    counters().incr(_epoch_key(account), EPOCH_LIFETIME)
+    counters().clear(_blocked_mark(account))
+
+
+# Longer than any sensible window of LOGIN_ATTEMPTS_PER_ACCOUNT_AND_NETWORK: when an epoch
+# expires and starts again at 0, the counters of that epoch are long gone.
+EPOCH_LIFETIME = 7 * 24 * 3600
+
+
 def _login_limit():
     return parse(current_app.config["LOGIN_ATTEMPTS_PER_ACCOUNT_AND_NETWORK"])
 
 
-def _login_key(account: str, ip: str | None) -> tuple[str, str, str]:
-    return "login", account, network_of(ip)
+def _login_key(account: str, ip: str | None) -> tuple[str, str, str, str]:
+    return "login", account, str(counters().get(_epoch_key(account))), network_of(ip)
+
+
+def _epoch_key(account: str) -> str:
+    return f"login-epoch/{account}"
+
+
+def _blocked_mark(account: str) -> str:
+    return f"login-blocked/{account}"

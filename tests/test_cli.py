@@ -262,26 +262,42 @@ def test_unlock(app, client, outbox):
 
 def test_unlock_lifts_every_lock_and_cap_and_says_what_it_lifted(make_app, outbox):
     # Two SMS a day: the activation's and one login's use up both caps.
-    app = make_app(SMS_LIMIT_PER_ACCOUNT="2 per day", SMS_LIMIT_PER_NUMBER="2 per day")
+    # Seven password attempts per network: the login, five wrong ones, one more; the eighth is
+    # refused before any check.
+    app = make_app(
+        SMS_LIMIT_PER_ACCOUNT="2 per day",
+        SMS_LIMIT_PER_NUMBER="2 per day",
+        LOGIN_ATTEMPTS_PER_ACCOUNT_AND_NETWORK="7 per 15 minutes",
+    )
     client = app.test_client()
     activate(app, client, outbox)
     post_form(client, "/login", {"username": "anna", "password": PASSWORD})
     wrong_pin = "000000" if outbox.last_pin() != "000000" else "111111"
     for _ in range(app.config["LOCKOUT_THRESHOLD"]):
         post_form(client, "/pin", {"pin": wrong_pin})
-    for _ in range(app.config["LOCKOUT_THRESHOLD"]):
+    for _ in range(app.config["LOCKOUT_THRESHOLD"] + 1):
         post_form(client, "/login", {"username": "anna", "password": "wrong"})
+    assert post_form(client, "/login", {"username": "anna", "password": "wrong"}).status_code == 429
 
     limits = json.loads(ok(app, "users", "show", "anna").stdout)["limits"]
     active = {name for name, limit in limits.items() if limit["active"]}
-    assert active == {"password_lock", "pin_lock", "pin_wait", "sms_per_account", "sms_per_number"}
+    assert active == {
+        "password_lock",
+        "login_attempts",
+        "pin_lock",
+        "pin_wait",
+        "sms_per_account",
+        "sms_per_number",
+    }
     assert limits["password_lock"]["failures"] == app.config["LOCKOUT_THRESHOLD"]
+    assert limits["login_attempts"]["refused"] == 1
     assert limits["sms_per_account"]["sent"] == 2
     assert limits["sms_per_number"]["cap"] == "2 per day"
     assert all(limit["until"] for limit in limits.values())
 
     lifted = ok(app, "users", "unlock", "anna").stdout
-    for said in ("password lock until", "PIN lock until", "wait for the next PIN until",
+    for said in ("password lock until", "block of password attempts from a network until",
+                 "PIN lock until", "wait for the next PIN until",
                  "SMS cap of the account until", "SMS cap of the number until"):
         assert said in lifted
     limits = json.loads(ok(app, "users", "show", "anna").stdout)["limits"]

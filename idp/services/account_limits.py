@@ -1,24 +1,26 @@
 """What holds an account back, told and lifted for support (`idp users show`, `idp users
-unlock`): the locks after wrong passwords and after wrong PINs, the wait before its next PIN,
-and the daily SMS caps of the account and of its phone number."""
+unlock`): the locks after wrong passwords and after wrong PINs, the password attempts refused
+per network, the wait before its next PIN, and the daily SMS caps of the account and of its
+phone number."""
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
 
+from idp import ratelimit
 from idp.models import User
 from idp.services import lockout, sms_guard
 
 
 @dataclass(frozen=True)
 class Limit:
-    # password_lock, pin_lock, pin_wait, sms_per_account or sms_per_number
+    # password_lock, login_attempts, pin_lock, pin_wait, sms_per_account or sms_per_number
     name: str
     active: bool
     # When an active limit ends; for an SMS cap, when the day's count starts again.
     until: datetime | None
-    # The counts behind it: "failures", or "sent" and "cap".
+    # The counts behind it: "failures", "refused", or "sent" and "cap".
     counts: dict = field(default_factory=dict)
 
     def as_json(self) -> dict:
@@ -38,8 +40,10 @@ def of(user: User, now: datetime) -> list[Limit]:
         cooldown = timedelta(seconds=current_app.config["PIN_RESEND_COOLDOWN"])
         pin_wait_until = user.last_pin_sent_at + cooldown
     caps = sms_guard.guard().personal_caps(user.phone, user.subject)
+    refused, refused_until = ratelimit.login_attempts_blocked(user.username_key)
     return [
         _until("password_lock", user.locked_until, now, failures=user.failed_passwords),
+        _until("login_attempts", refused_until, now, refused=refused),
         _until("pin_lock", user.pins_locked_until, now, failures=user.failed_pins),
         _until("pin_wait", pin_wait_until, now),
         *(
@@ -57,5 +61,6 @@ def lift(user: User, now: datetime) -> list[Limit]:
     The caller commits."""
     active = [limit for limit in of(user, now) if limit.active]
     lockout.reset(user)
+    ratelimit.lift_login_attempt_limits(user.username_key)
     sms_guard.guard().lift_personal_caps(user.phone, user.subject)
     return active
