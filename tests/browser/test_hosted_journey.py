@@ -78,7 +78,9 @@ def test_login_works_with_the_keyboard_alone(browser, live_idp):
     page.wait_for_url("**/pin")
     pin = newest_pin(page, f"{base}/_dev/outbox")
     page.goto(f"{base}/pin")
-    # The PIN field has the focus when the page opens: type and press Enter.
+    # The PIN field has the focus when the page opens (once the browser applied autofocus,
+    # which a busy machine may do after the load event): type and press Enter.
+    page.wait_for_function("document.activeElement && document.activeElement.name === 'pin'")
     page.keyboard.type(pin)
     page.keyboard.press("Enter")
     page.get_by_role("heading", name="Ihr Passwort ist gespeichert").wait_for()
