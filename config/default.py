@@ -140,6 +140,11 @@ TRANSACTION_LIFETIME = 900
 # detour of that login (a PIN step that ended, a used link, the language switch) leads back to
 # the relying party within this time, with its original `state`.
 PENDING_AUTHORIZATION_LIFETIME = 3600
+# Authorization requests kept while they wait for a login, per address and per network (/24,
+# /64): anybody can make /authorize ask for one, and each is a row for that lifetime. Far above
+# a person's logins (and an office behind one address); beyond it /authorize answers 429.
+PENDING_AUTHORIZATIONS_PER_IP = "60 per minute; 600 per hour"
+PENDING_AUTHORIZATIONS_PER_NETWORK = "200 per minute; 2000 per hour"
 
 # --- Request rate limits (429 with Retry-After when exceeded) --------------------------------
 RATELIMIT_ENABLED = True

@@ -183,7 +183,8 @@ class PendingAuthorization(db.Model):
         ForeignKey("oauth_clients.id", ondelete="CASCADE"), index=True
     )
     # Names the very request (every parameter), so that only it can complete this row.
-    fingerprint: Mapped[str] = mapped_column(String(64))
+    # Indexed: a request that comes again keeps the step-up binding of its earlier rows.
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
     # The request's parameters as [name, value] pairs, to send the browser back with them.
     params: Mapped[list] = mapped_column(JSON)
     # Only a login after this moment satisfies the request.

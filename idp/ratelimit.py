@@ -2,12 +2,14 @@
 defences. All share one storage: Redis when IDP_REDIS_URL is set, so that limits hold across
 workers and hosts; this process's memory otherwise (development, one worker)."""
 
+import math
+import time
 from datetime import UTC, datetime
 
 import limits.errors
 from flask import Flask, current_app, request
 from flask_limiter import Limiter
-from limits import parse
+from limits import parse, parse_many
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
@@ -115,6 +117,23 @@ def lift_login_attempt_limits(account: str) -> None:
     this moves on, so the full ones are left to expire unread."""
     counters().incr(_epoch_key(account), EPOCH_LIFETIME)
     counters().clear(_blocked_mark(account))
+
+
+def take_pending_authorization(ip: str | None) -> int | None:
+    """Counts an authorization request that is kept server-side while it waits for a login
+    (services.authorizations) against its address and its network: anybody can make /authorize
+    ask for a login. Seconds until one is allowed again when either has used up its limits
+    (PENDING_AUTHORIZATIONS_PER_IP, PENDING_AUTHORIZATIONS_PER_NETWORK), else None."""
+    strategy = MovingWindowRateLimiter(counters())
+    for setting, key in (
+        ("PENDING_AUTHORIZATIONS_PER_IP", ip or "unknown"),
+        ("PENDING_AUTHORIZATIONS_PER_NETWORK", network_of(ip)),
+    ):
+        for limit in parse_many(current_app.config[setting]):
+            if not strategy.hit(limit, "pending-authorization", setting, key):
+                reset, _ = strategy.get_window_stats(limit, "pending-authorization", setting, key)
+                return max(1, math.ceil(reset - time.time()))
+    return None
 
 
 # Longer than any sensible window of LOGIN_ATTEMPTS_PER_ACCOUNT_AND_NETWORK: when an epoch

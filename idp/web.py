@@ -2,11 +2,13 @@
 flow state kept in Flask's signed cookie, safe return paths, and the way back to the relying
 party whose authorization request waits for a login."""
 
-from urllib.parse import urlsplit
+from typing import NamedTuple
+from urllib.parse import unquote, urlsplit
 
 from flask import current_app, g, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 from idp.models import PendingAuthorization, Session, TransactionState
 from idp.services import authorizations, clock, sessions
@@ -113,28 +115,49 @@ def resume_path(handle: str) -> str:
     return url_for("oidc.resume", handle=handle)
 
 
-def way_back() -> str | None:
-    """Where a login of this browser goes on to when no page says: the relying party whose
-    authorization request waits for it (the newest), if any."""
+class WayBack(NamedTuple):
+    """Where a login goes on to: a page of this site, or the address that resumes this
+    browser's request that waits for the login (then `authorization` is that request)."""
+
+    path: str
+    authorization: PendingAuthorization | None = None
+
+
+def waiting_authorization() -> WayBack | None:
+    """The browser's newest request that waits for a login. The login page offers it as a
+    choice and never continues to it by itself: any page can send a browser to /authorize, and
+    must not decide where the person's next login at the IdP goes."""
     row = authorizations.newest(browser_authorizations(), clock.now(), pending_only=True)
-    return resume_path(_handles_by_digest()[row.handle_digest]) if row is not None else None
+    if row is None:
+        return None
+    return WayBack(resume_path(_handles_by_digest()[row.handle_digest]), row)
 
 
 def _handles_by_digest() -> dict[str, str]:
     return {digest(handle): handle for handle in browser_authorizations()}
 
 
-def authorization_resumed_by(path: str | None) -> PendingAuthorization | None:
-    """This browser's request that a return path leads back to, if it is a resume address."""
+def way_back_of(path: str | None) -> WayBack | None:
+    """Where a login goes on to, by its `next`. The path is read as the browser and the URL
+    map will read it, percent-decoded (`/authorize/resum%65/...` resumes too), and a resume
+    address is written anew: the login form's step-up check and the redirect after the PIN
+    must see one and the same request. A path that the URL map would redirect first (merged
+    slashes) is refused, and so is a request that this browser does not hold."""
+    path = safe_return_path(path)
     if not path:
         return None
     try:
-        endpoint, args = current_app.url_map.bind("").match(urlsplit(path).path, method="GET")
+        endpoint, args = current_app.url_map.bind("").match(
+            unquote(urlsplit(path).path), method="GET"
+        )
+    except RequestRedirect:
+        return None
     except HTTPException:
-        return None
+        return WayBack(path)  # no page of ours, but nothing that resumes either
     if endpoint != "oidc.resume":
-        return None
-    return authorizations.find(args["handle"], browser_authorizations(), clock.now())
+        return WayBack(path)
+    row = authorizations.find(args["handle"], browser_authorizations(), clock.now())
+    return WayBack(resume_path(args["handle"]), row) if row is not None else None
 
 
 def back_to_completed_authorization() -> str | None:

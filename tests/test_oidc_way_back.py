@@ -5,14 +5,16 @@ itself and is confirmed by the account that is signed in, no other."""
 
 import html
 import re
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import pytest
 import requests
 
 from idp.extensions import db
-from idp.models import User
-from tests.conftest import PASSWORD, activate, invite
+from idp.models import PendingAuthorization, User
+from idp.views.oidc import AUTHORIZATION_PARAMETERS
+from idp.web import MAX_BROWSER_AUTHORIZATIONS
+from tests.conftest import PASSWORD, activate, invite, path_of
 from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 from tests.oidc_fixtures import Browser, _csrf
 from tests.servers import HOST, free_port
@@ -114,7 +116,8 @@ def test_sign_in_from_a_used_link_page_returns_to_the_rp_with_its_state(
     used = follow(browser, outbox.last_link())
     assert used.status_code == 410
 
-    again = follow(browser, link(used, "Zur Anmeldung"))
+    # The link page knows no request: the login offers the one that waits, as a choice.
+    again = follow(browser, link(follow(browser, link(used, "Zur Anmeldung")), "Weiter zu Portal"))
     pin_page = password_step(browser, again)
     assert_back_at_the_rp_with_a_code(rp, pin_step(browser, pin_page, outbox.last_pin()))
 
@@ -130,7 +133,8 @@ def test_sign_in_from_an_expired_link_page_returns_to_the_rp(
     expired = follow(browser, reset_link)
     assert expired.status_code == 410
 
-    again = follow(browser, link(expired, "Zur Anmeldung"))
+    plain_login = follow(browser, link(expired, "Zur Anmeldung"))
+    again = follow(browser, link(plain_login, "Weiter zu Portal"))
     pin_page = password_step(browser, again)
     assert_back_at_the_rp_with_a_code(rp, pin_step(browser, pin_page, outbox.last_pin()))
 
@@ -207,6 +211,21 @@ def test_a_request_of_another_browser_cannot_be_slipped_into_a_victims_login(
     victims_login = follow(browser, idp.url("/login?next=" + resume))
     pin_page = password_step(browser, victims_login)
     landed = pin_step(browser, pin_page, outbox.last_pin())
+    assert landed.status_code == 200 and urlsplit(landed.url).path == "/"
+
+
+def test_a_planted_request_does_not_take_over_a_later_direct_login(idp, browser, make_rp, outbox):
+    """A page navigates the signed-out browser to /authorize with its own parameters (at the
+    top level, so the flow cookie is set). Her later login at the IdP itself goes to her start
+    page: the request that waits is only offered, as a choice in plain sight."""
+    others = make_rp(name="Other RP")
+    planted = others.authorization_url(state="ATTACKER-STATE")
+    assert urlsplit(follow(browser, planted).url).path == "/login"
+
+    page = follow(browser, idp.url("/login"))
+    assert 'name="next"' not in page.text
+    assert "Eine Anmeldung bei Other RP wartet" in page.text and "Weiter zu Other RP" in page.text
+    landed = pin_step(browser, password_step(browser, page), outbox.last_pin())
     assert landed.status_code == 200 and urlsplit(landed.url).path == "/"
 
 
@@ -303,6 +322,71 @@ def test_a_step_up_cannot_be_completed_by_another_account_around_the_form(
     assert re.search(r'name="username"[^>]*value="anna"[^>]*readonly', again.text)
 
 
+def _push_out_of_the_flow_cookie(browser, make_rp):
+    filler = make_rp(name="Filler")
+    for _ in range(MAX_BROWSER_AUTHORIZATIONS):
+        follow(browser, filler.authorization_url(prompt="login"))
+
+
+def _delete_the_cookies(browser, make_rp):
+    browser.http.cookies.clear()
+
+
+@pytest.mark.parametrize("lose_the_handle", [_push_out_of_the_flow_cookie, _delete_the_cookies])
+def test_a_step_up_stays_bound_when_its_handle_is_lost(
+    idp, browser, make_rp, outbox, bob, lose_the_handle
+):
+    """bob, at anna's browser, signs in around her step-up's form, loses its handle and
+    replays the relying party's request: it is still anna's to confirm."""
+    rp = make_rp()
+    rp.sign_in(browser)
+    step_up_url = rp.authorization_url(max_age="0", purpose="booking")
+    page = follow(browser, step_up_url)
+    around_the_form = {"username": "bob", "password": PASSWORD, "next": ""}
+    assert submit(browser, page, around_the_form, "/login").status_code == 303
+    pin_step(browser, follow(browser, idp.url("/pin")), outbox.last_pin())
+    lose_the_handle(browser, make_rp)
+
+    page = follow(browser, step_up_url)
+    assert re.search(r'name="username"[^>]*value="anna"[^>]*readonly', page.text)
+    refused = submit(browser, page, {"username": "bob", "password": PASSWORD}, "/login")
+    assert refused.status_code == 422
+    assert submit(browser, refused, around_the_form, "/login").status_code == 303
+    pin_step(browser, follow(browser, idp.url("/pin")), outbox.last_pin())
+    again = follow(browser, step_up_url)
+    assert urlsplit(again.url).path == "/login", "bob confirmed anna's step-up"
+
+
+@pytest.mark.parametrize("disguise", [("/resume/", "/resum%65/"), ("/authorize/", "/%61uthorize/")])
+def test_a_percent_encoded_way_back_is_checked_as_the_step_up_it_leads_to(
+    idp, browser, rp, outbox, bob, disguise
+):
+    """The browser decodes the address after the PIN: the form's check reads it decoded too."""
+    rp.sign_in(browser)
+    page = follow(browser, rp.authorization_url(max_age="0"))
+    encoded = way_back_of(page).replace(*disguise)
+    sms_before = len(outbox.sms())
+
+    form = {"username": "bob", "password": PASSWORD, "next": encoded}
+    refused = submit(browser, page, form, "/login")
+    assert refused.status_code == 422, "form check bypassed"
+    assert "Bitte bestätigen Sie mit dem angemeldeten Konto: anna" in refused.text
+    assert len(outbox.sms()) == sms_before
+
+
+def test_a_way_back_that_the_url_map_would_redirect_leads_nowhere(idp, browser, rp, outbox, bob):
+    """Merged slashes would redirect to the step-up after the PIN, past the form's check: such
+    a login goes to the start page instead."""
+    rp.sign_in(browser)
+    page = follow(browser, rp.authorization_url(max_age="0"))
+    disguised = way_back_of(page).replace("/authorize/", "/authorize//")
+
+    form = {"username": "bob", "password": PASSWORD, "next": disguised}
+    assert submit(browser, page, form, "/login").status_code == 303
+    landed = pin_step(browser, follow(browser, idp.url("/pin")), outbox.last_pin())
+    assert landed.status_code == 200 and urlsplit(landed.url).path == "/"
+
+
 def test_a_logout_forgets_the_requests_that_wait_for_a_login(idp, browser, rp, login_page):
     # Signed in on her own, the relying party's request still waiting; then signed out.
     submit(browser, login_page, {"username": "anna", "password": PASSWORD, "next": ""}, "/login")
@@ -336,7 +420,6 @@ def test_of_parallel_resumes_one_gets_the_code(idp, browser, rp):
 
 def test_expired_requests_are_cleared_as_new_ones_come(idp, rp, outbox, frozen_clock):
     """Anybody can make /authorize ask for a login: the rows do not pile up."""
-    from idp.models import PendingAuthorization
 
     def count() -> int:
         with idp.app.app_context():
@@ -348,3 +431,79 @@ def test_expired_requests_are_cleared_as_new_ones_come(idp, rp, outbox, frozen_c
     frozen_clock.advance(seconds=idp.app.config["PENDING_AUTHORIZATION_LIFETIME"] + 1)
     follow(Browser(idp, outbox), rp.authorization_url())
     assert count() == 1
+
+
+# --- What /authorize keeps -----------------------------------------------------------------------
+
+
+def _kept_parameters(app) -> list[list[str]]:
+    with app.app_context():
+        return [
+            pair
+            for row in db.session.scalars(db.select(PendingAuthorization))
+            for pair in row.params
+        ]
+
+
+def test_only_the_parameters_of_the_request_are_kept_while_it_waits(idp, browser, rp, outbox):
+    """Other parameters are ignored, not stored; the step-up resumed with what was kept is still
+    the very request that was made (its fingerprint), and its login completes it."""
+    rp.sign_in(browser)
+    page = follow(browser, rp.authorization_url(max_age="0") + "&junk=" + "A" * 5000 + "&claims=x")
+    kept = {name for name, _ in _kept_parameters(idp.app)}
+    assert kept <= set(AUTHORIZATION_PARAMETERS) and {"max_age", "state"} <= kept
+
+    pin_page = password_step(browser, page)
+    assert_back_at_the_rp_with_a_code(rp, pin_step(browser, pin_page, outbox.last_pin()))
+
+
+def test_large_posts_to_authorize_store_small_rows(idp, rp, app):
+    client = app.test_client()
+    for _ in range(20):
+        client.delete_cookie("idp_flow")
+        url = urlsplit(rp.authorization_url())
+        data = {name: values[0] for name, values in parse_qs(url.query).items()}
+        assert client.post(url.path, data={**data, "junk": "A" * 60_000}).status_code == 303
+    assert len(str(_kept_parameters(app))) < 20 * 1000
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"nonce": "n" * 513}, {"login_hint": "x" * 257}, {"max_age": "9" * 5000}, {"nonce": "again"}],
+)
+def test_an_over_long_or_repeated_parameter_is_refused_as_invalid_request(idp, browser, rp, extra):
+    response = browser.http.get(
+        rp.authorization_url() + "&" + urlencode(extra), allow_redirects=False, timeout=10
+    )
+    params = rp.callback_params(response)
+    assert params["error"] == "invalid_request" and params["state"] == rp.last["state"]
+    assert _kept_parameters(idp.app) == []
+
+
+def test_an_over_long_state_is_refused_and_not_sent_back(idp, browser, rp):
+    response = browser.http.get(
+        rp.authorization_url(state="s" * 2049), allow_redirects=False, timeout=10
+    )
+    params = rp.callback_params(response)
+    assert params["error"] == "invalid_request" and "state" not in params
+    assert _kept_parameters(idp.app) == []
+
+
+def test_requests_kept_for_a_login_are_limited_per_address_and_network(idp, rp, make_app):
+    app = make_app(
+        PENDING_AUTHORIZATIONS_PER_IP="3 per hour", PENDING_AUTHORIZATIONS_PER_NETWORK="5 per hour"
+    )
+
+    def ask(address: str):
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = address
+        return client.get(path_of(rp.authorization_url()), headers=DE)
+
+    assert [ask("198.51.100.7").status_code for _ in range(4)] == [302, 302, 302, 429]
+    refused = ask("198.51.100.7")
+    assert int(refused.headers["Retry-After"]) > 0 and "Zu viele Versuche" in refused.text
+    # Two more from the same /24, then the network has used up its own limit.
+    assert [ask("198.51.100.8").status_code for _ in range(3)] == [302, 302, 429]
+    assert ask("203.0.113.1").status_code == 302
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count(PendingAuthorization.id))) == 6

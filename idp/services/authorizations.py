@@ -37,13 +37,16 @@ def start(
     """A new pending request and the handle that the browser keeps for it."""
     _purge_expired(now)
     handle = new_token()
+    bound_user_id = _bound_user_id(client, fingerprint, now)
+    if bound_user_id is None and step_up_user is not None:
+        bound_user_id = step_up_user.id
     row = PendingAuthorization(
         handle_digest=digest(handle),
         client_id=client.id,
         fingerprint=fingerprint,
         params=[list(pair) for pair in params],
         login_asked_at=now,
-        user_id=step_up_user.id if step_up_user is not None else None,
+        user_id=bound_user_id,
         created_at=now,
         expires_at=now
         + timedelta(seconds=current_app.config["PENDING_AUTHORIZATION_LIFETIME"]),
@@ -51,6 +54,25 @@ def start(
     db.session.add(row)
     db.session.flush()
     return row, handle
+
+
+def _bound_user_id(client: Client, fingerprint: str, now: datetime) -> int | None:
+    """The account that an earlier row of this very request was bound to. A step-up asked of
+    anna stays hers when the request comes again without its handle (pushed out of the flow
+    cookie by newer requests, or the cookie deleted): nobody else signed in at her browser can
+    complete it. PKCE makes every request of a relying party its own, so this binds no other
+    request; and a binding only ever narrows who may complete a request."""
+    return db.session.scalar(
+        select(PendingAuthorization.user_id)
+        .where(
+            PendingAuthorization.fingerprint == fingerprint,
+            PendingAuthorization.client_id == client.id,
+            PendingAuthorization.user_id.is_not(None),
+            PendingAuthorization.expires_at > now,
+        )
+        .order_by(PendingAuthorization.id)
+        .limit(1)
+    )
 
 
 def _purge_expired(now: datetime) -> None:

@@ -88,6 +88,16 @@ def load(token: str | None, now: datetime) -> AuthTransaction | None:
     return transaction
 
 
+def return_to_of(token: str | None) -> str | None:
+    """Where the browser's transaction was to go on to, in any state and expired too: the page
+    that says it ended leads to a new login with the same way back."""
+    if not token:
+        return None
+    return db.session.scalar(
+        select(AuthTransaction.return_to).where(AuthTransaction.token_hash == digest(token))
+    )
+
+
 def send_pin(transaction: AuthTransaction, now: datetime) -> None:
     """Creates a new PIN (older ones stop counting) and sends it. Raises PinCooldown within
     the cooldown of the account's last PIN, having sent nothing; raises SendError, and then the

@@ -3,39 +3,42 @@
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from idp.extensions import db
-from idp.models import PendingAuthorization, TransactionPurpose, TransactionState, User
+from idp.models import TransactionPurpose, TransactionState, User
 from idp.ratelimit import limit_posts
 from idp.senders import SendError
 from idp.services import audit, authorizations, clock, login, tokens_logout, users
 from idp.services.lockout import PinsLocked
 from idp.services.login import LoginThrottled
 from idp.web import (
-    authorization_resumed_by,
+    WayBack,
     clear_session_cookie,
     client_ip,
     current_session,
     end_flow,
-    safe_return_path,
     sms_error,
     start_flow,
-    way_back,
+    waiting_authorization,
+    way_back_of,
 )
 
 bp = Blueprint("login", __name__)
 
 
-def login_page(*, username="", return_to=None, error=None, until=None, status=200):
-    resumed = authorization_resumed_by(return_to)
-    step_up_user = _step_up_user(resumed)
+def login_page(*, username="", way_back: WayBack | None = None, error=None, until=None, status=200):
+    step_up_user = _step_up_user(way_back)
     step_up = None
     if step_up_user is not None:
-        step_up = {"username": step_up_user.username, "purpose": authorizations.purpose(resumed)}
+        purpose = authorizations.purpose(way_back.authorization)
+        step_up = {"username": step_up_user.username, "purpose": purpose}
+    return_to = way_back.path if way_back else None
     return (
         render_template(
             "login/login.html",
             username=step_up["username"] if step_up else username,
             next=return_to,
             step_up=step_up,
+            # Without a way back: the request that waits, as a choice (see waiting_authorization).
+            waiting=None if way_back else waiting_authorization(),
             error=error,
             until=until,
             # The language switch on a page that answers a POST: the same form, by GET.
@@ -45,9 +48,10 @@ def login_page(*, username="", return_to=None, error=None, until=None, status=20
     )
 
 
-def _step_up_user(resumed: PendingAuthorization | None) -> User | None:
+def _step_up_user(way_back: WayBack | None) -> User | None:
     """The account that must confirm the request the login goes back to, when that is a
     step-up (a new login that a relying party asked for within a live session)."""
+    resumed = way_back.authorization if way_back else None
     if resumed is None or resumed.state != TransactionState.PENDING:
         return None
     return resumed.user
@@ -55,15 +59,15 @@ def _step_up_user(resumed: PendingAuthorization | None) -> User | None:
 
 @bp.get("/login")
 def form():
-    return_to = safe_return_path(request.args.get("next")) or way_back()
+    way_back = way_back_of(request.args.get("next"))
     if current_session() is not None:
-        if return_to is None:
+        if way_back is None:
             return redirect(url_for("account.home"))
-        resumed = authorization_resumed_by(return_to)
+        resumed = way_back.authorization
         if resumed is not None and resumed.state != TransactionState.PENDING:
             # The back button after the login: the resume address knows the way on.
-            return redirect(return_to)
-    return login_page(username=request.args.get("username", "")[:64], return_to=return_to)
+            return redirect(way_back.path)
+    return login_page(username=request.args.get("username", "")[:64], way_back=way_back)
 
 
 @bp.post("/login")
@@ -71,33 +75,35 @@ def form():
 def submit():
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
-    return_to = safe_return_path(request.form.get("next"))
-    step_up_user = _step_up_user(authorization_resumed_by(return_to))
+    way_back = way_back_of(request.form.get("next"))
+    step_up_user = _step_up_user(way_back)
     if step_up_user is not None and users.username_key(username) != step_up_user.username_key:
         # Refused before any password is checked: it tells nothing about the other account.
-        return login_page(return_to=return_to, error="step_up_account", status=422)
+        return login_page(way_back=way_back, error="step_up_account", status=422)
     try:
         user = login.check_password(username, password, clock.now(), client_ip())
     except LoginThrottled as throttled:
         db.session.commit()
         return login_page(
             username=username[:64],
-            return_to=return_to,
+            way_back=way_back,
             error="throttled",
             until=throttled.until,
             status=429,
         )
     if user is None:
         db.session.commit()
-        return login_page(username=username[:64], return_to=return_to, error="credentials")
+        return login_page(username=username[:64], way_back=way_back, error="credentials")
     purpose = TransactionPurpose.STEP_UP if step_up_user is not None else TransactionPurpose.LOGIN
     try:
-        _, transaction_token = login.begin(user, clock.now(), client_ip(), return_to, purpose)
+        _, transaction_token = login.begin(
+            user, clock.now(), client_ip(), way_back.path if way_back else None, purpose
+        )
     except PinsLocked as locked:
         db.session.commit()  # the right password settled its attempt
         return login_page(
             username=username[:64],
-            return_to=return_to,
+            way_back=way_back,
             error="pins_locked",
             until=locked.until,
             status=429,
@@ -106,7 +112,7 @@ def submit():
         db.session.rollback()
         current_app.logger.warning("PIN SMS for login not sent: %s", error)
         key, status = sms_error(error)
-        return login_page(username=username[:64], return_to=return_to, error=key, status=status)
+        return login_page(username=username[:64], way_back=way_back, error=key, status=status)
     db.session.commit()
     start_flow(transaction_token)
     return redirect(url_for("pin.form"), code=303)

@@ -20,7 +20,7 @@ from flask import (
     url_for,
 )
 
-from idp import i18n, oauth
+from idp import i18n, oauth, ratelimit
 from idp.extensions import csrf, db
 from idp.models import TransactionState
 from idp.services import (
@@ -33,6 +33,7 @@ from idp.services import (
     tokens,
     tokens_logout,
 )
+from idp.views.errors import error_page
 from idp.web import (
     browser_authorizations,
     clear_session_cookie,
@@ -136,10 +137,70 @@ def invalid_request_page(reason: str):
     return render_template("oidc/invalid_request.html", reason=reason), 400
 
 
+# The parameters of an authorization request that we read, each with the longest value we take
+# (far above what a relying party sends). Only these are kept while the request waits for a
+# login, and they alone make up the request: others are ignored (OIDC Core 3.1.2.1), and an
+# over-long or repeated one is refused. `request` and `request_uri` are refused before.
+AUTHORIZATION_PARAMETERS = {
+    "response_type": 64,
+    "client_id": 64,
+    "redirect_uri": 2048,
+    "scope": 1024,
+    "state": 2048,
+    "nonce": 512,
+    "code_challenge": 128,
+    "code_challenge_method": 16,
+    "response_mode": 32,
+    "prompt": 64,
+    "max_age": 32,
+    "login_hint": 256,
+    "id_token_hint": 8192,
+    "ui_locales": 256,
+    "claims_locales": 256,
+    "acr_values": 256,
+    "display": 16,
+    authorizations.PURPOSE_PARAMETER: 300,  # OpenID Connect for Identity Assurance: 3 to 300
+}
+
+
+def _authorization_parameters() -> list[tuple[str, str]]:
+    """The request's parameters that we read (see AUTHORIZATION_PARAMETERS), as given."""
+    return [
+        (name, value)
+        for name, value in request.values.items(multi=True)
+        if name in AUTHORIZATION_PARAMETERS
+    ]
+
+
+def _parameter_refused() -> str | None:
+    """Why the request's parameters are refused (one too long, or given twice), or None."""
+    seen = set()
+    for name, value in _authorization_parameters():
+        if name in seen:
+            return f"{name} must not be given more than once"
+        seen.add(name)
+        if len(value) > AUTHORIZATION_PARAMETERS[name]:
+            return f"{name} is too long"
+    return None
+
+
+def _invalid_request(description: str, status: int) -> Response:
+    """The error redirect for a request whose client and redirect URI were checked. An
+    over-long state does not go back (it is refused before anything echoes it)."""
+    state = request.values.get("state")
+    if state is not None and len(state) > AUTHORIZATION_PARAMETERS["state"]:
+        state = None
+    denied = oauth.AuthorizationDenied(
+        request.values["redirect_uri"], "invalid_request", description, state
+    )
+    return oauth.denial_response(denied, status)
+
+
 def _request_fingerprint(client_id: str) -> str:
-    """Names this very authorization request: every parameter, so a new request (new state,
-    nonce and PKCE challenge) never matches an old one."""
-    items = sorted(request.values.items(multi=True))
+    """Names this very authorization request: every parameter that we read, so a new request
+    (new state, nonce and PKCE challenge) never matches an old one, and the request resumed
+    with the parameters that were kept is still the one that was made."""
+    items = sorted(_authorization_parameters())
     digest = hashlib.sha256(json.dumps([client_id, items]).encode()).digest()
     return base64.urlsafe_b64encode(digest[:18]).decode()
 
@@ -187,6 +248,10 @@ def _login_reason(session, max_age: int | None, pending) -> str | None:
 def _login_redirect(client, session, reason: str, pending, status: int):
     """To the hosted login, which comes back to this same request through a server-side
     pending request that this browser's flow cookie holds the handle of."""
+    wait = ratelimit.take_pending_authorization(client_ip())
+    if wait is not None:
+        page, code = error_page(429)
+        return page, code, {"Retry-After": str(wait)}
     step_up_user = None
     if pending is not None and pending.user is not None:
         step_up_user = pending.user
@@ -194,7 +259,7 @@ def _login_redirect(client, session, reason: str, pending, status: int):
         step_up_user = session.user
     _, handle = authorizations.start(
         client,
-        list(request.values.items(multi=True)),
+        _authorization_parameters(),
         _request_fingerprint(client.client_id),
         clock.now(),
         step_up_user=step_up_user,
@@ -244,6 +309,9 @@ def authorize():
         return invalid_request_page("client")
     if not clients.redirect_uri_registered(client, request.values.get("redirect_uri")):
         return invalid_request_page("redirect_uri")
+    invalid = _parameter_refused()
+    if invalid:
+        return _invalid_request(invalid, status)
     refused = _refuse_unsupported_parameters(status)
     if refused is not None:
         return refused
@@ -251,13 +319,7 @@ def authorize():
     try:
         max_age = _max_age()
     except ValueError as error:
-        denied = oauth.AuthorizationDenied(
-            request.values["redirect_uri"],
-            "invalid_request",
-            str(error),
-            request.values.get("state"),
-        )
-        return oauth.denial_response(denied, status)
+        return _invalid_request(str(error), status)
 
     response_type = request.values.get("response_type")
     if response_type != "code":

@@ -44,12 +44,24 @@ def pin_page(transaction, *, error=None, notice=None, status=200):
     )
 
 
-def ended_page(purpose: str | None, reason: str, status: int = 410, locked_until=None):
+def ended_page(purpose: str | None, reason: str, *, return_to: str | None, locked_until=None):
+    """The step ended; its "sign in" link keeps the way back that the login had."""
     return (
         render_template(
-            "pin/ended.html", purpose=purpose, reason=reason, locked_until=locked_until
+            "pin/ended.html",
+            purpose=purpose,
+            reason=reason,
+            locked_until=locked_until,
+            return_to=return_to,
         ),
-        status,
+        410,
+    )
+
+
+def ended_flow_page():
+    """The browser's step is over (expired, or done): its way back stays."""
+    return ended_page(
+        None, "expired", return_to=transactions.return_to_of(flow_transaction_token())
     )
 
 
@@ -71,7 +83,7 @@ def form():
     if transaction is None:
         # The back button after a login that went on to a relying party: back there.
         back = back_to_completed_authorization()
-        return redirect(back) if back else ended_page(None, "expired")
+        return redirect(back) if back else ended_flow_page()
     return pin_page(transaction)
 
 
@@ -80,7 +92,7 @@ def form():
 def submit():
     transaction = transactions.load(flow_transaction_token(), clock.now())
     if transaction is None:
-        return ended_page(None, "expired")
+        return ended_flow_page()
     if "resend" in request.form:
         return resend(transaction)
     result = transactions.verify(transaction, request.form.get("pin", ""), clock.now())
@@ -100,7 +112,12 @@ def submit():
     if result is PinResult.ENDED:
         end_flow()
         locked_until = lockout.pins_locked_until(transaction.user_id, clock.now())
-        return ended_page(transaction.purpose, "attempts", locked_until=locked_until)
+        return ended_page(
+            transaction.purpose,
+            "attempts",
+            return_to=transaction.return_to,
+            locked_until=locked_until,
+        )
     error, status = TRY_ANSWERS[result]
     return pin_page(transaction, error=error, status=status)
 
