@@ -71,6 +71,21 @@ def test_production_starts_with_a_safe_configuration(clean_env, tmp_path):
         ({"PORTAL_URL": "https://portal.localhost/"}, "IDP_PORTAL_URL"),
         ({"PORTAL_URL": "https:///"}, "IDP_PORTAL_URL"),
         ({"PORTAL_URL": None, "ALLOW_LOCAL_URLS": True}, "IDP_PORTAL_URL is not set"),
+        # This machine in the spellings that resolvers accept.
+        *[
+            ({"ISSUER": issuer}, "IDP_ISSUER must not point at loopback")
+            for issuer in (
+                "https://127.1", "https://2130706433", "https://0x7f000001", "https://0",
+                "https://0.1.2.3", "https://[::ffff:127.0.0.1]", "https://[::127.0.0.1]",
+                "https://localhost.", "https://LocalHost", "https://127.0.0.1.",
+                "https://localhost.localdomain", "https://portal.localhost./",
+            )
+        ],
+        ({"PORTAL_URL": "https://user:pw@portal.example.com/"}, "IDP_PORTAL_URL must not"),
+        ({"ISSUER": "https://login.example.com?tenant=a"}, "IDP_ISSUER must be a URL without"),
+        ({"ISSUER": "https://login.example.com/#x"}, "IDP_ISSUER must be a URL without"),
+        ({"ISSUER": "https://evil@login.example.com"}, "IDP_ISSUER must"),
+        ({"ISSUER": "http://a@127.0.0.1", "ALLOW_LOCAL_URLS": True}, "IDP_ISSUER must be a URL"),
         ({"VONAGE_API_SECRET": None}, "IDP_VONAGE_API_SECRET"),
         ({"MAIL_USE_SSL": True}, "IDP_MAIL_USE_SSL"),
         ({"DEV_PAGES": True}, "IDP_DEV_PAGES"),
@@ -80,6 +95,14 @@ def test_production_refuses_unsafe_settings(clean_env, tmp_path, changes, compla
     with pytest.raises(ConfigurationError) as refused:
         create_app("production", production_settings(tmp_path, **changes))
     assert complaint in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "issuer", ["https://127.example.com", "https://0x7f.example", "https://[2001:db8::1]"]
+)
+def test_hosts_that_only_look_numeric_are_not_taken_for_this_machine(clean_env, tmp_path, issuer):
+    app = create_app("production", production_settings(tmp_path, ISSUER=issuer))
+    assert app.config["ISSUER"] == issuer
 
 
 def test_a_lab_may_use_local_urls_when_it_says_so(clean_env, tmp_path):
