@@ -119,12 +119,19 @@ def check_database_driver(uri: str) -> None:
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
     setting = "IDP_SQLALCHEMY_DATABASE_URI"
+    escape = "percent-encode @, :, / and % in the password (%40, %3A, %2F, %25)"
     try:
         url = make_url(uri)
     except ArgumentError:
         raise ConfigurationError(
             f"{setting} is not a database URL (postgresql+psycopg://user:password@host/db)"
         ) from None
+    except ValueError:  # a port that is no number: often the rest of a password with a ':'
+        raise ConfigurationError(f"{setting} has a port that is no number; {escape}") from None
+    if "@" in (url.host or ""):
+        # The password's own @ ended it early, and its rest would be taken for the host (and
+        # shown as such by the driver's "failed to resolve host" message).
+        raise ConfigurationError(f"{setting} has an @ in its host; {escape}")
     try:
         url.get_dialect().import_dbapi()
     except NoSuchModuleError:

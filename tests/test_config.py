@@ -230,6 +230,19 @@ def refusing_postgres_uri() -> str | None:
     return uri.render_as_string(hide_password=False)
 
 
+def postgres_uri_with_the_password_for_the_user() -> str | None:
+    """A mistake an operator makes: the password where the user name belongs, which the
+    server's "role ... does not exist" repeats."""
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import POSTGRES_URI
+
+    if not POSTGRES_URI:
+        return None
+    uri = make_url(POSTGRES_URI).set(username=DATABASE_PASSWORD, password=None)
+    return uri.render_as_string(hide_password=False)
+
+
 def broken_surroundings(tmp_path) -> dict:
     from tests.servers import free_port
 
@@ -255,6 +268,24 @@ def broken_surroundings(tmp_path) -> dict:
             {"SQLALCHEMY_DATABASE_URI": refusing_postgres_uri()},
             "Error: database (IDP_SQLALCHEMY_DATABASE_URI): connection failed",
         ),
+        "password for the user": (
+            {"SQLALCHEMY_DATABASE_URI": postgres_uri_with_the_password_for_the_user()},
+            "Error: database (IDP_SQLALCHEMY_DATABASE_URI): connection failed",
+        ),
+        # A password with an unescaped @ and : (p@ss:hunter2-...): the rest is no port.
+        "password with @ and :": (
+            {"SQLALCHEMY_DATABASE_URI": f"postgresql+psycopg://idp:p@ss:{DATABASE_PASSWORD}@db/idp"},
+            "Error: IDP_SQLALCHEMY_DATABASE_URI has a port that is no number; percent-encode",
+        ),
+        # ... with an unescaped @ only: the driver would try to resolve the rest as the host.
+        "password with @": (
+            {
+                "SQLALCHEMY_DATABASE_URI": (
+                    f"postgresql+psycopg://idp:p@ss{DATABASE_PASSWORD}@127.0.0.1:{closed}/idp"
+                )
+            },
+            "Error: IDP_SQLALCHEMY_DATABASE_URI has an @ in its host; percent-encode",
+        ),
         "database without schema": ({}, "Error: the database has no schema or an old one"),
         "not a database URL": (
             {"SQLALCHEMY_DATABASE_URI": "db.example.com/idp"},
@@ -279,6 +310,9 @@ def broken_surroundings(tmp_path) -> dict:
         "unreachable database",
         "database that cannot be opened",
         "refusing database",
+        "password for the user",
+        "password with @ and :",
+        "password with @",
         "database without schema",
         "not a database URL",
         "unknown storage",
@@ -307,7 +341,7 @@ def test_every_failure_around_a_command_is_one_line_without_traceback(
     assert done.returncode == 1
     [line] = done.stderr.splitlines()
     assert line.startswith(complaint), line
-    assert DATABASE_PASSWORD not in line
+    assert "hunter2" not in done.stderr
 
 
 def test_redis_down_under_a_command_is_one_line(clean_env, tmp_path, capsys):
