@@ -18,8 +18,9 @@ DATABASE_PING_AFTER_IDLE_SECONDS = 1.0
 # Production refuses SQLite unless this is true (a single-host installation that knows the cost).
 ALLOW_SQLITE = False
 # The issuer URL. Discovery lives under it, and every link in a mail is built from it, never from
-# the Host header of a request. Required; production refuses one that is not https or that
-# points at loopback/localhost (development and testing set a local one).
+# the Host header of a request. Required, without user info, query or fragment; production
+# refuses one that is not https or that points at this machine, however spelled (127.1,
+# 0x7f000001, [::ffff:127.0.0.1], localhost., ...; development and testing set a local one).
 ISSUER = None
 # The e:service portal link put in the activation mail. Required, with the same rules as ISSUER.
 PORTAL_URL = None

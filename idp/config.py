@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from flask import Config, Flask
 
+from idp import network
 from idp.resources import resource_dir
 
 ENVIRONMENTS = ("development", "testing", "production")
@@ -87,6 +88,7 @@ def check_config(config: Mapping) -> None:
     for setting in PUBLIC_URLS:
         if not config.get(setting):
             raise ConfigurationError(f"IDP_{setting} is not set: {PUBLIC_URLS[setting]}")
+    check_issuer(str(config["ISSUER"]))
     if config["ENVIRONMENT"] != "production":
         return
     if len(str(config["SECRET_KEY"])) < 32:
@@ -117,12 +119,19 @@ def check_database_driver(uri: str) -> None:
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
     setting = "IDP_SQLALCHEMY_DATABASE_URI"
+    escape = "percent-encode @, :, / and % in the password (%40, %3A, %2F, %25)"
     try:
         url = make_url(uri)
     except ArgumentError:
         raise ConfigurationError(
             f"{setting} is not a database URL (postgresql+psycopg://user:password@host/db)"
         ) from None
+    except ValueError:  # a port that is no number: often the rest of a password with a ':'
+        raise ConfigurationError(f"{setting} has a port that is no number; {escape}") from None
+    if "@" in (url.host or ""):
+        # The password's own @ ended it early, and its rest would be taken for the host (and
+        # shown as such by the driver's "failed to resolve host" message).
+        raise ConfigurationError(f"{setting} has an @ in its host; {escape}")
     try:
         url.get_dialect().import_dbapi()
     except NoSuchModuleError:
@@ -145,28 +154,53 @@ PUBLIC_URLS = {
 
 def check_public_url(setting: str, url: str) -> None:
     """Production's URLs are reached from customers' browsers and mail clients: https, and a
-    host other than this machine (a loopback link in a mail leads every customer nowhere)."""
+    host other than this machine (a loopback link in a mail leads every customer nowhere),
+    however it is spelled; no user info (user:password@ in a link is a phishing trick)."""
     lab = "IDP_ALLOW_LOCAL_URLS=true allows it for a lab or a test bed"
     if not url.startswith("https://"):
         raise ConfigurationError(
             f"IDP_{setting} must be an https:// URL in production, not {url!r} ({lab})"
         )
-    host = urlsplit(url).hostname or ""
-    if is_local_host(host):
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ConfigurationError(f"IDP_{setting} must not contain user info, not {url!r}")
+    if is_local_host(parts.hostname or ""):
         raise ConfigurationError(
             f"IDP_{setting} must not point at loopback or localhost in production, "
             f"not {url!r} ({lab})"
         )
 
 
+def check_issuer(issuer: str) -> None:
+    """The issuer is compared character for character by relying parties, and OpenID Connect
+    Discovery allows no query or fragment in it; user info has no place in it either."""
+    parts = urlsplit(issuer)
+    if "@" in parts.netloc or parts.query or parts.fragment or "?" in issuer or "#" in issuer:
+        raise ConfigurationError(
+            f"IDP_ISSUER must be a URL without user info, query or fragment, not {issuer!r}"
+        )
+
+
+# Names that resolvers answer with the loopback address, whatever DNS says.
+LOCAL_NAMES = ("localhost", "localhost.localdomain")
+# "This network": 0.0.0.0 and, on Linux, every 0.x.y.z reach this machine.
+THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+
+
 def is_local_host(host: str) -> bool:
-    if not host or host == "localhost" or host.endswith(".localhost"):
+    """Whether host is this machine, in any spelling a resolver accepts: a trailing dot,
+    IPv4 shorthand (127.1, 2130706433, 0x7f000001, 0), IPv6 carrying a loopback IPv4
+    address (::ffff:127.0.0.1, ::127.0.0.1)."""
+    name = host.lower().removesuffix(".")
+    if not name or name in LOCAL_NAMES or name.endswith(".localhost"):
         return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
+    address = network.literal_address(name)
+    if address is None:
         return False
-    return address.is_loopback or address.is_unspecified
+    return any(
+        reached.is_loopback or reached.is_unspecified or reached in THIS_NETWORK
+        for reached in network.addresses_reached(address)
+    )
 
 
 def environment_from_env() -> str:

@@ -10,14 +10,24 @@ which hands out the machine's credentials to whoever asks from it."""
 
 import contextlib
 import ipaddress
+import re
 import socket
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    LocationParseError,
+    NameResolutionError,
+    NewConnectionError,
+)
 from urllib3.util import connection
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# What an IPv4 address in any of the spellings resolvers accept is made of.
+NUMERIC_HOST = re.compile(r"[0-9a-fx.]+", re.IGNORECASE)
 
 # Link-local networks (where AWS, GCP, Azure, Oracle and OpenStack serve metadata, at
 # 169.254.169.254) and metadata addresses outside them.
@@ -40,8 +50,14 @@ METADATA_NAMES = (
     "instance-data.ec2.internal",
 )
 # IPv6 addresses that carry an IPv4 address which a connection to them reaches: IPv4-mapped
-# (::ffff:a.b.c.d, handled by ipv4_mapped), IPv4-compatible (::a.b.c.d) and NAT64.
-IPV4_CARRYING_NETWORKS = (ipaddress.ip_network("::/96"), ipaddress.ip_network("64:ff9b::/96"))
+# (::ffff:a.b.c.d, handled by ipv4_mapped), IPv4-compatible (::a.b.c.d) and NAT64, with the
+# RFC 6052 prefix lengths at which the IPv4 address may sit: the well-known prefix is a /96;
+# the local-use one (RFC 8215) is a /48 that a site divides into a NAT64 prefix of its choice.
+IPV4_CARRYING_NETWORKS = {
+    ipaddress.ip_network("::/96"): (96,),
+    ipaddress.ip_network("64:ff9b::/96"): (96,),
+    ipaddress.ip_network("64:ff9b:1::/48"): (48, 56, 64, 96),
+}
 
 
 def network_of(address: str | None) -> str:
@@ -65,21 +81,37 @@ def resolve(host: str, port: int) -> list[str]:
     return [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
+def addresses_reached(address: IPAddress) -> list[IPAddress]:
+    """The address, and for an IPv6 address that carries an IPv4 one, that IPv4 address (at
+    each position where it may sit): what a connection to the address may end up at."""
+    reached = [address]
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            reached.append(address.ipv4_mapped)
+        for carrier, prefix_lengths in IPV4_CARRYING_NETWORKS.items():
+            if address in carrier:
+                reached += [embedded_ipv4(address, length) for length in prefix_lengths]
+    return reached
+
+
 def forbidden_address(address: str) -> str | None:
     """The link-local or metadata address that a connection to `address` reaches, if it
     reaches one (for an IPv6 address that carries an IPv4 one, that IPv4 address)."""
-    parsed = ipaddress.ip_address(address)
-    candidates = [parsed]
-    if parsed.version == 6:
-        if parsed.ipv4_mapped is not None:
-            candidates.append(parsed.ipv4_mapped)
-        elif any(parsed in carrier for carrier in IPV4_CARRYING_NETWORKS):
-            candidates.append(ipaddress.IPv4Address(int(parsed) & 0xFFFFFFFF))
-    for candidate in candidates:
+    for candidate in addresses_reached(ipaddress.ip_address(address)):
         for network in FORBIDDEN_NETWORKS:
             if candidate.version == network.version and candidate in network:
                 return str(candidate)
     return None
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address, prefix_length: int) -> ipaddress.IPv4Address:
+    """The IPv4 address that an RFC 6052 address with a prefix of that length carries: the 32
+    bits after the prefix, leaving out bits 64 to 71 (which are always zero there)."""
+    value = int(address)
+    if prefix_length == 96:
+        return ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    without_bits_64_to_71 = ((value >> 64) << 56) | (value & ((1 << 56) - 1))
+    return ipaddress.IPv4Address((without_bits_64_to_71 >> (88 - prefix_length)) & 0xFFFFFFFF)
 
 
 def _refuse(host: str, address: str) -> None:
@@ -90,16 +122,21 @@ def _refuse(host: str, address: str) -> None:
     raise ForbiddenTarget(f"{host} {where} a link-local or cloud metadata address")
 
 
-def _literal_address(host: str) -> str | None:
+def literal_address(host: str) -> IPAddress | None:
     """The address that host spells, if it is one: IPv6 with a zone (fe80::1%eth0), which
-    may not resolve here, and every IPv4 spelling that the resolver accepts (2852039166,
-    0xa9fea9fe, 0251.0376.0251.0376, 169.254.43518), whatever resolver is in use."""
+    may not resolve here, and every IPv4 spelling that resolvers accept (2852039166,
+    0xa9fea9fe, 0251.0376.0251.0376, 169.254.43518, 127.1, 0), whatever resolver is in use;
+    with one trailing dot too, which resolvers take as the same (169.254.169.254.)."""
+    host = host.removesuffix(".")
     try:
-        return str(ipaddress.ip_address(host))
+        return ipaddress.ip_address(host)
     except ValueError:
         pass
+    # Only all-numeric (or hex) hosts: inet_aton also takes "1.2.3.4 anything" for 1.2.3.4.
+    if not NUMERIC_HOST.fullmatch(host):
+        return None
     try:
-        return socket.inet_ntoa(socket.inet_aton(host))
+        return ipaddress.IPv4Address(socket.inet_aton(host))
     except OSError:
         return None
 
@@ -110,9 +147,9 @@ def checked_addresses(host: str, port: int) -> list[str]:
     socket.gaierror when the name does not resolve."""
     if host.lower().rstrip(".") in METADATA_NAMES:
         raise ForbiddenTarget(f"{host} is a cloud metadata service")
-    literal = _literal_address(host)
+    literal = literal_address(host)
     if literal is not None:
-        _refuse(host, literal)
+        _refuse(host, str(literal))
     addresses = resolve(host, port)
     for address in addresses:
         _refuse(host, address)
@@ -144,8 +181,13 @@ class GuardedConnection(HTTPConnection):
             addresses = checked_addresses(self._dns_host, self.port)
         except ForbiddenTarget as refused:
             raise RefusedConnection(self, str(refused)) from None
-        except (socket.gaierror, UnicodeError):
-            return super()._new_conn()  # fails as urllib3 fails on names it cannot resolve
+        except socket.gaierror as error:
+            # Failed as urllib3 fails on names it cannot resolve, never by falling back on its
+            # own lookup: a name whose DNS fails the checked query and answers the next one with
+            # the metadata address would get through unchecked (DNS rebinding).
+            raise NameResolutionError(self.host, self, error) from error
+        except UnicodeError:
+            raise LocationParseError(f"'{self.host}', label empty or too long") from None
         for address in addresses:
             try:
                 return connection.create_connection(

@@ -325,6 +325,16 @@ BAD_INVITES = {
         "bob", "--email", "bob@example.com\nBcc: all@example.com", "--phone", "+4915112345679",
     ],
     "e-mail with space": ["bob", "--email", "b ob@example.com", "--phone", "+4915112345679"],
+    # The mail's parser reads another address (the comment dropped), or none at all.
+    **{
+        f"e-mail {what}": ["bob", "--email", email, "--phone", "+4915112345679"]
+        for what, email in [
+            ("with comment", "x@evil.example(@victim.de)"),
+            ("with two dots", "a..b@example.de"),
+            ("ending in a dot", "bob.@example.de"),
+            ("with non-ASCII local part", "jörg@example.de"),
+        ]
+    },
     "username empty": ["", "--email", "bob@example.com", "--phone", "+4915112345679"],
     "username with space": ["bo b", "--email", "bob@example.com", "--phone", "+4915112345679"],
     "username with slash": ["bo/b", "--email", "bob@example.com", "--phone", "+4915112345679"],
@@ -342,6 +352,7 @@ BAD_INVITES = {
         for what, character in [
             ("newline", "\n"), ("carriage return", "\r"), ("tab", "\t"), ("escape", "\x1b"),
             ("line separator", "\u2028"), ("right-to-left override", "\u202e"),
+            ("Arabic letter mark", "\u061c"),
         ]
     },
     "name too long": [

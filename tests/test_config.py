@@ -71,6 +71,21 @@ def test_production_starts_with_a_safe_configuration(clean_env, tmp_path):
         ({"PORTAL_URL": "https://portal.localhost/"}, "IDP_PORTAL_URL"),
         ({"PORTAL_URL": "https:///"}, "IDP_PORTAL_URL"),
         ({"PORTAL_URL": None, "ALLOW_LOCAL_URLS": True}, "IDP_PORTAL_URL is not set"),
+        # This machine in the spellings that resolvers accept.
+        *[
+            ({"ISSUER": issuer}, "IDP_ISSUER must not point at loopback")
+            for issuer in (
+                "https://127.1", "https://2130706433", "https://0x7f000001", "https://0",
+                "https://0.1.2.3", "https://[::ffff:127.0.0.1]", "https://[::127.0.0.1]",
+                "https://localhost.", "https://LocalHost", "https://127.0.0.1.",
+                "https://localhost.localdomain", "https://portal.localhost./",
+            )
+        ],
+        ({"PORTAL_URL": "https://user:pw@portal.example.com/"}, "IDP_PORTAL_URL must not"),
+        ({"ISSUER": "https://login.example.com?tenant=a"}, "IDP_ISSUER must be a URL without"),
+        ({"ISSUER": "https://login.example.com/#x"}, "IDP_ISSUER must be a URL without"),
+        ({"ISSUER": "https://evil@login.example.com"}, "IDP_ISSUER must"),
+        ({"ISSUER": "http://a@127.0.0.1", "ALLOW_LOCAL_URLS": True}, "IDP_ISSUER must be a URL"),
         ({"VONAGE_API_SECRET": None}, "IDP_VONAGE_API_SECRET"),
         ({"MAIL_USE_SSL": True}, "IDP_MAIL_USE_SSL"),
         ({"DEV_PAGES": True}, "IDP_DEV_PAGES"),
@@ -80,6 +95,14 @@ def test_production_refuses_unsafe_settings(clean_env, tmp_path, changes, compla
     with pytest.raises(ConfigurationError) as refused:
         create_app("production", production_settings(tmp_path, **changes))
     assert complaint in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "issuer", ["https://127.example.com", "https://0x7f.example", "https://[2001:db8::1]"]
+)
+def test_hosts_that_only_look_numeric_are_not_taken_for_this_machine(clean_env, tmp_path, issuer):
+    app = create_app("production", production_settings(tmp_path, ISSUER=issuer))
+    assert app.config["ISSUER"] == issuer
 
 
 def test_a_lab_may_use_local_urls_when_it_says_so(clean_env, tmp_path):
@@ -207,6 +230,19 @@ def refusing_postgres_uri() -> str | None:
     return uri.render_as_string(hide_password=False)
 
 
+def postgres_uri_with_the_password_for_the_user() -> str | None:
+    """A mistake an operator makes: the password where the user name belongs, which the
+    server's "role ... does not exist" repeats."""
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import POSTGRES_URI
+
+    if not POSTGRES_URI:
+        return None
+    uri = make_url(POSTGRES_URI).set(username=DATABASE_PASSWORD, password=None)
+    return uri.render_as_string(hide_password=False)
+
+
 def broken_surroundings(tmp_path) -> dict:
     from tests.servers import free_port
 
@@ -232,6 +268,24 @@ def broken_surroundings(tmp_path) -> dict:
             {"SQLALCHEMY_DATABASE_URI": refusing_postgres_uri()},
             "Error: database (IDP_SQLALCHEMY_DATABASE_URI): connection failed",
         ),
+        "password for the user": (
+            {"SQLALCHEMY_DATABASE_URI": postgres_uri_with_the_password_for_the_user()},
+            "Error: database (IDP_SQLALCHEMY_DATABASE_URI): connection failed",
+        ),
+        # A password with an unescaped @ and : (p@ss:hunter2-...): the rest is no port.
+        "password with @ and :": (
+            {"SQLALCHEMY_DATABASE_URI": f"postgresql+psycopg://idp:p@ss:{DATABASE_PASSWORD}@db/idp"},
+            "Error: IDP_SQLALCHEMY_DATABASE_URI has a port that is no number; percent-encode",
+        ),
+        # ... with an unescaped @ only: the driver would try to resolve the rest as the host.
+        "password with @": (
+            {
+                "SQLALCHEMY_DATABASE_URI": (
+                    f"postgresql+psycopg://idp:p@ss{DATABASE_PASSWORD}@127.0.0.1:{closed}/idp"
+                )
+            },
+            "Error: IDP_SQLALCHEMY_DATABASE_URI has an @ in its host; percent-encode",
+        ),
         "database without schema": ({}, "Error: the database has no schema or an old one"),
         "not a database URL": (
             {"SQLALCHEMY_DATABASE_URI": "db.example.com/idp"},
@@ -256,6 +310,9 @@ def broken_surroundings(tmp_path) -> dict:
         "unreachable database",
         "database that cannot be opened",
         "refusing database",
+        "password for the user",
+        "password with @ and :",
+        "password with @",
         "database without schema",
         "not a database URL",
         "unknown storage",
@@ -284,7 +341,7 @@ def test_every_failure_around_a_command_is_one_line_without_traceback(
     assert done.returncode == 1
     [line] = done.stderr.splitlines()
     assert line.startswith(complaint), line
-    assert DATABASE_PASSWORD not in line
+    assert "hunter2" not in done.stderr
 
 
 def test_redis_down_under_a_command_is_one_line(clean_env, tmp_path, capsys):

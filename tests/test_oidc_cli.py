@@ -70,6 +70,9 @@ LINK_LOCAL_AND_METADATA_TARGETS = [
     "https://[::ffff:169.254.169.254]/logout",
     "https://[::ffff:a9fe:a9fe]/logout",
     "https://[64:ff9b::a9fe:a9fe]/logout",
+    # Local-use NAT64 (RFC 8215), with the IPv4 address where a /96 and a /48 prefix put it.
+    "https://[64:ff9b:1::a9fe:a9fe]/logout",
+    "https://[64:ff9b:1:a9fe:a9:fe00::]/logout",
     "https://[fd00:ec2::254]/logout",
     "https://100.100.100.200/logout",
     # IPv4 spellings that URL parsers pass on and resolvers accept.
@@ -77,6 +80,9 @@ LINK_LOCAL_AND_METADATA_TARGETS = [
     "https://0xa9fea9fe/logout",
     "https://0251.0376.0251.0376/logout",
     "https://169.254.43518/logout",
+    # With the trailing dot that resolvers take as the same address.
+    "https://169.254.169.254./logout",
+    "https://0xa9fea9fe./logout",
     "https://metadata.google.internal/computeMetadata/v1/",
     "https://METADATA.Google.Internal./logout",
     "https://instance-data/latest/",

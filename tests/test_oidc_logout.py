@@ -1,11 +1,14 @@
 """RP-initiated logout, back-channel logout, and what disabling an account does to tokens."""
 
+import ipaddress
+import socket
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from idp import network
 from idp.services import tokens_logout
 from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 
@@ -115,6 +118,41 @@ def test_delivery_refuses_a_name_that_resolves_to_the_metadata_service_by_now(
     with idp.app.app_context():
         tokens_logout.send([(uri, "logout-token")]).join()
     assert backchannel.tokens == ["logout-token"]
+
+
+def test_delivery_never_falls_back_on_an_unchecked_lookup(
+    idp, backchannel, resolver, caplog, monkeypatch
+):
+    """DNS rebinding through a failed check: the RP's DNS answers the checked lookup SERVFAIL
+    and the next one with the metadata address. The delivery fails as for any name that does
+    not resolve; no second lookup connects unchecked. (127.0.0.0/8 stands in for the metadata
+    service: nothing listens on 169.254.169.254 here.)"""
+    monkeypatch.setattr(
+        network,
+        "FORBIDDEN_NETWORKS",
+        (*network.FORBIDDEN_NETWORKS, ipaddress.ip_network("127.0.0.0/8")),
+    )
+    monkeypatch.setattr(tokens_logout, "RETRY_DELAY_SECONDS", 0)
+    uri = f"http://rebind.test:{urlsplit(backchannel.uri).port}/backchannel-logout"
+    system_lookup = socket.getaddrinfo
+
+    def rebinding_lookup(host, *args, **kwargs):
+        return system_lookup("127.0.0.1" if host == "rebind.test" else host, *args, **kwargs)
+
+    # The checked lookup goes through the resolver fixture, whose .test names do not resolve
+    # (SERVFAIL); any other lookup of the name gets the forbidden address.
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_lookup)
+    with idp.app.app_context():
+        tokens_logout.send([(uri, "logout-token")]).join()
+    assert backchannel.tokens == []
+    assert "failed (attempt 2 of 2): ConnectionError" in caplog.text
+
+    # Control: with the lookup answering, the check sees the address and refuses it.
+    resolver.answers["rebind.test"] = ["127.0.0.1"]
+    with idp.app.app_context():
+        tokens_logout.send([(uri, "logout-token")]).join()
+    assert backchannel.tokens == []
+    assert "refused: rebind.test reaches 127.0.0.1" in caplog.text
 
 
 def test_disabling_a_user_revokes_tokens_and_sends_backchannel_logout(

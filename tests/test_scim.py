@@ -487,3 +487,31 @@ def test_provisioning_never_enables_an_account_an_operator_disabled(idp, orderin
         ("user.disabled", "cli"), ("user.enabled", "client"), ("user.enabled", "cli"),
         ("user.enabled", "cli"),
     ]
+
+
+def test_a_delete_cannot_undo_an_operators_disable(idp, ordering, outbox):
+    """DELETE and the same POST again would give the person an active account and a new
+    activation mail: the DELETE is refused while the operator's disable holds, and the account
+    stays as it is (with its username and externalId), visible as inactive."""
+    subject = ordering.post(ordering.user_payload()).json()["id"]
+    operator = idp.app.test_cli_runner()
+    result = operator.invoke(args=["users", "disable", "anna", "--reason", "fraud suspected"])
+    assert result.exit_code == 0, result.output
+    mails = len(outbox.mails())
+
+    refused = ordering.http.delete(f"/Users/{subject}")
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["scimType"] == "mutability"
+    assert "disabled by an operator" in refused.json()["detail"]
+    assert "only an operator can release it" in refused.json()["detail"]
+    shown = ordering.http.get(f"/Users/{subject}").json()
+    assert (shown["userName"], shown["active"]) == ("anna", False)
+    again = ordering.post(ordering.user_payload())
+    assert again.status_code == 409, again.text
+    assert ordering.http.get(f"/Users/{subject}").json()["active"] is False
+    assert len(outbox.mails()) == mails
+
+    # Once the operator lifts the hold, the ordering system's DELETE goes through.
+    assert operator.invoke(args=["users", "enable", "anna"]).exit_code == 0
+    assert ordering.http.delete(f"/Users/{subject}").status_code == 204
+    assert ordering.http.get(f"/Users/{subject}").status_code == 404

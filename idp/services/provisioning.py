@@ -174,13 +174,18 @@ def _deactivate(user: User, actor: str, now: datetime) -> list:
     return deliveries
 
 
-def _reactivate(user: User, actor: str, now: datetime) -> None:
-    """Lifts provisioning's own deactivation; an operator's stays (DisabledByOperator)."""
-    if not (user.disabled_by or "").startswith(ACTOR_PREFIX):
+def _refuse_to_undo_an_operator(user: User, only_an_operator_can: str) -> None:
+    """DisabledByOperator while an operator's disable holds the account."""
+    if user.state == UserState.DISABLED and not (user.disabled_by or "").startswith(ACTOR_PREFIX):
         raise DisabledByOperator(
             f"the account was disabled by an operator ({user.disabled_by or 'unknown'}), and "
-            "only an operator can enable it again; provisioning does not undo an operator"
+            f"only an operator can {only_an_operator_can}; provisioning does not undo an operator"
         )
+
+
+def _reactivate(user: User, actor: str, now: datetime) -> None:
+    """Lifts provisioning's own deactivation; an operator's stays (DisabledByOperator)."""
+    _refuse_to_undo_an_operator(user, "enable it again")
     users.enable(user)
     audit.record("user.enabled", now=now, actor=actor, user=user)
 
@@ -231,7 +236,14 @@ def replace(user: User, data: AccountData, *, actor: str, now: datetime) -> list
 
 def deprovision(user: User, *, actor: str, now: datetime) -> list:
     """SCIM DELETE: disabled for good and gone for the ordering system, which may create the
-    username and externalId anew. Returns the back-channel logouts to send after the commit."""
+    username and externalId anew. Returns the back-channel logouts to send after the commit.
+
+    Refused (DisabledByOperator) while an operator's disable holds the account: releasing
+    username and externalId would let the next POST of the same order make the same person a
+    fresh, active account with a new activation mail. The account stays as it is, visible to
+    the ordering system as inactive, until the operator enables it (then the DELETE goes
+    through)."""
+    _refuse_to_undo_an_operator(user, "release it (idp users enable; then DELETE again)")
     deliveries = []
     if user.state != UserState.DISABLED:
         deliveries = users.disable(user, now, actor=actor, reason=DEPROVISIONED)

@@ -2,6 +2,8 @@
 
 import unicodedata
 from datetime import datetime
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 
 import phonenumbers
 from flask import current_app
@@ -17,7 +19,7 @@ MAX_EMAIL = 254
 MAX_NAME = 200
 # Characters that change how text around them is laid out (bidirectional embeddings,
 # overrides and isolates): in a name, they would make a mail say something else than it seems.
-BIDI_CONTROLS = set("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+BIDI_CONTROLS = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class UserError(ValueError):
@@ -50,9 +52,20 @@ def check_email(email: str) -> str:
         or "." not in domain
         or len(email) > MAX_EMAIL
         or any(c.isspace() or c in '<>,;"' for c in email)
+        or not is_the_address_mailed_to(email)
     ):
         raise UserError(f"invalid e-mail address {email!r}")
     return email
+
+
+def is_the_address_mailed_to(email: str) -> bool:
+    """Whether the mail's own header parser reads exactly this address: it drops comments
+    (x@evil.example(@victim.de) goes to x@evil.example) and refuses what RFC 5322 does not
+    allow (a..b@example.de would fail the invitation's mail, not its command)."""
+    try:
+        return str(Address(addr_spec=email)) == email
+    except (HeaderParseError, ValueError):  # the parser's defects are ValueErrors
+        return False
 
 
 def check_line(text: str | None, what: str) -> str | None:
