@@ -1,15 +1,20 @@
 """tests/haproxy.py: HAProxy in front of two local servers that answer with their own name."""
 
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import requests
+import trustme
 
-from tests.haproxy import running_haproxy
+from tests.haproxy import haproxy_binary, running_haproxy
 from tests.servers import HOST
+
+DOCUMENTED = Path(__file__).resolve().parents[1] / "docs" / "haproxy.cfg"
 
 WAIT_SECONDS = 10  # the most a held request waits for its release
 
@@ -88,3 +93,18 @@ def test_a_configuration_haproxy_refuses_is_an_error_in_its_words():
     with pytest.raises(RuntimeError, match="refused its configuration"), \
             running_haproxy([(HOST, 9)], balance="no-such-algorithm"):
         pass
+
+
+def test_the_documented_vm_configuration_is_valid(tmp_path):
+    # docs/haproxy.cfg as an operator installs it, with a certificate where it names one.
+    certificate = tmp_path / "login.example.com.pem"
+    trustme.CA().issue_cert("login.example.com").private_key_and_cert_chain_pem.write_to_path(
+        str(certificate))
+    text = DOCUMENTED.read_text()
+    assert "/etc/haproxy/certs/login.example.com.pem" in text
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(text.replace("/etc/haproxy/certs/login.example.com.pem", str(certificate)))
+    checked = subprocess.run([haproxy_binary(), "-c", "-f", str(config)], capture_output=True,
+                             text=True, timeout=30)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "balance leastconn" in text
