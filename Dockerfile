@@ -4,15 +4,20 @@
 
 FROM python:3.11-slim AS build
 WORKDIR /src
-# What building the wheel reads: the project file, the build hook (compiles translations) and
-# every folder the wheel bundles.
+# Every dependency exactly as locked (requirements/app.txt, refreshed by ./dev lock): released
+# wheels only, so that the runtime stage needs no compiler, each checked against its hash.
+COPY requirements/app.txt ./requirements/app.txt
+RUN pip download --no-cache-dir --require-hashes --only-binary=:all: --dest /wheels \
+        -r requirements/app.txt \
+    && cp requirements/app.txt /wheels/requirements.txt
+# What building the app's wheel reads: the project file, the build hook (compiles translations)
+# and every folder the wheel bundles.
 COPY pyproject.toml hatch_build.py README.md ./
 COPY idp ./idp
 COPY config ./config
 COPY templates ./templates
 COPY migrations ./migrations
-# The app's wheel and every dependency's, so that the runtime stage needs no compiler.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -24,7 +29,10 @@ RUN groupadd --system --gid 10001 idp \
     && useradd --system --uid 10001 --gid idp --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin idp
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels idp \
+# The locked dependencies, their hashes checked again, then the app alone on top of them.
+RUN pip install --no-cache-dir --no-index --find-links=/wheels --require-hashes \
+        -r /wheels/requirements.txt \
+    && pip install --no-cache-dir --no-index --no-deps /wheels/idp-*.whl \
     && rm -rf /wheels
 WORKDIR /app
 # Non-root; the root filesystem can be read-only: the app writes only below /tmp.

@@ -3,7 +3,9 @@
 
 Prints a table: argon2id verify time for the configured cost and for argon2-cffi's defaults,
 full logins per second (password + SMS PIN, the PIN read from the file SMS backend's outbox)
-against gunicorn started here on 127.0.0.1 (gunicorn.conf.py) with a temporary database
+against the shape production runs, started here on 127.0.0.1: two gunicorn instances
+(gunicorn.conf.py, one worker of four threads each) behind HAProxy with `balance leastconn`
+(tests/haproxy.py; Debian's haproxy), on a temporary database
 (PostgreSQL on 127.0.0.1:5432 when it answers, else SQLite), then refresh grants, userinfo,
 discovery and JWKS requests per second against it (userinfo and refresh grants once with RFC
 9068 JWT access tokens, our default, and once with opaque ones, as the peer issues them) and
@@ -43,6 +45,7 @@ import requests
 from argon2 import PasswordHasher
 
 from bench import load, peer
+from tests import haproxy
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench: correct horse battery staple"  # noqa: S105
@@ -302,11 +305,22 @@ def token_families(server: Server, client: BenchClient, count: int) -> list[dict
     return families
 
 
+# Production's shape: instances of one gunicorn worker each (threads inside) behind a balancer
+# that sends each new connection to the instance holding the fewest. Two instances of four
+# threads: the same eight threads on the same two cores as the two workers measured before.
+INSTANCES = 2
+THREADS_PER_INSTANCE = 4
+
+
 @contextlib.contextmanager
 def running_server(args) -> Iterator[Server]:
+    """INSTANCES gunicorn instances on one temporary database behind HAProxy (balance
+    leastconn), with the bench users activated and token families issued through it."""
     work = Path(tempfile.mkdtemp(prefix="idp-bench-"))
-    port = free_port()
-    with bench_database(args.database, work) as (uri, database):
+    balancer_port, instance_ports = free_port(), [free_port() for _ in range(INSTANCES)]
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
+        uri, database = stack.enter_context(bench_database(args.database, work))
         env = {
             **os.environ,
             **UNLIMITED,
@@ -314,12 +328,12 @@ def running_server(args) -> Iterator[Server]:
             "IDP_INSTANCE_PATH": str(work / "instance"),
             "IDP_SQLALCHEMY_DATABASE_URI": uri,
             "IDP_OUTBOX_DIR": str(work / "outbox"),
-            "IDP_ISSUER": f"http://{HOST}:{port}",
+            # The balancer's address, as the ingress's is in production; it adds the client's
+            # address to X-Forwarded-For, one hop that the app trusts.
+            "IDP_ISSUER": f"http://{HOST}:{balancer_port}",
+            "IDP_TRUSTED_PROXIES": "1",
             "IDP_LOG_LEVEL": "WARNING",
-            "GUNICORN_BIND": f"{HOST}:{port}",
-            "PROMETHEUS_MULTIPROC_DIR": str(work / "prometheus"),
         }
-        (work / "prometheus").mkdir()
         idp_command(env, "db", "upgrade")
         registered = {
             format_: json.loads(idp_command(
@@ -327,37 +341,55 @@ def running_server(args) -> Iterator[Server]:
                 "--access-token-format", format_, "--json"))
             for format_ in ACCESS_TOKEN_FORMATS
         }
-        log = (work / "gunicorn.log").open("w")
+        for index, port in enumerate(instance_ports):
+            stack.enter_context(gunicorn_instance(env, port, work / f"instance{index}"))
+        balancer = stack.enter_context(haproxy.running_haproxy(
+            [(HOST, port) for port in instance_ports], port=balancer_port))
+        server = Server(balancer.base, env, work / "outbox",
+                        [f"bench{i}" for i in range(args.clients)], database)
+        for index, username in enumerate(server.usernames):
+            activate(server, index, username)
+        for format_, client in registered.items():
+            server.clients[format_] = BenchClient(client["client_id"], client["client_secret"])
+            server.clients[format_].tokens = token_families(
+                server, server.clients[format_], args.clients)
+        yield server
+
+
+@contextlib.contextmanager
+def gunicorn_instance(env: dict, port: int, work: Path) -> Iterator[None]:
+    """One instance: gunicorn with gunicorn.conf.py, one worker, on `port`; answering
+    /healthz when this returns."""
+    work.mkdir()
+    (work / "prometheus").mkdir()
+    instance_env = {
+        **env,
+        "GUNICORN_BIND": f"{HOST}:{port}",
+        "GUNICORN_WORKERS": "1",
+        "GUNICORN_THREADS": str(THREADS_PER_INSTANCE),
+        "PROMETHEUS_MULTIPROC_DIR": str(work / "prometheus"),
+    }
+    log_path = work / "gunicorn.log"
+    with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
              "wsgi:app"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=instance_env, stdout=log, stderr=subprocess.STDOUT,
         )
-        base = f"http://{HOST}:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    requests.get(base + "/healthz", timeout=5)
-                    break
-                except (requests.ConnectionError, requests.Timeout):
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError((work / "gunicorn.log").read_text()) from None
-                    time.sleep(0.2)
-            server = Server(base, env, work / "outbox",
-                            [f"bench{i}" for i in range(args.clients)], database)
-            for index, username in enumerate(server.usernames):
-                activate(server, index, username)
-            for format_, client in registered.items():
-                server.clients[format_] = BenchClient(client["client_id"], client["client_secret"])
-                server.clients[format_].tokens = token_families(
-                    server, server.clients[format_], args.clients)
-            yield server
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-            log.close()
-            shutil.rmtree(work, ignore_errors=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"http://{HOST}:{port}/healthz", timeout=5)
+                break
+            except (requests.ConnectionError, requests.Timeout):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(log_path.read_text()) from None
+                time.sleep(0.2)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def login_rows(server: Server, args) -> list[Row]:
@@ -657,7 +689,8 @@ def main(argv=None) -> None:
                  if SCENARIO_PARTS.get(scenario, "protocol") in parts]
     if scenarios:
         with running_server(args) as server:
-            print(f"gunicorn on {server.base}, {server.database}", flush=True)
+            print(f"{INSTANCES} gunicorn instances x 1 worker x {THREADS_PER_INSTANCE} threads "
+                  f"behind HAProxy (leastconn) on {server.base}, {server.database}", flush=True)
             for scenario in scenarios:
                 rows.extend(scenario(server, args))
     if "profiles" in parts:

@@ -1,31 +1,25 @@
 """gunicorn settings, shipped in the package: gunicorn -c python:idp.gunicorn_conf idp.wsgi:app
 
 Environment: GUNICORN_BIND (default 127.0.0.1:8000; 0.0.0.0:8000 in a container),
-GUNICORN_WORKERS (default: the CPUs this process may use), GUNICORN_THREADS (default 4),
-IDP_LOG_LEVEL, and the IDP_METRICS_* settings documented in config/default.py.
+GUNICORN_WORKERS (default 1), GUNICORN_THREADS (default 4), IDP_LOG_LEVEL, and the
+IDP_METRICS_* settings documented in config/default.py.
 """
 
 import os
 import tempfile
 from pathlib import Path
 
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-# argon2 (the login's real cost) occupies a core per verify: one process per CPU is enough, and
-# a container limited below the node's CPU count sets GUNICORN_WORKERS to its limit.
-workers = int(os.environ.get("GUNICORN_WORKERS", _cpus()))
-# Threads, not a sync worker: sending an SMS is an outbound HTTPS call, during which a sync
-# worker would serve nobody else. argon2 releases the GIL, so threads also share the cores.
-# gunicorn's gthread worker, except that a new connection goes to the worker holding the fewest:
-# keep-alive connections stay where they land, and gunicorn's own lets them bunch on one worker.
-worker_class = "idp.balanced_worker.BalancedThreadWorker"
+# One worker process per instance; more capacity is more instances (pods, or processes on a VM)
+# behind a balancer that sends each new connection to the instance holding the fewest. Several
+# workers in one instance accept from one shared socket, whoever wakes first: keep-alive
+# connections then stay where they landed, and bunch on one worker (one core) while another
+# idles. The balancer sees every instance's connections; gunicorn's arbiter does not.
+workers = int(os.environ.get("GUNICORN_WORKERS", 1))
+# gunicorn's threaded worker, not a sync one: sending an SMS is an outbound HTTPS call, during
+# which a sync worker would serve nobody else. argon2 releases the GIL, so a login's verify
+# runs on another core beside the threads serving other requests.
+worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", 4))
 
 # A worker silent this long is stuck (Vonage and SMTP give up after 10 s): restart it.
@@ -81,7 +75,4 @@ def when_ready(server):
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 
-    from idp.balanced_worker import forget_worker
-
     multiprocess.mark_process_dead(worker.pid)
-    forget_worker(worker)

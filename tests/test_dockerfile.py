@@ -125,3 +125,19 @@ def test_the_command_serves_the_installed_package():
         assert module_file(module).is_file(), module
     assert command[2].startswith("python:") and attribute == "app"
     assert [sources for sources, _, from_stage in copies(runtime) if not from_stage] == []
+
+
+def test_dependencies_come_from_the_lock_with_their_hashes():
+    """The image holds what was tested: every dependency as pinned in requirements/app.txt,
+    each file checked against its hash, and the app on top without resolving anything."""
+    build, runtime = stages()[0], stages()[-1]
+    copied = {source for sources, _, _ in copies(build) for source in sources}
+    assert "requirements/app.txt" in copied
+    build_runs = " ".join(arguments for keyword, arguments in build if keyword == "RUN")
+    assert "--require-hashes" in build_runs and "-r requirements/app.txt" in build_runs
+    runtime_runs = [arguments for keyword, arguments in runtime if keyword == "RUN"]
+    installs = [part for run in runtime_runs for part in run.split("&&") if "pip install" in part]
+    assert len(installs) == 2, installs
+    dependencies, app = installs
+    assert "--require-hashes" in dependencies and " -r " in dependencies
+    assert "--no-deps" in app and "idp-" in app

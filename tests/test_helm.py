@@ -32,7 +32,8 @@ VARIANTS = {
         "image": {"tag": "1.2.3"},
         "imagePullSecrets": [{"name": "registry"}],
         "extraEnv": [{"name": "IDP_PIN_LIFETIME", "value": "240"}],
-        "ingress": {"tlsSecretName": "", "annotations": {"cert-manager.io/issuer": "le"}},
+        "ingress": {"tlsSecretName": "", "annotations": {
+            "cert-manager.io/issuer": "le", "nginx.ingress.kubernetes.io/load-balance": "ewma"}},
         "podAnnotations": {"team": "identity"},
         "nodeSelector": {"pool": "web"},
         "tolerations": [{"key": "web", "operator": "Exists", "effect": "NoSchedule"}],
@@ -120,6 +121,14 @@ def test_pods_run_as_non_root_on_a_read_only_root_filesystem():
         assert container["resources"]["limits"]["memory"]
         assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]  # noqa: S108
         assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
+
+
+def test_one_worker_per_pod_by_default():
+    # Workers in one pod share a socket and keep-alive connections bunch on one of them;
+    # pods behind the ingress do not (README: scaling out).
+    container = by_kind(render({}))["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["GUNICORN_WORKERS"] == "1"
 
 
 def test_probes_use_healthz_and_readyz():

@@ -25,7 +25,8 @@ def test_the_serving_command_names_only_what_the_package_ships(monkeypatch, tmp_
     words = serve.split("#")[0].split()
     assert words[1] == "-c" and words[2].startswith("python:"), serve
     settings = importlib.import_module(words[2].removeprefix("python:"))
-    assert settings.worker_class == "idp.balanced_worker.BalancedThreadWorker"
+    # gunicorn's own threaded worker: nothing of gunicorn's internals in the product.
+    assert settings.worker_class == "gthread"
     module, _, attribute = words[3].partition(":")
     assert module.startswith("idp.") and attribute == "app"
     assert (ROOT / (module.replace(".", "/") + ".py")).is_file()
