@@ -142,13 +142,28 @@ def test_sign_in_from_an_expired_link_page_returns_to_the_rp(
 def test_the_language_switch_after_a_wrong_password_keeps_the_way_back(
     browser, rp, outbox, login_page
 ):
-    failed = submit(browser, login_page, {"username": "anna", "password": "wrong"}, "/login")
+    failed = submit(browser, login_page, {"username": "anna", "password": "wrong-one"}, "/login")
     assert failed.status_code == 200 and "Die Anmeldung ist fehlgeschlagen" in failed.text
+    assert "wrong-one" not in link(failed, "EN")
 
     english = follow(browser, link(failed, "EN"))
     assert '<html lang="en">' in english.text and urlsplit(english.url).path == "/login"
+    # What she typed stays, but the password is hers to type again.
+    assert re.search(r'name="username"[^>]* value="anna"', english.text)
     pin_page = password_step(browser, english)
     assert_back_at_the_rp_with_a_code(rp, pin_step(browser, pin_page, outbox.last_pin()))
+
+
+def next_of(url: str) -> str:
+    return parse_qs(urlsplit(url).query)["next"][0]
+
+
+def test_the_language_links_carry_the_page_without_a_stray_question_mark(idp, browser, outbox):
+    invite(idp.app, username="bert")
+    page = follow(browser, outbox.last_link())
+    assert next_of(link(page, "EN")) == urlsplit(page.url).path
+    with_query = follow(browser, idp.url("/login?username=bert"))
+    assert next_of(link(with_query, "EN")) == "/login?username=bert"
 
 
 def test_the_language_switch_after_a_password_rule_keeps_the_set_password_page(

@@ -41,8 +41,9 @@ def login_page(*, username="", way_back: WayBack | None = None, error=None, unti
             waiting=None if way_back else waiting_authorization(),
             error=error,
             until=until,
-            # The language switch on a page that answers a POST: the same form, by GET.
-            language_return=url_for("login.form", next=return_to),
+            # The language switch on a page that answers a POST: the same form, by GET, with
+            # the username typed (never the password).
+            language_return=url_for("login.form", next=return_to, username=username or None),
         ),
         status,
     )
