@@ -402,6 +402,98 @@ def test_a_way_back_that_the_url_map_would_redirect_leads_nowhere(idp, browser, 
     assert landed.status_code == 200 and urlsplit(landed.url).path == "/"
 
 
+# --- Cancel -------------------------------------------------------------------------------------
+
+
+def cancel_form(page: requests.Response) -> str:
+    """The page's cancel form (its HTML), if it has one; else ""."""
+    match = re.search(r'<form method="post" action="/authorize/cancel".*?</form>', page.text, re.S)
+    return match.group(0) if match else ""
+
+
+def cancel(browser: Browser, page: requests.Response, **data) -> requests.Response:
+    """Presses "Abbrechen": posts the cancel form with its own fields."""
+    form = cancel_form(page)
+    assert form, "no cancel on the page"
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', form))
+    return browser.http.post(
+        browser.idp.url("/authorize/cancel"),
+        data={name: html.unescape(value) for name, value in fields.items()} | data,
+        allow_redirects=False,
+        timeout=10,
+        headers=DE,
+    )
+
+
+def assert_back_at_the_rp_denied(rp, response) -> None:
+    """OIDC Core 3.1.2.6 with RFC 9207: access_denied, the request's state, our issuer."""
+    assert response.status_code == 303
+    params = rp.callback_params(response)
+    assert params == {"error": "access_denied", "state": rp.last["state"], "iss": rp.idp.issuer}
+
+
+def test_the_login_page_of_a_waiting_request_cancels_back_to_the_rp(idp, browser, rp, login_page):
+    assert "Abbrechen" in cancel_form(login_page)
+    assert_back_at_the_rp_denied(rp, cancel(browser, login_page))
+
+    # Used once: the same cancel again, or the way back, gives the relying party nothing.
+    again = cancel(browser, login_page)
+    assert again.status_code == 303 and again.headers["Location"] == "/login"
+    resumed = follow(browser, idp.url(way_back_of(login_page)))
+    assert urlsplit(resumed.url).path == "/login" and cancel_form(resumed) == ""
+
+
+def test_the_booking_step_up_cancels_from_its_pin_page_and_ends_the_step(idp, browser, rp, outbox):
+    rp.sign_in(browser)
+    booking = follow(browser, rp.authorization_url(max_age="0", purpose="booking"))
+    assert "Buchung bestätigen" in booking.text and cancel_form(booking)
+    pin_page = password_step(browser, booking)
+    assert_back_at_the_rp_denied(rp, cancel(browser, pin_page))
+
+    # The PIN step of the cancelled request is over: its PIN signs nobody in.
+    assert follow(browser, idp.url("/pin")).status_code == 410
+    fresh_form = follow(browser, idp.url("/login"))
+    assert submit(browser, fresh_form, {"pin": outbox.last_pin()}, "/pin").status_code == 410
+
+
+def test_a_plain_login_and_a_login_without_a_waiting_request_offer_no_cancel(idp, browser):
+    assert cancel_form(follow(browser, idp.url("/login"))) == ""
+    submit(
+        browser,
+        follow(browser, idp.url("/login")),
+        {"username": "anna", "password": PASSWORD},
+        "/login",
+    )
+    assert cancel_form(follow(browser, idp.url("/pin"))) == ""
+
+
+def test_cancel_needs_the_csrf_token_and_a_post(idp, browser, rp, login_page):
+    resume = way_back_of(login_page)
+    forged = browser.http.post(
+        idp.url("/authorize/cancel"), data={"next": resume}, allow_redirects=False, timeout=10
+    )
+    assert forged.status_code == 400
+    by_get = browser.http.get(
+        idp.url("/authorize/cancel?" + urlencode({"next": resume})), allow_redirects=False
+    )
+    assert by_get.status_code == 405
+    # The request still waits: signing in returns to the relying party with a code.
+    pin_page = password_step(browser, login_page)
+    assert_back_at_the_rp_with_a_code(rp, pin_step(browser, pin_page, browser.outbox.last_pin()))
+
+
+def test_another_browser_cannot_cancel_someone_elses_request(idp, browser, rp, login_page):
+    """The handle is bound to the victim's flow cookie: knowing it (from a log, a shoulder)
+    cancels nothing, and the attacker's browser learns no state."""
+    attacker = Browser(idp, browser.outbox)
+    own_page = follow(attacker, idp.url("/login"))
+    answer = submit(attacker, own_page, {"next": way_back_of(login_page)}, "/authorize/cancel")
+    assert answer.status_code == 303 and answer.headers["Location"] == "/login"
+
+    pin_page = password_step(browser, login_page)
+    assert_back_at_the_rp_with_a_code(rp, pin_step(browser, pin_page, browser.outbox.last_pin()))
+
+
 def test_a_logout_forgets_the_requests_that_wait_for_a_login(idp, browser, rp, login_page):
     # Signed in on her own, the relying party's request still waiting; then signed out.
     submit(browser, login_page, {"username": "anna", "password": PASSWORD, "next": ""}, "/login")

@@ -48,8 +48,7 @@ def start(
         login_asked_at=now,
         user_id=bound_user_id,
         created_at=now,
-        expires_at=now
-        + timedelta(seconds=current_app.config["PENDING_AUTHORIZATION_LIFETIME"]),
+        expires_at=now + timedelta(seconds=current_app.config["PENDING_AUTHORIZATION_LIFETIME"]),
     )
     db.session.add(row)
     db.session.flush()
@@ -136,6 +135,20 @@ def claim(handles: list[str], fingerprint: str, now: datetime) -> PendingAuthori
     ).rowcount
     db.session.refresh(row)
     return row if claimed == 1 else None
+
+
+def cancel(row: PendingAuthorization, now: datetime) -> bool:
+    """The person cancelled the login this request waits for: ended in one conditional UPDATE,
+    so that of parallel cancels (and resumes) only one ends it. True for that one."""
+    cancelled = db.session.execute(
+        update(PendingAuthorization)
+        .where(
+            PendingAuthorization.id == row.id,
+            PendingAuthorization.state == TransactionState.PENDING,
+        )
+        .values(state=TransactionState.FAILED, ended_at=now)
+    ).rowcount
+    return cancelled == 1
 
 
 def complete(row: PendingAuthorization) -> None:

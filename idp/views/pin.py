@@ -24,6 +24,7 @@ from idp.services.users import masked_phone
 from idp.views.activation import link_problem_page
 from idp.web import (
     back_to_completed_authorization,
+    cancellable,
     client_ip,
     current_session,
     end_flow,
@@ -51,6 +52,7 @@ def pin_page(transaction, *, error=None, notice=None, status=200):
             tries_left=transactions.tries_left(transaction, now),
             all_tries=current_app.config["PIN_MAX_ATTEMPTS"],
             locked_until=lockout.pins_locked_until(transaction.user_id, now),
+            cancel=cancellable(way_back_of(transaction.return_to)),
         ),
         status,
     )
