@@ -4,6 +4,7 @@ browser's Accept-Language, else German."""
 
 from datetime import datetime, timedelta
 
+from babel.dates import get_timezone_name
 from flask import (
     Blueprint,
     after_this_request,
@@ -12,7 +13,6 @@ from flask import (
     redirect,
     request,
 )
-from babel.dates import get_timezone_name
 from flask_babel import format_time, get_locale, gettext, to_user_timezone
 
 from idp.web import safe_return_path
