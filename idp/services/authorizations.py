@@ -48,7 +48,8 @@ def start(
         login_asked_at=now,
         user_id=bound_user_id,
         created_at=now,
-        expires_at=now + timedelta(seconds=current_app.config["PENDING_AUTHORIZATION_LIFETIME"]),
+        expires_at=now
+        + timedelta(seconds=current_app.config["PENDING_AUTHORIZATION_LIFETIME"]),
     )
     db.session.add(row)
     db.session.flush()

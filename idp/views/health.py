@@ -29,7 +29,9 @@ def readyz():
         try:
             check()
         except Exception as error:  # any failure means "not ready"; which one is logged
-            current_app.logger.warning("readiness check %s failed: %s", name, type(error).__name__)
+            current_app.logger.warning(
+                "readiness check %s failed: %s", name, type(error).__name__
+            )
             results[name] = "failed"
         else:
             results[name] = "ok"
