@@ -1,10 +1,12 @@
 """`idp demo`: one demo at a time, a restart that knows how far the journey got, a way to start
-over, and portals that speak the browser's language. (The journey itself, in a browser:
-tests/browser/test_demo_journey.py.)"""
+over, portals that speak the browser's language, and the journey between them over HTTP:
+single sign-on, cancel, sign-out; `./dev` installs only what changed. (The journey in a
+browser: tests/browser/test_demo_journey.py.)"""
 
 import html
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -321,3 +323,41 @@ def test_the_demo_says_plainly_what_to_try():
     text = next_step_text(NextStep.ACTIVATE)
     assert text.startswith("Try the journey:") and "leaflet" not in text
     assert "cloud.phone öffnen" in text
+
+
+# --- ./dev's venv ------------------------------------------------------------------------------
+
+
+def test_dev_demo_installs_only_when_what_the_install_reads_changed(tmp_path):
+    """A second `./dev demo` (while one runs) must not spend its first 16 s on `pip install`:
+    the venv is installed again only when pyproject, the build hook, a lock file or a catalog
+    changed. A checkout of `dev` with a venv whose pip and idp only note that they ran."""
+    shutil.copy(ROOT / "dev", tmp_path / "dev")
+    for name in ("pyproject.toml", "hatch_build.py"):
+        (tmp_path / name).write_text(f"# {name}\n")
+    catalog = tmp_path / "idp" / "translations" / "de" / "LC_MESSAGES" / "messages.po"
+    catalog.parent.mkdir(parents=True)
+    catalog.write_text('msgid "Sign in"\nmsgstr "Anmelden"\n')
+    calls = tmp_path / "calls"
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for tool in ("python", "pip", "idp"):
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> "{calls}"\n')
+        (bin_dir / tool).chmod(0o755)
+
+    def installs_when_started() -> bool:
+        calls.write_text("")
+        subprocess.run([str(tmp_path / "dev"), "demo"], check=True, capture_output=True)
+        ran = calls.read_text().splitlines()
+        assert ran[-1] == "idp demo", ran
+        return any("install" in line and "-e" in line for line in ran)
+
+    assert installs_when_started()
+    assert not installs_when_started()
+    (tmp_path / "pyproject.toml").write_text("# a new dependency\n")
+    assert installs_when_started()
+    assert not installs_when_started()
+    catalog.write_text('msgid "Sign in"\nmsgstr "Einloggen"\n')
+    assert installs_when_started()
+    (tmp_path / "uv.lock").write_text("# locked\n")
+    assert installs_when_started()
