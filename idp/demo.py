@@ -102,7 +102,8 @@ def register_relying_party(kind: str, base_url: str) -> tuple[str, str]:
     client, secret = clients.create(
         name,
         redirect_uris=[f"{base_url}/callback"],
-        post_logout_redirect_uris=[f"{base_url}/"],
+        # The first is where the back button after a login lands; the second says "signed out".
+        post_logout_redirect_uris=[f"{base_url}/", f"{base_url}/signed-out"],
         backchannel_logout_uri=f"{base_url}/backchannel-logout",
         public=False,
         alg="ES256",
@@ -140,7 +141,8 @@ def build_demo(
                 base_url=ports.url(kind),
                 client_id=client_id,
                 client_secret=secret,
-                links={name: ports.url(name) + "/" for name in RELYING_PARTIES},
+                # Each portal's entry link signs in by itself (single sign-on).
+                links={name: ports.url(name) + "/login" for name in RELYING_PARTIES},
             )
     return identity_provider, relying_parties, next_step
 
@@ -220,8 +222,9 @@ def next_step_text(next_step: NextStep) -> str:
         "your password and a new PIN from the outbox: the main menu appears.",
     ]
     single_sign_on = [
-        "Open cloud.phone: single sign-on, no new login. Book an option in e:service: it asks",
-        "for password and PIN again. Sign out in e:service: cloud.phone is signed out too.",
+        'Press "cloud.phone öffnen" ("Open cloud.phone") in e:service: cloud.phone opens signed',
+        "in (single sign-on, no new login). Book an option in e:service: it asks for password",
+        "and PIN again. Sign out in e:service: cloud.phone is signed out too.",
     ]
     if next_step == NextStep.START_OVER:
         return f"{username} was disabled in an earlier run.\n{START_OVER}\nCtrl-C stops all three."
@@ -229,7 +232,7 @@ def next_step_text(next_step: NextStep) -> str:
         intro = f"{username} was activated in an earlier run (her activation link is used):"
         steps = [sign_in, single_sign_on]
     else:
-        intro = "Walk the journey of the leaflet:"
+        intro = "Try the journey:"
         steps = [
             [f"Open the outbox: the activation mail for {username} is there. Open its link."],
             ['Set a password (12 characters or more) and press "Speichern" ("Save").'],

@@ -4,6 +4,7 @@ browser's Accept-Language, else German."""
 
 from datetime import datetime, timedelta
 
+from babel.dates import get_timezone_name
 from flask import (
     Blueprint,
     after_this_request,
@@ -12,7 +13,7 @@ from flask import (
     redirect,
     request,
 )
-from flask_babel import format_time
+from flask_babel import format_time, get_locale, gettext, to_user_timezone
 
 from idp.web import safe_return_path
 
@@ -90,8 +91,20 @@ def switch(code: str):
 def local_time(moment: datetime) -> str:
     """A moment as the visitor reads a clock: the time in her language's format and the site's
     time zone (BABEL_DEFAULT_TIMEZONE), to the minute, rounded up, so that "try again at" is
-    never too early."""
+    never too early; with the zone named ("05:06 Uhr (MEZ)", "5:06 AM CET"), since the
+    visitor may be elsewhere."""
     minute = moment.replace(second=0, microsecond=0)
     if minute < moment:
         minute += timedelta(minutes=1)
-    return format_time(minute, format="short")
+    return gettext(
+        "%(time)s %(zone)s", time=format_time(minute, format="short"), zone=zone_name(minute)
+    )
+
+
+def zone_name(moment: datetime) -> str:
+    """The short name of the site's time zone at that moment, in the visitor's language where
+    it has one ("MEZ", "MESZ"); else the zone database's ("CET", "CEST"): English has no short
+    name of its own for most zones (Babel would say "+0100")."""
+    local = to_user_timezone(moment)
+    name = get_timezone_name(local, "short", locale=get_locale())
+    return name if name.isalpha() else local.tzname()

@@ -160,6 +160,16 @@ def way_back_of(path: str | None) -> WayBack | None:
     return WayBack(resume_path(args["handle"]), row) if row is not None else None
 
 
+def cancellable(way_back: WayBack | None) -> str | None:
+    """The way back of a login that a relying party's request still waits for: the pages of
+    that login offer to cancel it (see oidc.cancel). None for any other login."""
+    if way_back is None or way_back.authorization is None:
+        return None
+    if way_back.authorization.state != TransactionState.PENDING:
+        return None
+    return way_back.path
+
+
 def back_to_completed_authorization() -> str | None:
     """The back button after a login that went back to a relying party: the resume address of
     that request (which leads to the relying party's page), while the session lives."""

@@ -1,13 +1,18 @@
 """`idp demo`: one demo at a time, a restart that knows how far the journey got, a way to start
-over, and portals that speak the browser's language. (The journey itself, in a browser:
-tests/browser/test_demo_journey.py.)"""
+over, portals that speak the browser's language, and the journey between them over HTTP:
+single sign-on, cancel, sign-out; `./dev` installs only what changed. (The journey in a
+browser: tests/browser/test_demo_journey.py.)"""
 
+import html
 import os
+import re
+import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import click
 import pytest
@@ -24,7 +29,7 @@ from idp.demo import (
 from idp.demo_apps.relying_party import create_relying_party
 from idp.extensions import db
 from idp.models import Client, User
-from tests.conftest import PASSWORD, path_of, post_form
+from tests.conftest import PASSWORD, csrf_token, path_of, post_form
 from tests.servers import HOST, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -216,3 +221,144 @@ def test_the_signed_in_portal_speaks_english_and_escapes_the_booked_option(eserv
     assert "Book an additional phone number" in page
     assert "The option “&lt;b&gt;x&lt;/b&gt;” has been booked." in page
     assert "Hauptmenü" not in page
+
+
+# --- The journey through the demo's portals, over HTTP -----------------------------------------
+
+
+@pytest.fixture
+def demo(app, outbox):
+    """The demo served on free ports, anna activated."""
+    ports = free_ports()
+    servers, _ = serve_demo(ports, demo_settings(app))
+    activate_demo_user(servers[0].server.app, outbox)
+    yield ports
+    for server in servers:
+        server.stop()
+
+
+def hidden_next(page: requests.Response) -> dict:
+    found = re.search(r'name="next" value="([^"]*)"', page.text)
+    return {"next": html.unescape(found.group(1))} if found else {}
+
+
+def sign_in(http: requests.Session, page: requests.Response, outbox) -> requests.Response:
+    """On the identity provider's login page: password, then the PIN; the page it lands on."""
+    assert urlsplit(page.url).path == "/login", page.url
+    form = {"csrf_token": csrf_token(page.text), "username": "anna", "password": PASSWORD}
+    pin_page = http.post(urljoin(page.url, "/login"), data=form | hidden_next(page))
+    assert urlsplit(pin_page.url).path == "/pin", pin_page.text
+    form = {"csrf_token": csrf_token(pin_page.text), "pin": outbox.last_pin()}
+    return http.post(pin_page.url, data=form)
+
+
+def signed_in_at_eservice(demo, outbox) -> tuple[requests.Session, requests.Response]:
+    http = requests.Session()
+    http.headers["Accept-Language"] = "de"
+    menu = sign_in(http, http.get(demo.url("eservice") + "/login", timeout=10), outbox)
+    assert "Hauptmenü" in menu.text and menu.url.startswith(demo.url("eservice"))
+    return http, menu
+
+
+def link_to(page: requests.Response, text: str) -> str:
+    found = re.search(r'<a [^>]*href="([^"]+)"[^>]*>\s*' + re.escape(text) + r"\s*</a>", page.text)
+    assert found, f"no link {text!r}"
+    return html.unescape(found.group(1))
+
+
+def test_open_cloudphone_signs_in_by_single_sign_on_without_a_page(demo, outbox):
+    http, menu = signed_in_at_eservice(demo, outbox)
+    sms_before = len(outbox.sms())
+    cloudphone = http.get(link_to(menu, "cloud.phone öffnen"), timeout=10)
+    assert cloudphone.url == demo.url("cloudphone") + "/"
+    assert "cloud.phone – Telefonanlage" in cloudphone.text and "Anmelden" not in cloudphone.text
+    assert len(outbox.sms()) == sms_before
+    # And back: e:service's entry link leads to its main menu, still signed in.
+    back = http.get(link_to(cloudphone, "e:service"), timeout=10)
+    assert back.url == demo.url("eservice") + "/" and "Hauptmenü" in back.text
+
+
+def test_signing_out_of_eservice_says_so(demo, outbox):
+    http, _ = signed_in_at_eservice(demo, outbox)
+    landed = http.post(demo.url("eservice") + "/logout", timeout=10)
+    assert landed.url == demo.url("eservice") + "/signed-out"
+    assert "Sie sind abgemeldet." in landed.text and "Anmelden" in landed.text
+    assert "Hauptmenü" not in landed.text
+
+
+def test_a_cancelled_booking_returns_to_the_menu_with_a_note(demo, outbox):
+    http, menu = signed_in_at_eservice(demo, outbox)
+    booking = http.get(demo.url("eservice") + link_to(menu, "Zusatzrufnummer buchen"))
+    assert "Buchung bestätigen" in booking.text
+    assert 'action="/authorize/cancel"' in booking.text, "no cancel on the booking page"
+    back = http.post(
+        urljoin(booking.url, "/authorize/cancel"),
+        data={"csrf_token": csrf_token(booking.text), **hidden_next(booking)},
+    )
+    assert back.url == demo.url("eservice") + "/?cancelled=booking"
+    assert "Die Buchung wurde abgebrochen." in back.text and "Hauptmenü" in back.text
+    assert "wurde gebucht" not in back.text
+
+
+def test_a_cancelled_sign_in_returns_to_the_start_page_with_a_note(demo, outbox):
+    http = requests.Session()
+    login_page = http.get(demo.url("eservice") + "/login", timeout=10)
+    back = http.post(
+        urljoin(login_page.url, "/authorize/cancel"),
+        data={"csrf_token": csrf_token(login_page.text), **hidden_next(login_page)},
+    )
+    assert urlsplit(back.url).netloc == urlsplit(demo.url("eservice")).netloc
+    assert "Die Anmeldung wurde abgebrochen." in back.text and "Anmelden" in back.text
+
+
+def test_the_signed_out_portal_does_not_say_signed_in(eservice):
+    browser = eservice.test_client()
+    german = browser.get("/", headers={"Accept-Language": "de"}).text
+    assert "Anmeldung über den Identity Provider" in german and "angemeldet" not in german
+    english = browser.get("/", headers={"Accept-Language": "en"}).text
+    assert "sign-in through the identity provider" in english and "signed in" not in english
+
+
+def test_the_demo_says_plainly_what_to_try():
+    text = next_step_text(NextStep.ACTIVATE)
+    assert text.startswith("Try the journey:") and "leaflet" not in text
+    assert "cloud.phone öffnen" in text
+
+
+# --- ./dev's venv ------------------------------------------------------------------------------
+
+
+def test_dev_demo_installs_only_when_what_the_install_reads_changed(tmp_path):
+    """A second `./dev demo` (while one runs) must not spend its first 16 s on `pip install`:
+    the venv is installed again only when pyproject, the build hook, a lock file or a catalog
+    changed. A checkout of `dev` with a venv whose pip and idp only note that they ran."""
+    shutil.copy(ROOT / "dev", tmp_path / "dev")
+    for name in ("pyproject.toml", "hatch_build.py"):
+        (tmp_path / name).write_text(f"# {name}\n")
+    catalog = tmp_path / "idp" / "translations" / "de" / "LC_MESSAGES" / "messages.po"
+    catalog.parent.mkdir(parents=True)
+    catalog.write_text('msgid "Sign in"\nmsgstr "Anmelden"\n')
+    calls = tmp_path / "calls"
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for tool in ("python", "pip", "idp"):
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> "{calls}"\n')
+        (bin_dir / tool).chmod(0o755)
+
+    def installs_when_started() -> bool:
+        calls.write_text("")
+        subprocess.run([str(tmp_path / "dev"), "demo"], check=True, capture_output=True)
+        ran = calls.read_text().splitlines()
+        assert ran[-1] == "idp demo", ran
+        return any("install" in line and "-e" in line for line in ran)
+
+    assert installs_when_started()
+    assert not installs_when_started()
+    (tmp_path / "pyproject.toml").write_text("# a new dependency\n")
+    assert installs_when_started()
+    assert not installs_when_started()
+    catalog.write_text('msgid "Sign in"\nmsgstr "Einloggen"\n')
+    assert installs_when_started()
+    (tmp_path / "requirements").mkdir()
+    (tmp_path / "requirements" / "test.txt").write_text("# locked\n")
+    assert installs_when_started()

@@ -108,10 +108,20 @@ def test_pages_of_the_journey_in_english(app, client, outbox):
 
 @pytest.mark.parametrize("locale", ["de", "en"])
 @pytest.mark.parametrize("purpose", ["activation", "login", "step_up"])
-def test_sms_text_is_one_gsm7_message_with_the_webotp_line(make_app, locale, purpose):
+@pytest.mark.parametrize("asked_on_a_page", [True, False])
+def test_sms_text_is_one_gsm7_message_with_the_webotp_line(
+    make_app, locale, purpose, asked_on_a_page
+):
     app = make_app(ISSUER="https://login.example.com", PRODUCT_NAME="e:service")
-    user = User(username="anna", email="anna@example.com", phone="+4915112345678", locale=locale)
-    with app.test_request_context():
+    if asked_on_a_page:
+        user = User(username="anna", email="anna@example.com", phone="+4915112345678")
+        context = app.test_request_context(headers={"Accept-Language": locale})
+    else:
+        user = User(
+            username="anna", email="anna@example.com", phone="+4915112345678", locale=locale
+        )
+        context = app.app_context()
+    with context:
         text = pins.sms_text(user, "042917", purpose)
     assert pins.is_gsm7(text), [c for c in text if c not in pins.GSM7_BASIC]
     assert len(text) < 160
@@ -125,3 +135,26 @@ def test_sms_of_the_journey_is_gsm7(app, client, outbox):
         text = sms["text"]
         assert pins.is_gsm7(text) and len(text) < 160
         assert re.fullmatch(r"@localhost #\d{6}", text.splitlines()[-1])
+
+
+def test_the_pin_sms_speaks_the_language_of_the_page_it_was_asked_on(
+    app, client, outbox, frozen_clock
+):
+    """The page says "we have sent a PIN": the SMS must be readable by the same person, in
+    the language she just switched the page to (her account's language is still German)."""
+    invite(app)
+    link = path_of(outbox.last_link())
+    client.get(f"/language/en?next={link}")
+    post_form(client, link, {"password": PASSWORD, "password_confirm": PASSWORD})
+    assert outbox.sms()[0]["text"].startswith("Your PIN to confirm your new e:service password")
+    post_form(client, "/pin", {"pin": outbox.last_pin()})
+
+    for language, text in (
+        ("en", "Your e:service sign-in PIN"),
+        ("de", "Ihre e:service Anmelde-PIN"),
+    ):
+        frozen_clock.advance(seconds=app.config["PIN_RESEND_COOLDOWN"])
+        browser = app.test_client()
+        credentials = {"username": "anna", "password": PASSWORD}
+        post_form(browser, "/login", credentials, headers={"Accept-Language": language})
+        assert outbox.sms()[0]["text"].startswith(text)

@@ -90,8 +90,9 @@ def test_unknown_wrong_disabled_locked_and_invited_look_the_same(
         response = post_form(browser, "/login", {"username": username, "password": password})
         verifies[case] = len(counted_verifies)
         statuses[case] = response.status_code
-        # The form echoes the typed username; the rest must not differ.
-        pages[case] = strip_token(response.text).replace(f'value="{username}"', 'value="?"')
+        # The form (and the language switch) echo the typed username; the rest must not differ.
+        page = strip_token(response.text).replace(f'value="{username}"', 'value="?"')
+        pages[case] = page.replace(f"username%3D{username}", "username%3D?")
         assert browser.get_cookie(app.config["AUTH_COOKIE_NAME"]) is None
 
     assert set(statuses.values()) == {200}
@@ -368,6 +369,32 @@ def test_wrong_pins_count_towards_the_lock(app, client, outbox):
     assert response.status_code == 429
     assert "Zu Ihrer Sicherheit können Sie sich um" in response.text
     assert len(outbox.sms()) == sent
+
+
+def test_after_a_pin_lock_the_pages_say_from_when_and_in_which_time_zone(
+    app, client, outbox, frozen_clock
+):
+    activate(app, client, outbox)
+    frozen_clock.offset = datetime(2027, 1, 5, 4, 0, 30, tzinfo=UTC) - datetime.now(UTC)
+    start_login(client)
+    right = outbox.last_pin()
+    for _ in range(app.config["PIN_MAX_ATTEMPTS"] - 1):
+        submit_pin(client, wrong(right))
+    ended = client.post(
+        "/pin", data={"csrf_token": csrf_token(client.get("/pin").text), "pin": wrong(right)}
+    )
+    assert ended.status_code == 410
+    with app.app_context():
+        until = db.session.scalar(db.select(User)).pins_locked_until.replace(tzinfo=UTC)
+    # The site's zone (Europe/Berlin, winter): the hour plus one, to the minute, rounded up.
+    berlin = until + timedelta(hours=1, minutes=1) - timedelta(microseconds=1)
+    assert f"Ab {berlin:%H:%M} Uhr (MEZ) können Sie sich wieder anmelden." in ended.text
+    # Until then a sign-in can only fail: no way to the login, the way out to the portal.
+    assert 'href="/login' not in ended.text
+    assert f'href="{app.config["PORTAL_URL"]}"' in ended.text
+
+    locked = post_form(client, "/login", {"username": "anna", "password": PASSWORD}, headers=EN)
+    assert f"you can sign in again at {berlin:%-I:%M}\u202fAM CET." in locked.text
 
 
 # --- Expiry -----------------------------------------------------------------------------------

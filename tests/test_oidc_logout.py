@@ -65,6 +65,18 @@ def test_rp_initiated_logout_ends_the_session_and_tells_every_rp(
         assert status == 401
 
 
+def test_logout_without_a_post_logout_redirect_uri_says_the_person_is_signed_out(
+    idp, browser, rp
+):
+    token = rp.sign_in(browser)
+    query = urlencode({"id_token_hint": token["id_token"]})
+    landed = browser.http.get(
+        idp.url(f"/end_session?{query}"), headers={"Accept-Language": "de"}, timeout=5
+    )
+    assert urlsplit(landed.url).path == "/logged-out"
+    assert "Sie sind abgemeldet" in landed.text
+
+
 def test_unregistered_post_logout_redirect_uri_is_refused(idp, browser, make_rp):
     rp = make_rp("--post-logout-redirect-uri", "https://portal.example/bye")
     token = rp.sign_in(browser)

@@ -142,13 +142,28 @@ def test_sign_in_from_an_expired_link_page_returns_to_the_rp(
 def test_the_language_switch_after_a_wrong_password_keeps_the_way_back(
     browser, rp, outbox, login_page
 ):
-    failed = submit(browser, login_page, {"username": "anna", "password": "wrong"}, "/login")
+    failed = submit(browser, login_page, {"username": "anna", "password": "wrong-one"}, "/login")
     assert failed.status_code == 200 and "Die Anmeldung ist fehlgeschlagen" in failed.text
+    assert "wrong-one" not in link(failed, "EN")
 
     english = follow(browser, link(failed, "EN"))
     assert '<html lang="en">' in english.text and urlsplit(english.url).path == "/login"
+    # What she typed stays, but the password is hers to type again.
+    assert re.search(r'name="username"[^>]* value="anna"', english.text)
     pin_page = password_step(browser, english)
     assert_back_at_the_rp_with_a_code(rp, pin_step(browser, pin_page, outbox.last_pin()))
+
+
+def next_of(url: str) -> str:
+    return parse_qs(urlsplit(url).query)["next"][0]
+
+
+def test_the_language_links_carry_the_page_without_a_stray_question_mark(idp, browser, outbox):
+    invite(idp.app, username="bert")
+    page = follow(browser, outbox.last_link())
+    assert next_of(link(page, "EN")) == urlsplit(page.url).path
+    with_query = follow(browser, idp.url("/login?username=bert"))
+    assert next_of(link(with_query, "EN")) == "/login?username=bert"
 
 
 def test_the_language_switch_after_a_password_rule_keeps_the_set_password_page(
@@ -385,6 +400,98 @@ def test_a_way_back_that_the_url_map_would_redirect_leads_nowhere(idp, browser, 
     assert submit(browser, page, form, "/login").status_code == 303
     landed = pin_step(browser, follow(browser, idp.url("/pin")), outbox.last_pin())
     assert landed.status_code == 200 and urlsplit(landed.url).path == "/"
+
+
+# --- Cancel -------------------------------------------------------------------------------------
+
+
+def cancel_form(page: requests.Response) -> str:
+    """The page's cancel form (its HTML), if it has one; else ""."""
+    match = re.search(r'<form method="post" action="/authorize/cancel".*?</form>', page.text, re.S)
+    return match.group(0) if match else ""
+
+
+def cancel(browser: Browser, page: requests.Response, **data) -> requests.Response:
+    """Presses "Abbrechen": posts the cancel form with its own fields."""
+    form = cancel_form(page)
+    assert form, "no cancel on the page"
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', form))
+    return browser.http.post(
+        browser.idp.url("/authorize/cancel"),
+        data={name: html.unescape(value) for name, value in fields.items()} | data,
+        allow_redirects=False,
+        timeout=10,
+        headers=DE,
+    )
+
+
+def assert_back_at_the_rp_denied(rp, response) -> None:
+    """OIDC Core 3.1.2.6 with RFC 9207: access_denied, the request's state, our issuer."""
+    assert response.status_code == 303
+    params = rp.callback_params(response)
+    assert params == {"error": "access_denied", "state": rp.last["state"], "iss": rp.idp.issuer}
+
+
+def test_the_login_page_of_a_waiting_request_cancels_back_to_the_rp(idp, browser, rp, login_page):
+    assert "Abbrechen" in cancel_form(login_page)
+    assert_back_at_the_rp_denied(rp, cancel(browser, login_page))
+
+    # Used once: the same cancel again, or the way back, gives the relying party nothing.
+    again = cancel(browser, login_page)
+    assert again.status_code == 303 and again.headers["Location"] == "/login"
+    resumed = follow(browser, idp.url(way_back_of(login_page)))
+    assert urlsplit(resumed.url).path == "/login" and cancel_form(resumed) == ""
+
+
+def test_the_booking_step_up_cancels_from_its_pin_page_and_ends_the_step(idp, browser, rp, outbox):
+    rp.sign_in(browser)
+    booking = follow(browser, rp.authorization_url(max_age="0", purpose="booking"))
+    assert "Buchung bestätigen" in booking.text and cancel_form(booking)
+    pin_page = password_step(browser, booking)
+    assert_back_at_the_rp_denied(rp, cancel(browser, pin_page))
+
+    # The PIN step of the cancelled request is over: its PIN signs nobody in.
+    assert follow(browser, idp.url("/pin")).status_code == 410
+    fresh_form = follow(browser, idp.url("/login"))
+    assert submit(browser, fresh_form, {"pin": outbox.last_pin()}, "/pin").status_code == 410
+
+
+def test_a_plain_login_and_a_login_without_a_waiting_request_offer_no_cancel(idp, browser):
+    assert cancel_form(follow(browser, idp.url("/login"))) == ""
+    submit(
+        browser,
+        follow(browser, idp.url("/login")),
+        {"username": "anna", "password": PASSWORD},
+        "/login",
+    )
+    assert cancel_form(follow(browser, idp.url("/pin"))) == ""
+
+
+def test_cancel_needs_the_csrf_token_and_a_post(idp, browser, rp, login_page):
+    resume = way_back_of(login_page)
+    forged = browser.http.post(
+        idp.url("/authorize/cancel"), data={"next": resume}, allow_redirects=False, timeout=10
+    )
+    assert forged.status_code == 400
+    by_get = browser.http.get(
+        idp.url("/authorize/cancel?" + urlencode({"next": resume})), allow_redirects=False
+    )
+    assert by_get.status_code == 405
+    # The request still waits: signing in returns to the relying party with a code.
+    pin_page = password_step(browser, login_page)
+    assert_back_at_the_rp_with_a_code(rp, pin_step(browser, pin_page, browser.outbox.last_pin()))
+
+
+def test_another_browser_cannot_cancel_someone_elses_request(idp, browser, rp, login_page):
+    """The handle is bound to the victim's flow cookie: knowing it (from a log, a shoulder)
+    cancels nothing, and the attacker's browser learns no state."""
+    attacker = Browser(idp, browser.outbox)
+    own_page = follow(attacker, idp.url("/login"))
+    answer = submit(attacker, own_page, {"next": way_back_of(login_page)}, "/authorize/cancel")
+    assert answer.status_code == 303 and answer.headers["Location"] == "/login"
+
+    pin_page = password_step(browser, login_page)
+    assert_back_at_the_rp_with_a_code(rp, pin_step(browser, pin_page, browser.outbox.last_pin()))
 
 
 def test_a_logout_forgets_the_requests_that_wait_for_a_login(idp, browser, rp, login_page):

@@ -102,10 +102,25 @@ def create_relying_party(
 
     @app.get("/")
     def home():
-        return render_template(f"{kind}.html", booked=request.args.get("booked"))
+        return render_template(
+            f"{kind}.html",
+            booked=request.args.get("booked"),
+            cancelled=request.args.get("cancelled"),
+        )
+
+    @app.get("/signed-out")
+    def signed_out():
+        """Where the identity provider's logout sends the browser back to."""
+        if signed_in() is not None:
+            return redirect(url_for("home"))
+        return render_template(f"{kind}.html", signed_out=True)
 
     @app.get("/login")
     def login():
+        """The entry link that the other portal offers, too: signed in already, the portal;
+        else the identity provider, where a live session signs in without a page."""
+        if signed_in() is not None:
+            return redirect(url_for("home"))
         session["after_login"] = None
         return idp.authorize_redirect(f"{base_url}/callback")
 
@@ -125,6 +140,11 @@ def create_relying_party(
         try:
             token = idp.authorize_access_token()
         except OAuthError as error:
+            pending = session.pop("after_login", None)
+            if error.error == "access_denied":
+                # The person pressed "Abbrechen" at the identity provider: back where she was.
+                cancelled = "booking" if pending and pending.get("book") else "login"
+                return redirect(url_for("home", cancelled=cancelled))
             return render_template("rp_error.html", error=error.error), 400
         # The ID token proves the login; names and contracts come from userinfo.
         claims = {**idp.userinfo(token=token), **token["userinfo"]}
@@ -142,7 +162,7 @@ def create_relying_party(
         id_token = session.get("id_token")
         session.clear()
         metadata = idp.load_server_metadata()
-        query = {"post_logout_redirect_uri": f"{base_url}/", "client_id": client_id}
+        query = {"post_logout_redirect_uri": f"{base_url}/signed-out", "client_id": client_id}
         if id_token:
             query["id_token_hint"] = id_token
         return redirect(f"{metadata['end_session_endpoint']}?{urlencode(query)}", code=303)

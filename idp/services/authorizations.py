@@ -138,6 +138,20 @@ def claim(handles: list[str], fingerprint: str, now: datetime) -> PendingAuthori
     return row if claimed == 1 else None
 
 
+def cancel(row: PendingAuthorization, now: datetime) -> bool:
+    """The person cancelled the login this request waits for: ended in one conditional UPDATE,
+    so that of parallel cancels (and resumes) only one ends it. True for that one."""
+    cancelled = db.session.execute(
+        update(PendingAuthorization)
+        .where(
+            PendingAuthorization.id == row.id,
+            PendingAuthorization.state == TransactionState.PENDING,
+        )
+        .values(state=TransactionState.FAILED, ended_at=now)
+    ).rowcount
+    return cancelled == 1
+
+
 def complete(row: PendingAuthorization) -> None:
     """A code went back for it: the back button then leads to the relying party's page."""
     row.state = TransactionState.COMPLETED

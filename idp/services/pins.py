@@ -6,8 +6,8 @@ import secrets
 import unicodedata
 from urllib.parse import urlsplit
 
-from flask import current_app, render_template
-from flask_babel import force_locale
+from flask import current_app, has_request_context, render_template
+from flask_babel import force_locale, get_locale
 
 from idp.models import User
 from idp.services import users
@@ -45,9 +45,18 @@ def pin_digest(challenge_scope: str, pin: str) -> str:
     return keyed_digest("idp.pin", f"{challenge_scope}:{pin}")
 
 
+def sms_language(user: User) -> str:
+    """A PIN asked for on a page is read with that page in front of the person: the SMS speaks
+    the page's language (her switch, the relying party's ui_locales, her browser). Outside a
+    request (an operator's command) the account's language."""
+    if has_request_context():
+        return str(get_locale())
+    return users.language(user)
+
+
 def sms_text(user: User, pin: str, purpose: str) -> str:
     config = current_app.config
-    with force_locale(users.language(user)):
+    with force_locale(sms_language(user)):
         body = render_template(
             "sms/pin.txt",
             pin=pin,

@@ -11,6 +11,7 @@ from idp.services.lockout import PinsLocked
 from idp.services.login import LoginThrottled
 from idp.web import (
     WayBack,
+    cancellable,
     clear_session_cookie,
     client_ip,
     current_session,
@@ -37,12 +38,14 @@ def login_page(*, username="", way_back: WayBack | None = None, error=None, unti
             username=step_up["username"] if step_up else username,
             next=return_to,
             step_up=step_up,
+            cancel=cancellable(way_back),
             # Without a way back: the request that waits, as a choice (see waiting_authorization).
             waiting=None if way_back else waiting_authorization(),
             error=error,
             until=until,
-            # The language switch on a page that answers a POST: the same form, by GET.
-            language_return=url_for("login.form", next=return_to),
+            # The language switch on a page that answers a POST: the same form, by GET, with
+            # the username typed (never the password).
+            language_return=url_for("login.form", next=return_to, username=username or None),
         ),
         status,
     )

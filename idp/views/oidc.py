@@ -32,16 +32,20 @@ from idp.services import (
     keys,
     tokens,
     tokens_logout,
+    transactions,
 )
 from idp.views.errors import error_page
 from idp.web import (
     browser_authorizations,
+    cancellable,
     clear_session_cookie,
     client_ip,
     current_session,
     end_flow,
+    flow_transaction_token,
     remember_authorization,
     resume_path,
+    way_back_of,
 )
 
 bp = Blueprint("oidc", __name__)
@@ -384,6 +388,31 @@ def resume(handle):
     if row is not None and row.state == TransactionState.COMPLETED and current_session():
         return redirect(clients.landing_uri(row.client) or current_app.config["PORTAL_URL"])
     return redirect(url_for("login.form"))
+
+
+@bp.post("/authorize/cancel")
+def cancel():
+    """The person cancels the login that a relying party's request waits for (the login and
+    PIN pages offer it): back to the relying party with access_denied (OIDC Core 3.1.2.6), its
+    state and our issuer (RFC 9207), as Keycloak's cancel does. A POST with the CSRF token,
+    for a request that this very browser holds and that still waits; each request once. Its
+    redirect URI was checked when the request was made, and is checked again."""
+    way_back = way_back_of(request.form.get("next"))
+    row = way_back.authorization if cancellable(way_back) else None
+    if row is None or not authorizations.cancel(row, clock.now()):
+        db.session.rollback()
+        return redirect(url_for("login.form"), code=303)
+    params = dict(row.params)
+    if not clients.redirect_uri_registered(row.client, params.get("redirect_uri")):
+        db.session.rollback()
+        return invalid_request_page("redirect_uri")
+    db.session.commit()
+    if transactions.return_to_of(flow_transaction_token()) == way_back.path:
+        end_flow()  # the password or PIN step of that login ends with it
+    denied = oauth.AuthorizationDenied(
+        params["redirect_uri"], "access_denied", None, params.get("state")
+    )
+    return oauth.denial_response(denied, 303)
 
 
 def _entitlement_missing(grant, client, session, status):

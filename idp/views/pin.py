@@ -1,18 +1,30 @@
 """The SMS PIN page, shared by activation and login: confirm, or ask for a new PIN."""
 
+from typing import NamedTuple
+
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from idp.extensions import db
 from idp.models import TransactionPurpose
 from idp.ratelimit import limit_posts
 from idp.senders import SendError
-from idp.services import activation, audit, clock, lockout, login, tokens_logout, transactions
+from idp.services import (
+    activation,
+    audit,
+    clients,
+    clock,
+    lockout,
+    login,
+    tokens_logout,
+    transactions,
+)
 from idp.services.invitations import LinkProblem
 from idp.services.transactions import PinResult, ResendRefused
 from idp.services.users import masked_phone
 from idp.views.activation import link_problem_page
 from idp.web import (
     back_to_completed_authorization,
+    cancellable,
     client_ip,
     current_session,
     end_flow,
@@ -20,6 +32,7 @@ from idp.web import (
     set_session_cookie,
     sms_error,
     user_agent,
+    way_back_of,
 )
 
 bp = Blueprint("pin", __name__)
@@ -39,13 +52,32 @@ def pin_page(transaction, *, error=None, notice=None, status=200):
             tries_left=transactions.tries_left(transaction, now),
             all_tries=current_app.config["PIN_MAX_ATTEMPTS"],
             locked_until=lockout.pins_locked_until(transaction.user_id, now),
+            cancel=cancellable(way_back_of(transaction.return_to)),
         ),
         status,
     )
 
 
+class WayOut(NamedTuple):
+    url: str
+    name: str
+
+
+def way_out(return_to: str | None) -> WayOut:
+    """Where a person goes who cannot sign in before a lock ends: the page of the relying party
+    that the login was for, else the portal."""
+    way_back = way_back_of(return_to)
+    client = way_back.authorization.client if way_back and way_back.authorization else None
+    landing = clients.landing_uri(client) if client else None
+    if landing:
+        return WayOut(landing, client.name)
+    return WayOut(current_app.config["PORTAL_URL"], current_app.config["PRODUCT_NAME"])
+
+
 def ended_page(purpose: str | None, reason: str, *, return_to: str | None, locked_until=None):
-    """The step ended; its "sign in" link keeps the way back that the login had."""
+    """The step ended; its "sign in" link keeps the way back that the login had. While wrong
+    PINs lock the account, a sign-in can only fail: then the page says from when, and leads
+    out instead."""
     return (
         render_template(
             "pin/ended.html",
@@ -53,6 +85,7 @@ def ended_page(purpose: str | None, reason: str, *, return_to: str | None, locke
             reason=reason,
             locked_until=locked_until,
             return_to=return_to,
+            way_out=way_out(return_to) if locked_until else None,
         ),
         410,
     )
