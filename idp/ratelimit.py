@@ -63,15 +63,22 @@ def init_rate_limits(app: Flask) -> None:
 
 
 def shared_storage(uri: str) -> Storage:
+    setting = "IDP_REDIS_URL (or IDP_RATELIMIT_STORAGE_URI)"
+    if "://" not in uri:
+        # localhost:6379 would reach limits as a "scheme" of its own, and its message would be
+        # "unknown storage scheme : localhost:6379://...". The value is not repeated: it may
+        # carry a password.
+        raise ConfigurationError(
+            f"{setting} cannot be used: it needs a URL like redis://host:port/db "
+            "(rediss:// with TLS)"
+        )
     try:
         return storage_from_string(uri)
     except limits.errors.ConfigurationError as error:
         # limits names the whole URL, password included: say the scheme only.
         scheme = uri.partition("://")[0]
         reason = str(error).replace(uri, f"{scheme}://...")
-        raise ConfigurationError(
-            f"IDP_REDIS_URL (or IDP_RATELIMIT_STORAGE_URI) cannot be used: {reason}"
-        ) from None
+        raise ConfigurationError(f"{setting} cannot be used: {reason}") from None
 
 
 def counters_storage(app: Flask) -> Storage:
