@@ -2,6 +2,7 @@
 
 Bad input exits non-zero with one clear line on stderr and changes nothing."""
 
+import copy
 import getpass
 import json
 import os
@@ -48,24 +49,59 @@ def app_for_cli() -> Flask:
         raise cli_errors.as_click_exception(error) from None
 
 
+# Flask's and its extensions' commands for developers: they work, but an operator's help does
+# not list them (`demo` is ours, and listed).
+DEVELOPER_COMMANDS = ("run", "shell", "routes", "limiter")
+# Flask's options of the group (-e/--env-file, -A/--app, --debug): for developers too.
+DEVELOPER_OPTIONS = ("env_file", "app", "debug")
+_CONFIGURATION_PROBLEM = "idp.configuration_problem"
+
+
 class OperatorGroup(FlaskGroup):
-    """Flask's command group, whose help lists our commands and says in one line what is
-    wrong where the configuration does not load (Flask's own prints a traceback), and whose
-    commands end with one line on stderr when the database or Redis fails them."""
+    """Flask's command group for the operator: its help lists our commands, also where the
+    configuration does not load (then with a note at its end, never an error line; Flask's own
+    prints a traceback), and hides what is there for developers; its commands end with one
+    line on stderr when the database or Redis fails them."""
+
+    def __init__(self, **extra):
+        super().__init__(**extra)
+        # Copies: Flask's option objects are shared by every FlaskGroup of the process.
+        self.params = [
+            _hidden(param) if param.name in DEVELOPER_OPTIONS else param for param in self.params
+        ]
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Plain `idp` shows the help, on stdout and with success, as `idp --help` does.
+        return super().parse_args(ctx, args or ["--help"])
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         try:
             ctx.ensure_object(ScriptInfo).load_app()
         except click.ClickException as error:
-            click.echo(f"Error: {error.format_message()}", err=True)
-            return sorted(self.commands)
-        return super().list_commands(ctx)
+            ctx.meta[_CONFIGURATION_PROBLEM] = error.format_message()
+            names = sorted(self.commands)
+        else:
+            names = super().list_commands(ctx)
+        return [name for name in names if name not in DEVELOPER_COMMANDS]
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        problem = ctx.meta.get(_CONFIGURATION_PROBLEM)
+        if problem:
+            formatter.write_paragraph()
+            formatter.write_text(f"Configuration incomplete: {problem}")
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except cli_errors.SURROUNDINGS_ERRORS as error:
             raise cli_errors.as_click_exception(error) from None
+
+
+def _hidden(param: click.Parameter) -> click.Parameter:
+    hidden = copy.copy(param)
+    hidden.hidden = True
+    return hidden
 
 
 def main() -> None:

@@ -181,25 +181,51 @@ def test_cli_reports_a_bad_configuration_in_one_line(clean_env):
     assert "\n" not in refused.value.message
 
 
-def test_cli_help_lists_the_commands_without_a_configuration(clean_env):
-    """An operator's first `idp --help` on a machine not set up yet: the commands, and one
-    line on what is missing, not a traceback."""
-    import subprocess
-    import sys
-
+@pytest.mark.parametrize("args", [["--help"], []], ids=["--help", "no arguments"])
+def test_cli_help_lists_the_commands_without_a_configuration(clean_env, args):
+    """An operator's first `idp --help` (or plain `idp`) on a machine not set up yet: the
+    operator's commands, and at the end a note on what is missing; no error line, no
+    traceback, none of Flask's options and commands for developers."""
     done = subprocess.run(
-        [sys.executable, "-m", "idp", "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "idp", *args], capture_output=True, text=True, timeout=60
     )
-    assert done.returncode == 0
+    assert (done.returncode, done.stderr) == (0, "")
     for command in ("users", "clients", "keys", "audit", "demo", "db"):
         assert f"\n  {command} " in done.stdout
-    assert done.stderr.strip() == "Error: IDP_SECRET_KEY is not set: refusing to start without it"
-    assert "Traceback" not in done.stdout + done.stderr
+    for developers in ("--env-file", "--app", "--debug", "  run ", "  shell ", "  routes "):
+        assert developers not in done.stdout
+    assert "--version" in done.stdout
+    note = " ".join(done.stdout.split("\n\n")[-1].split())
+    assert note == "Configuration incomplete: " + MISSING_SECRET
+    assert "Traceback" not in done.stdout
     done = subprocess.run(
         [sys.executable, "-m", "idp", "users", "list"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1
-    assert done.stderr.strip() == "Error: IDP_SECRET_KEY is not set: refusing to start without it"
+    assert done.stderr.strip() == "Error: " + MISSING_SECRET
+
+
+MISSING_SECRET = "IDP_SECRET_KEY is not set: refusing to start without it"
+
+
+def test_cli_help_of_a_complete_configuration_hides_the_developers_commands(clean_env, tmp_path):
+    environment = {"IDP_CONFIG": "development", "IDP_INSTANCE_PATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "idp", "--help"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, **environment},
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    commands = done.stdout.split("Commands:\n")[1].split("\n\n")[0]
+    assert [line.split()[0] for line in commands.splitlines()] == [
+        "audit", "clients", "db", "demo", "keys", "users"
+    ]
+    assert "Configuration incomplete" not in done.stdout
+    # Still there for developers.
+    done = subprocess.run(
+        [sys.executable, "-m", "idp", "routes"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, **environment},
+    )
+    assert done.returncode == 0 and "/.well-known/openid-configuration" in done.stdout
 
 
 def test_cli_version_is_the_identity_providers():
