@@ -279,9 +279,16 @@ def show(username):
     until when)."""
     user = users.get_by_username(username)
     summary = user_summary(user)
-    summary["limits"] = {
-        limit.name: limit.as_json() for limit in account_limits.of(user, clock.now())
-    }
+    limits = account_limits.of(user, clock.now())
+    summary["limits"] = {limit.name: limit_json(limit) for limit in limits}
+    unreadable = next((limit.unreadable for limit in limits if limit.unreadable), None)
+    if unreadable:
+        # The account is what support needs now; the limits the counters hold can wait.
+        click.echo(
+            f"Warning: the limits held in Redis ({', '.join(account_limits.SHARED_LIMITS)}) "
+            f"could not be read: {cli_errors.describe(unreadable)}",
+            err=True,
+        )
     invitation = invitations.latest_for(user)
     summary["invitation"] = (
         {
@@ -302,6 +309,12 @@ def show(username):
         else None
     )
     click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+
+
+def limit_json(limit: account_limits.Limit) -> dict:
+    if limit.unreadable:
+        return {"active": None, "until": None, "unknown": cli_errors.describe(limit.unreadable)}
+    return limit.as_json()
 
 
 @users_group.command("disable")
@@ -370,22 +383,33 @@ def set_phone(username, phone):
 def unlock(username):
     """Lift every lock of the account: after wrong passwords, the password attempts blocked per
     network, after wrong PINs, the wait for the next PIN, and the day's SMS caps of the account
-    and of its number."""
+    and of its number. When Redis cannot be reached, lifts those in the database, says which
+    it could not lift, and exits 1."""
     moment = clock.now()
     user = users.get_changeable(username)
     lifted = account_limits.lift(user, moment)
+    not_lifted = list(account_limits.SHARED_LIMITS) if lifted.shared_not_lifted else []
     audit.record(
         "user.unlocked",
         now=moment,
         actor=operator(),
         user=user,
-        lifted=[limit.name for limit in lifted],
+        lifted=[limit.name for limit in lifted.limits],
+        not_lifted=not_lifted,
     )
     db.session.commit()
-    if not lifted:
+    if lifted.limits:
+        said = ", the ".join(map(describe, lifted.limits))
+        click.echo(f"unlocked {user.username}: lifted the {said}")
+    elif not not_lifted:
         click.echo(f"nothing to lift for {user.username}: no lock or cap was active")
-        return
-    click.echo(f"unlocked {user.username}: lifted the {', the '.join(map(describe, lifted))}")
+    if not_lifted:
+        labels = ", the ".join(LIMIT_LABELS[name] for name in not_lifted)
+        raise click.ClickException(
+            f"could not lift the {labels} of {user.username} (held in Redis): "
+            f"{cli_errors.describe(lifted.shared_not_lifted)}; "
+            "run `idp users unlock` again when Redis answers"
+        )
 
 
 LIMIT_LABELS = {

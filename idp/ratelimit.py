@@ -12,6 +12,7 @@ from flask_limiter import Limiter
 from limits import parse, parse_many
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
+from redis.exceptions import RedisError
 
 from idp.config import ConfigurationError
 from idp.network import network_of
@@ -24,6 +25,9 @@ def client_ip() -> str:
 def client_network() -> str:
     return network_of(client_ip())
 
+
+# What the shared counters raise when their storage (Redis) cannot be reached or fails.
+STORAGE_ERRORS = (RedisError, limits.errors.StorageError)
 
 limiter = Limiter(key_func=client_ip, strategy="moving-window", headers_enabled=True)
 
