@@ -2,13 +2,18 @@
 
 Each can be overridden by an environment variable named IDP_<SETTING> (values are parsed as
 JSON when they can be, so IDP_MAIL_PORT=25 is a number and IDP_MAIL_USE_TLS=false a boolean).
+An IDP_* variable that names no setting stops the start (a misspelt name would otherwise be
+ignored, and its setting left at the default), except the few read outside this configuration
+(idp.config.NOT_SETTINGS: IDP_CONFIG, IDP_INSTANCE_PATH, IDP_TEST_DATABASE_URI).
 The files development.py, testing.py and production.py beside this one change only what differs
 in that environment; IDP_CONFIG chooses one of them (default: production).
 """
 
 # --- Core -------------------------------------------------------------------------------------
-# Signs cookies, links and CSRF tokens and derives the key that encrypts signing keys at rest.
-# Required outside development and testing: the app refuses to start without it.
+# Signs cookies, links and CSRF tokens and derives the key that encrypts signing keys at rest
+# (unless KEY_ENCRYPTION_SECRET is set). Required outside development and testing: the app
+# refuses to start without it. Every instance needs the same one: one that cannot decrypt the
+# signing keys fails /readyz and logs why; `idp keys list` marks such keys.
 SECRET_KEY = None
 # Database URL. Unset: SQLite in the instance folder. Production: postgresql+psycopg://...
 SQLALCHEMY_DATABASE_URI = None
@@ -216,7 +221,8 @@ REFRESH_TOKEN_LIFETIME = 10 * 3600
 # Seconds a rotated-in signing key is published in JWKS before it signs (longer than JWKS caching).
 KEY_PUBLISH_LEAD_TIME = 3600
 # Secret that encrypts signing keys at rest. Unset: derived from SECRET_KEY (changing that then
-# makes the stored keys unusable: rotate keys after it).
+# makes the stored keys unusable: set the old one back, or `idp keys rotate`, whose new key then
+# signs at once, as no stored key can).
 KEY_ENCRYPTION_SECRET = None
 # Seconds to wait for a relying party's back-channel logout endpoint. Deliveries connect directly
 # (HTTP(S)_PROXY does not apply) and never to link-local or cloud metadata addresses.

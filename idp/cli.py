@@ -2,6 +2,7 @@
 
 Bad input exits non-zero with one clear line on stderr and changes nothing."""
 
+import copy
 import getpass
 import json
 import os
@@ -48,24 +49,59 @@ def app_for_cli() -> Flask:
         raise cli_errors.as_click_exception(error) from None
 
 
+# Flask's and its extensions' commands for developers: they work, but an operator's help does
+# not list them (`demo` is ours, and listed).
+DEVELOPER_COMMANDS = ("run", "shell", "routes", "limiter")
+# Flask's options of the group (-e/--env-file, -A/--app, --debug): for developers too.
+DEVELOPER_OPTIONS = ("env_file", "app", "debug")
+_CONFIGURATION_PROBLEM = "idp.configuration_problem"
+
+
 class OperatorGroup(FlaskGroup):
-    """Flask's command group, whose help lists our commands and says in one line what is
-    wrong where the configuration does not load (Flask's own prints a traceback), and whose
-    commands end with one line on stderr when the database or Redis fails them."""
+    """Flask's command group for the operator: its help lists our commands, also where the
+    configuration does not load (then with a note at its end, never an error line; Flask's own
+    prints a traceback), and hides what is there for developers; its commands end with one
+    line on stderr when the database or Redis fails them."""
+
+    def __init__(self, **extra):
+        super().__init__(**extra)
+        # Copies: Flask's option objects are shared by every FlaskGroup of the process.
+        self.params = [
+            _hidden(param) if param.name in DEVELOPER_OPTIONS else param for param in self.params
+        ]
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Plain `idp` shows the help, on stdout and with success, as `idp --help` does.
+        return super().parse_args(ctx, args or ["--help"])
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         try:
             ctx.ensure_object(ScriptInfo).load_app()
         except click.ClickException as error:
-            click.echo(f"Error: {error.format_message()}", err=True)
-            return sorted(self.commands)
-        return super().list_commands(ctx)
+            ctx.meta[_CONFIGURATION_PROBLEM] = error.format_message()
+            names = sorted(self.commands)
+        else:
+            names = super().list_commands(ctx)
+        return [name for name in names if name not in DEVELOPER_COMMANDS]
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        problem = ctx.meta.get(_CONFIGURATION_PROBLEM)
+        if problem:
+            formatter.write_paragraph()
+            formatter.write_text(f"Configuration incomplete: {problem}")
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except cli_errors.SURROUNDINGS_ERRORS as error:
             raise cli_errors.as_click_exception(error) from None
+
+
+def _hidden(param: click.Parameter) -> click.Parameter:
+    hidden = copy.copy(param)
+    hidden.hidden = True
+    return hidden
 
 
 def main() -> None:
@@ -243,9 +279,16 @@ def show(username):
     until when)."""
     user = users.get_by_username(username)
     summary = user_summary(user)
-    summary["limits"] = {
-        limit.name: limit.as_json() for limit in account_limits.of(user, clock.now())
-    }
+    limits = account_limits.of(user, clock.now())
+    summary["limits"] = {limit.name: limit_json(limit) for limit in limits}
+    unreadable = next((limit.unreadable for limit in limits if limit.unreadable), None)
+    if unreadable:
+        # The account is what support needs now; the limits the counters hold can wait.
+        click.echo(
+            f"Warning: the limits held in Redis ({', '.join(account_limits.SHARED_LIMITS)}) "
+            f"could not be read: {cli_errors.describe(unreadable)}",
+            err=True,
+        )
     invitation = invitations.latest_for(user)
     summary["invitation"] = (
         {
@@ -266,6 +309,12 @@ def show(username):
         else None
     )
     click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+
+
+def limit_json(limit: account_limits.Limit) -> dict:
+    if limit.unreadable:
+        return {"active": None, "until": None, "unknown": cli_errors.describe(limit.unreadable)}
+    return limit.as_json()
 
 
 @users_group.command("disable")
@@ -334,22 +383,33 @@ def set_phone(username, phone):
 def unlock(username):
     """Lift every lock of the account: after wrong passwords, the password attempts blocked per
     network, after wrong PINs, the wait for the next PIN, and the day's SMS caps of the account
-    and of its number."""
+    and of its number. When Redis cannot be reached, lifts those in the database, says which
+    it could not lift, and exits 1."""
     moment = clock.now()
     user = users.get_changeable(username)
     lifted = account_limits.lift(user, moment)
+    not_lifted = list(account_limits.SHARED_LIMITS) if lifted.shared_not_lifted else []
     audit.record(
         "user.unlocked",
         now=moment,
         actor=operator(),
         user=user,
-        lifted=[limit.name for limit in lifted],
+        lifted=[limit.name for limit in lifted.limits],
+        not_lifted=not_lifted,
     )
     db.session.commit()
-    if not lifted:
+    if lifted.limits:
+        said = ", the ".join(map(describe, lifted.limits))
+        click.echo(f"unlocked {user.username}: lifted the {said}")
+    elif not not_lifted:
         click.echo(f"nothing to lift for {user.username}: no lock or cap was active")
-        return
-    click.echo(f"unlocked {user.username}: lifted the {', the '.join(map(describe, lifted))}")
+    if not_lifted:
+        labels = ", the ".join(LIMIT_LABELS[name] for name in not_lifted)
+        raise click.ClickException(
+            f"could not lift the {labels} of {user.username} (held in Redis): "
+            f"{cli_errors.describe(lifted.shared_not_lifted)}; "
+            "run `idp users unlock` again when Redis answers"
+        )
 
 
 LIMIT_LABELS = {

@@ -10,12 +10,12 @@ from urllib.parse import unquote
 
 import click
 from alembic.util.exc import CommandError as MigrationError
-from limits.errors import StorageError
-from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
+from idp.ratelimit import STORAGE_ERRORS
+
 # Raised inside a command by the services it uses (not by the command's own checks).
-SURROUNDINGS_ERRORS = (DBAPIError, RedisError, StorageError, MigrationError)
+SURROUNDINGS_ERRORS = (DBAPIError, *STORAGE_ERRORS, MigrationError)
 
 # What the drivers say when a table is missing: the schema was never created or is old.
 NO_SCHEMA = ("UndefinedTable", "no such table")
@@ -69,7 +69,7 @@ def _cause(error: Exception) -> str:
         if any(sign in f"{type(cause).__name__} {cause}" for sign in NO_SCHEMA):
             return "the database has no schema or an old one: run `idp db upgrade` first"
         return f"database (IDP_SQLALCHEMY_DATABASE_URI): {first_line(cause)}"
-    if isinstance(error, RedisError | StorageError):
+    if isinstance(error, STORAGE_ERRORS):
         return f"Redis (IDP_REDIS_URL) is not usable: {first_line(error)}"
     return f"database migration: {first_line(error)}"
 

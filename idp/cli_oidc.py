@@ -167,7 +167,8 @@ def keys_group():
 @click.option("--json", "as_json", is_flag=True, help="One JSON array.")
 @with_appcontext
 def list_keys(as_json):
-    """List published keys: when each signs, and when it retires."""
+    """List published keys: when each signs, when it retires, and whether this server's
+    secret decrypts it."""
     moment = clock.now()
     found = [
         {
@@ -178,15 +179,27 @@ def list_keys(as_json):
             "retired_at": row.retired_at.isoformat() if row.retired_at else None,
             "signing": row.active_at <= moment
             and (row.retired_at is None or row.retired_at > moment),
+            "decrypts": keys.decrypts(row),
         }
         for row in keys.published(moment)
     ]
+    # A retired key that does not decrypt signs nothing any more; one that signs or will does.
+    if any(not entry["decrypts"] and not entry["retired_at"] for entry in found):
+        click.echo(f"Warning: {keys.undecryptable_message()}", err=True)
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
+    if not found:
+        click.echo(
+            "no signing key yet: the first is made when the server first signs, "
+            "or now with `idp keys rotate`"
+        )
     for entry in found:
         state = "signing" if entry["signing"] else "published"
-        click.echo(f"{entry['kid']:<45} {entry['alg']:<6} {state:<9} from {entry['active_at']}")
+        broken = "" if entry["decrypts"] else "  cannot be decrypted"
+        click.echo(
+            f"{entry['kid']:<45} {entry['alg']:<6} {state:<9} from {entry['active_at']}{broken}"
+        )
 
 
 @keys_group.command("rotate")
@@ -196,9 +209,13 @@ def list_keys(as_json):
 @with_appcontext
 @fail_on_user_error
 def rotate(alg):
-    """Add a key; it is published now and signs after KEY_PUBLISH_LEAD_TIME."""
+    """Add a key; it is published now and signs after KEY_PUBLISH_LEAD_TIME, or at once when
+    no stored key of the algorithm can sign (none yet, or none decrypts with this secret)."""
     moment = clock.now()
-    row = keys.rotate(alg, moment)
+    row, at_once = keys.rotate(alg, moment)
     audit.record("key.rotated", now=moment, actor=operator(), kid=row.kid, alg=alg)
     db.session.commit()
+    if at_once:
+        click.echo(f"new {alg} key {row.kid}: published and signing now ({at_once})")
+        return
     click.echo(f"new {alg} key {row.kid}: published now, signs from {row.active_at.isoformat()}")

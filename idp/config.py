@@ -1,6 +1,7 @@
 """Loading and checking the configuration: config/default.py, then the file of the chosen
 environment, then IDP_* environment variables, then explicit overrides (tests)."""
 
+import difflib
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ def load_config(app: Flask, environment: str, overrides: Mapping | None) -> None
     defaults.from_pyfile(str(config_dir / "default.py"))
     app.config.update(defaults)
     app.config.from_pyfile(str(config_dir / f"{environment}.py"))
+    check_setting_names(os.environ, app.config)
     app.config.from_prefixed_env("IDP")
     if overrides:
         app.config.update(overrides)
@@ -37,6 +39,36 @@ def load_config(app: Flask, environment: str, overrides: Mapping | None) -> None
     _fill_defaults(app)
     check_kinds(app.config, defaults)
     check_config(app.config)
+
+
+# The IDP_* variables that the project reads itself, outside Flask's configuration. Every other
+# IDP_* variable must name a setting: a misspelt one would be silently ignored.
+NOT_SETTINGS = frozenset({
+    # Picks the environment (development, testing, production) before any setting is read;
+    # also read by idp/gunicorn_conf.py, the Dockerfile, the Helm chart and `./dev demo`.
+    "IDP_CONFIG",
+    # Flask's instance folder (SQLite file, outbox), fixed before the configuration loads:
+    # create_app, the metrics server, the Dockerfile, the Helm chart, bench/run.py.
+    "IDP_INSTANCE_PATH",
+    # The PostgreSQL database of the test suite (tests/conftest.py, `./dev test`): set in the
+    # environment of the pytest process, and so of every app the tests build.
+    "IDP_TEST_DATABASE_URI",
+})
+
+
+def check_setting_names(environ: Mapping[str, str], settings: Mapping) -> None:
+    """Every IDP_* variable names a setting (or one of NOT_SETTINGS): IDP_MAIL_PROT=25 must
+    stop the start, not leave the mail port at its default."""
+    for variable in sorted(environ):
+        if not variable.startswith("IDP_") or variable in NOT_SETTINGS:
+            continue
+        # IDP_A__B sets the key B of the setting A (Flask's from_prefixed_env).
+        name = variable.removeprefix("IDP_").split("__")[0]
+        if name in settings:
+            continue
+        guess = difflib.get_close_matches(name, [str(known) for known in settings], n=1)
+        hint = f"did you mean IDP_{guess[0]}?" if guess else "config/default.py lists them all"
+        raise ConfigurationError(f"{variable} names no setting: {hint}")
 
 
 def check_kinds(config: Mapping, defaults: Mapping) -> None:
@@ -135,8 +167,12 @@ def check_database_driver(uri: str) -> None:
     try:
         url.get_dialect().import_dbapi()
     except NoSuchModuleError:
+        hint = ""
+        if url.drivername.startswith("postgres"):
+            # postgres:// is what libpq, Heroku and many guides write; SQLAlchemy has no such name.
+            hint = "; use postgresql+psycopg://user:password@host/db"
         raise ConfigurationError(
-            f"{setting} names a database that is not known: {url.drivername!r}"
+            f"{setting} names a database that is not known: {url.drivername!r}{hint}"
         ) from None
     except ImportError as error:
         raise ConfigurationError(

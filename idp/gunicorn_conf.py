@@ -1,8 +1,9 @@
 """gunicorn settings, shipped in the package: gunicorn -c python:idp.gunicorn_conf idp.wsgi:app
 
 Environment: GUNICORN_BIND (default 127.0.0.1:8000; 0.0.0.0:8000 in a container),
-GUNICORN_WORKERS (default 1), GUNICORN_THREADS (default 4), IDP_LOG_LEVEL, and the
-IDP_METRICS_* settings documented in config/default.py.
+GUNICORN_WORKERS (default 1), GUNICORN_THREADS (default 4),
+GUNICORN_CONTROL_SOCKET (unset: no control socket; a path of this instance's own for gunicornc),
+IDP_LOG_LEVEL, and the IDP_METRICS_* settings documented in config/default.py.
 """
 
 import os
@@ -30,6 +31,11 @@ graceful_timeout = 25
 # Longer than the ingress keeps idle upstream connections, so that gunicorn never closes one
 # that the proxy is about to reuse (that race shows as sporadic 502s).
 keepalive = 75
+# gunicorn's control socket (for gunicornc) is one path per user by default, which several
+# instances on a host (two behind HAProxy, the tests, the benchmark) would share: off, unless
+# an instance is given a path of its own.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
 
 # JSON lines on stderr. The access line carries method, path without query string (codes and
 # tokens travel there), status, duration and request id; see idp.logging_setup.GunicornLogger.

@@ -12,6 +12,7 @@ from flask_limiter import Limiter
 from limits import parse, parse_many
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
+from redis.exceptions import RedisError
 
 from idp.config import ConfigurationError
 from idp.network import network_of
@@ -24,6 +25,9 @@ def client_ip() -> str:
 def client_network() -> str:
     return network_of(client_ip())
 
+
+# What the shared counters raise when their storage (Redis) cannot be reached or fails.
+STORAGE_ERRORS = (RedisError, limits.errors.StorageError)
 
 limiter = Limiter(key_func=client_ip, strategy="moving-window", headers_enabled=True)
 
@@ -63,15 +67,22 @@ def init_rate_limits(app: Flask) -> None:
 
 
 def shared_storage(uri: str) -> Storage:
+    setting = "IDP_REDIS_URL (or IDP_RATELIMIT_STORAGE_URI)"
+    if "://" not in uri:
+        # localhost:6379 would reach limits as a "scheme" of its own, and its message would be
+        # "unknown storage scheme : localhost:6379://...". The value is not repeated: it may
+        # carry a password.
+        raise ConfigurationError(
+            f"{setting} cannot be used: it needs a URL like redis://host:port/db "
+            "(rediss:// with TLS)"
+        )
     try:
         return storage_from_string(uri)
     except limits.errors.ConfigurationError as error:
         # limits names the whole URL, password included: say the scheme only.
         scheme = uri.partition("://")[0]
         reason = str(error).replace(uri, f"{scheme}://...")
-        raise ConfigurationError(
-            f"IDP_REDIS_URL (or IDP_RATELIMIT_STORAGE_URI) cannot be used: {reason}"
-        ) from None
+        raise ConfigurationError(f"{setting} cannot be used: {reason}") from None
 
 
 def counters_storage(app: Flask) -> Storage:

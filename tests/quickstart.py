@@ -149,14 +149,12 @@ def run_in(work: Path, python: str) -> None:
             "IDP_VONAGE_API_KEY": "quickstart-key",
             "IDP_VONAGE_API_SECRET": "quickstart-secret",
             "IDP_REDIS_URL": REDIS_URL,
-        }
-        # What the README leaves to the place it runs in: the throwaway SMTP server's port (it
-        # speaks no TLS), and where gunicorn listens.
-        env |= {
+            # The throwaway SMTP server's port; it speaks no TLS.
             "IDP_MAIL_PORT": str(smtp_port),
             "IDP_MAIL_USE_TLS": "false",
-            "GUNICORN_BIND": f"{HOST}:{free_port()}",
         }
+        # What the README leaves to the place it runs in: where gunicorn listens.
+        env["GUNICORN_BIND"] = f"{HOST}:{free_port()}"
         for command in commands:
             if command.startswith("export "):
                 values = exported(command, test_bed)

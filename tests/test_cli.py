@@ -313,6 +313,69 @@ def test_unlock_lifts_every_lock_and_cap_and_says_what_it_lifted(make_app, outbo
         assert [set(event.details["lifted"]) for event in events] == [active, set()]
 
 
+REDIS_DOWN = "Redis (IDP_REDIS_URL) is not usable: "
+SHARED = ("login_attempts", "sms_per_account", "sms_per_number")
+
+
+@pytest.fixture
+def redis_down(make_app):
+    """An app of the same database whose Redis does not answer (an incident)."""
+    from tests.servers import free_port
+
+    def build():
+        return make_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+
+    return build
+
+
+def test_show_during_a_redis_incident_shows_the_account_and_the_unknown_limits(
+    app, client, outbox, redis_down
+):
+    activate(app, client, outbox)
+    for _ in range(app.config["LOCKOUT_THRESHOLD"]):
+        post_form(client, "/login", {"username": "anna", "password": "wrong"})
+    result = run(redis_down(), "users", "show", "anna")
+    assert result.exit_code == 0, result.output
+    [warning] = result.stderr.splitlines()
+    assert warning.startswith(
+        "Warning: the limits held in Redis (login_attempts, sms_per_account, sms_per_number) "
+        f"could not be read: {REDIS_DOWN}"
+    ), warning
+    shown = json.loads(result.stdout)
+    assert (shown["username"], shown["state"], shown["locked"]) == ("anna", "active", True)
+    limits = shown["limits"]
+    assert limits["password_lock"]["active"] is True
+    assert limits["pin_wait"]["active"] is False
+    for name in SHARED:
+        assert limits[name]["active"] is None and limits[name]["until"] is None
+        assert limits[name]["unknown"].startswith(REDIS_DOWN)
+
+
+def test_unlock_during_a_redis_incident_lifts_the_database_locks_and_says_what_it_could_not(
+    app, client, outbox, redis_down
+):
+    activate(app, client, outbox)
+    for _ in range(app.config["LOCKOUT_THRESHOLD"]):
+        post_form(client, "/login", {"username": "anna", "password": "wrong"})
+    result = run(redis_down(), "users", "unlock", "anna")
+    assert result.exit_code == 1
+    assert result.stdout.startswith("unlocked anna: lifted the password lock until")
+    [line] = result.stderr.splitlines()
+    assert line.startswith(
+        "Error: could not lift the block of password attempts from a network, the SMS cap of "
+        f"the account, the SMS cap of the number of anna (held in Redis): {REDIS_DOWN}"
+    ), line
+    assert line.endswith("run `idp users unlock` again when Redis answers")
+    user = the_user(app)
+    assert user.failed_passwords == 0 and user.locked_until is None
+    with app.app_context():
+        event = db.session.scalar(db.select(AuditEvent).where(AuditEvent.event == "user.unlocked"))
+        assert event.details["lifted"] == ["password_lock"]
+        assert event.details["not_lifted"] == list(SHARED)
+    # She signs in at once.
+    login(app.test_client(), outbox)
+
+
 # --- Bad input --------------------------------------------------------------------------------
 
 BAD_INVITES = {

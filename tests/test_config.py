@@ -181,25 +181,51 @@ def test_cli_reports_a_bad_configuration_in_one_line(clean_env):
     assert "\n" not in refused.value.message
 
 
-def test_cli_help_lists_the_commands_without_a_configuration(clean_env):
-    """An operator's first `idp --help` on a machine not set up yet: the commands, and one
-    line on what is missing, not a traceback."""
-    import subprocess
-    import sys
-
+@pytest.mark.parametrize("args", [["--help"], []], ids=["--help", "no arguments"])
+def test_cli_help_lists_the_commands_without_a_configuration(clean_env, args):
+    """An operator's first `idp --help` (or plain `idp`) on a machine not set up yet: the
+    operator's commands, and at the end a note on what is missing; no error line, no
+    traceback, none of Flask's options and commands for developers."""
     done = subprocess.run(
-        [sys.executable, "-m", "idp", "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "idp", *args], capture_output=True, text=True, timeout=60
     )
-    assert done.returncode == 0
+    assert (done.returncode, done.stderr) == (0, "")
     for command in ("users", "clients", "keys", "audit", "demo", "db"):
         assert f"\n  {command} " in done.stdout
-    assert done.stderr.strip() == "Error: IDP_SECRET_KEY is not set: refusing to start without it"
-    assert "Traceback" not in done.stdout + done.stderr
+    for developers in ("--env-file", "--app", "--debug", "  run ", "  shell ", "  routes "):
+        assert developers not in done.stdout
+    assert "--version" in done.stdout
+    note = " ".join(done.stdout.split("\n\n")[-1].split())
+    assert note == "Configuration incomplete: " + MISSING_SECRET
+    assert "Traceback" not in done.stdout
     done = subprocess.run(
         [sys.executable, "-m", "idp", "users", "list"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1
-    assert done.stderr.strip() == "Error: IDP_SECRET_KEY is not set: refusing to start without it"
+    assert done.stderr.strip() == "Error: " + MISSING_SECRET
+
+
+MISSING_SECRET = "IDP_SECRET_KEY is not set: refusing to start without it"
+
+
+def test_cli_help_of_a_complete_configuration_hides_the_developers_commands(clean_env, tmp_path):
+    environment = {"IDP_CONFIG": "development", "IDP_INSTANCE_PATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "idp", "--help"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, **environment},
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    commands = done.stdout.split("Commands:\n")[1].split("\n\n")[0]
+    assert [line.split()[0] for line in commands.splitlines()] == [
+        "audit", "clients", "db", "demo", "keys", "users"
+    ]
+    assert "Configuration incomplete" not in done.stdout
+    # Still there for developers.
+    done = subprocess.run(
+        [sys.executable, "-m", "idp", "routes"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, **environment},
+    )
+    assert done.returncode == 0 and "/.well-known/openid-configuration" in done.stdout
 
 
 def test_cli_version_is_the_identity_providers():
@@ -295,6 +321,17 @@ def broken_surroundings(tmp_path) -> dict:
             {"REDIS_URL": f"rediss+nothing://:{DATABASE_PASSWORD}@127.0.0.1/0"},
             "Error: IDP_REDIS_URL (or IDP_RATELIMIT_STORAGE_URI) cannot be used",
         ),
+        # What libpq, Heroku and many guides write: SQLAlchemy does not know it.
+        "postgres:// URL": (
+            {"SQLALCHEMY_DATABASE_URI": f"postgres://idp:{DATABASE_PASSWORD}@db/idp"},
+            "Error: IDP_SQLALCHEMY_DATABASE_URI names a database that is not known: 'postgres'; "
+            "use postgresql+psycopg://",
+        ),
+        "Redis address without scheme": (
+            {"REDIS_URL": "localhost:6379"},
+            "Error: IDP_REDIS_URL (or IDP_RATELIMIT_STORAGE_URI) cannot be used: it needs a URL "
+            "like redis://host:port/db",
+        ),
         "word for a number": ({"PIN_LIFETIME": "five minutes"}, "Error: IDP_PIN_LIFETIME"),
         "word for a switch": ({"METRICS_ENABLED": "yes"}, "Error: IDP_METRICS_ENABLED"),
         "malformed limit": ({"SMS_LIMIT_PER_NUMBER": "ten"}, "Error: IDP_SMS_LIMIT_PER_NUMBER"),
@@ -316,6 +353,8 @@ def broken_surroundings(tmp_path) -> dict:
         "database without schema",
         "not a database URL",
         "unknown storage",
+        "postgres:// URL",
+        "Redis address without scheme",
         "word for a number",
         "word for a switch",
         "malformed limit",
@@ -366,3 +405,63 @@ def test_redis_down_under_a_command_is_one_line(clean_env, tmp_path, capsys):
     assert exited.value.code == 1
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("Error: Redis (IDP_REDIS_URL) is not usable: "), line
+
+
+# --- A misspelt setting stops the start -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "variable,complaint",
+    [
+        ("IDP_MAIL_PROT=25", "Error: IDP_MAIL_PROT names no setting: did you mean IDP_MAIL_PORT?"),
+        ("IDP_SECRETKEY=x", "Error: IDP_SECRETKEY names no setting: did you mean IDP_SECRET_KEY?"),
+        ("IDP_NOTHING_LIKE_IT=1", "Error: IDP_NOTHING_LIKE_IT names no setting: config/default.py"),
+    ],
+)
+@pytest.mark.parametrize("environment", ["production", "development"])
+def test_an_unknown_setting_name_is_refused_with_a_guess(
+    clean_env, variable, complaint, environment
+):
+    name, _, value = variable.partition("=")
+    done = subprocess.run(
+        [sys.executable, "-m", "idp", "users", "list"], capture_output=True, text=True,
+        timeout=60, env={**os.environ, name: value, "IDP_CONFIG": environment},
+    )
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith(complaint), line
+
+
+def test_the_names_the_project_reads_itself_are_not_taken_for_settings(clean_env, tmp_path):
+    clean_env.setenv("IDP_CONFIG", "development")
+    clean_env.setenv("IDP_INSTANCE_PATH", str(tmp_path))
+    clean_env.setenv("IDP_TEST_DATABASE_URI", "postgresql+psycopg://postgres@127.0.0.1/x")
+    clean_env.setenv("IDP_MAIL_PORT", "25")
+    assert create_app().config["MAIL_PORT"] == 25
+
+
+def test_every_idp_variable_the_project_sets_is_a_setting_or_read_outside_the_config():
+    """The Dockerfile, the chart, `./dev`, the benchmark and the quick start set IDP_* names:
+    each must be a setting or be known as read elsewhere, or the start would be refused."""
+    import re
+    from pathlib import Path
+
+    from idp.config import NOT_SETTINGS
+
+    root = Path(__file__).parents[1]
+    app = create_app("testing")
+    places = [
+        root / "Dockerfile", root / "dev", root / "README.md", *root.glob("helm/templates/*"),
+        *root.glob("helm/values*.yaml"), *root.glob("bench/*.py"), *root.glob("config/*.py"),
+        *(root / "idp" / name for name in ("gunicorn_conf.py", "metrics.py", "__init__.py")),
+        root / "tests" / "quickstart.py", root / "tests" / "conftest.py",
+    ]
+    named = {
+        name
+        for place in places
+        for name in re.findall(r"\bIDP_[A-Z0-9_]*[A-Z0-9]\b", place.read_text())
+    }
+    unknown = {
+        name for name in named - NOT_SETTINGS if name.removeprefix("IDP_") not in app.config
+    }
+    assert unknown == set()

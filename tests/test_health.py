@@ -58,3 +58,18 @@ def test_other_parts_of_the_app_add_readiness_checks(app, client):
     assert response.status_code == 503
     assert response.json["failing"] == ["signing_key"]
     assert "no usable signing key" not in response.text
+
+
+def test_readyz_logs_why_the_signing_key_cannot_sign(make_app, caplog):
+    """Another secret (changed, or different on one of two pods) cannot decrypt the stored
+    keys: this instance leaves the traffic, and its log line says why and what to do."""
+    assert make_app().test_client().get("/readyz").status_code == 200
+    other = make_app(SECRET_KEY="another secret")
+    response = other.test_client().get("/readyz")
+    assert response.status_code == 503 and response.json["failing"] == ["signing_key"]
+    assert (
+        "readiness check signing_key failed: this instance cannot sign: the signing keys cannot "
+        "be decrypted with this IDP_SECRET_KEY: was it changed? Set the old one back, or "
+        "`idp keys rotate` (every instance needs the same secret)"
+    ) in caplog.text
+    assert "another secret" not in caplog.text + response.text

@@ -195,3 +195,19 @@ def test_under_gunicorn_the_metrics_port_sums_all_workers(tmp_path, database_uri
         and 'endpoint="health.healthz"' in line
     ]
     assert served and sum(served) >= 20
+
+
+def test_gunicorn_opens_a_control_socket_only_at_a_path_of_the_instances_own(
+    tmp_path, database_uri
+):
+    """gunicorn's default control socket is one path per user: several instances on a host
+    would share it. None unless configured; then at the path given."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder in (first, second):
+        folder.mkdir()
+    with gunicorn(first, database_uri, GUNICORN_CONTROL_SOCKET="") as (_, lines):
+        pass
+    assert lines and not [line for line in lines if "Control socket" in line]
+    control = second / "gunicorn.ctl"
+    with gunicorn(second, database_uri, GUNICORN_CONTROL_SOCKET=str(control)):
+        assert control.is_socket()

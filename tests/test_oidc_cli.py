@@ -182,3 +182,69 @@ def test_private_keys_are_encrypted_at_rest(app):
         row = keys.signing_key("RS256", clock.now())
         assert "PRIVATE KEY" not in row.private_key_encrypted
         assert "d" not in row.public_jwk
+
+
+def test_keys_list_before_the_first_key_says_how_one_is_made(app):
+    result = run(app, "keys", "list")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.strip() == (
+        "no signing key yet: the first is made when the server first signs, "
+        "or now with `idp keys rotate`"
+    )
+    assert json.loads(run(app, "keys", "list", "--json").stdout) == []
+    # Nothing signs before it, so nothing needs to learn of it first.
+    result = run(app, "keys", "rotate")
+    assert result.exit_code == 0, result.output
+    assert "published and signing now (no ES256 key signed yet)" in result.stdout
+    assert json.loads(run(app, "keys", "list", "--json").stdout)[0]["signing"] is True
+
+
+UNDECRYPTABLE = (
+    "the signing keys cannot be decrypted with this IDP_SECRET_KEY: was it changed? "
+    "Set the old one back, or `idp keys rotate`"
+)
+
+
+def test_a_changed_secret_is_named_and_the_rotated_key_signs_at_once(make_app, frozen_clock):
+    """The secret that encrypts the keys was changed: the stored key cannot sign, and a key
+    that waited for the lead time would leave the service unable to sign for an hour."""
+    before = make_app()
+    with before.app_context():
+        old = keys.signing_key("ES256", clock.now()).kid
+        keys.sign({"sub": "x"}, alg="ES256", now=clock.now())  # decrypted once by this app
+    changed = make_app(SECRET_KEY="the new secret")
+
+    listed = run(changed, "keys", "list")
+    assert listed.exit_code == 0
+    assert listed.stderr.strip() == f"Warning: {UNDECRYPTABLE}"
+    [line] = listed.stdout.splitlines()
+    assert line.split()[:3] == [old, "ES256", "signing"] and line.endswith("cannot be decrypted")
+    assert json.loads(run(changed, "keys", "list", "--json").stdout)[0]["decrypts"] is False
+
+    rotated = run(changed, "keys", "rotate")
+    assert rotated.exit_code == 0, rotated.output
+    assert rotated.stdout.strip().endswith(
+        f"published and signing now (no stored ES256 key can sign: {UNDECRYPTABLE})"
+    )
+    assert changed.test_client().get("/readyz").status_code == 200
+    with changed.app_context():
+        new = keys.signing_key("ES256", clock.now()).kid
+        token = keys.sign({"sub": "x"}, alg="ES256", now=clock.now())
+        assert keys.verify(token, clock.now())["sub"] == "x"
+        # The old key stays published until what it signed has expired.
+        assert {old, new} <= {key["kid"] for key in keys.jwks(clock.now())["keys"]}
+    assert new != old
+    listed = run(changed, "keys", "list")
+    assert listed.stderr == ""  # the old key is retired: it signs nothing any more
+    # An instance still on the old secret cannot decrypt the new key: once it looks again, it
+    # leaves the traffic.
+    frozen_clock.advance(seconds=keys.KEY_RECHECK_INTERVAL.total_seconds() + 1)
+    assert before.test_client().get("/readyz").status_code == 503
+
+
+def test_rotating_a_key_that_signs_still_publishes_it_first(app, frozen_clock):
+    with app.app_context():
+        keys.signing_key("ES256", clock.now())
+    result = run(app, "keys", "rotate")
+    assert result.exit_code == 0, result.output
+    assert "published now, signs from " in result.stdout

@@ -43,3 +43,16 @@ def test_every_placeholder_of_the_exports_gets_a_value_and_production_its_urls()
     assert values["IDP_PORTAL_URL"].startswith("https://")
     assert values["IDP_MAIL_DEFAULT_SENDER"] == "e:service <no-reply@example.com>"
     assert values["IDP_SQLALCHEMY_DATABASE_URI"].startswith("postgresql+psycopg://")
+
+
+def test_the_exports_name_the_mail_port_and_tls_with_their_defaults():
+    """A relay on 25 or 465 must be seen to need a change: the port and STARTTLS are in the
+    exports, with the values that apply when they are left out."""
+    from idp import create_app
+
+    [export] = [command for command in COMMANDS if command.startswith("export ")]
+    values = exported(export, {"IDP_SECRET_KEY": "s", "IDP_VONAGE_API_KEY": "k",
+                               "IDP_VONAGE_API_SECRET": "v"})
+    defaults = create_app("testing").config
+    assert int(values["IDP_MAIL_PORT"]) == defaults["MAIL_PORT"] == 587
+    assert values["IDP_MAIL_USE_TLS"] == "true" and defaults["MAIL_USE_TLS"] is True

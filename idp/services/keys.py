@@ -36,7 +36,9 @@ ALGORITHMS = ("ES256", "RS256")
 KEY_TYPES = {"ES256": (ECKey, "P-256"), "RS256": (RSAKey, 2048)}
 
 # Loading a PEM and decrypting it on every signature would cost more than the signature.
-_private_keys: dict[str, ECKey | RSAKey] = {}
+# Keyed by the encryption key too: an app with another secret (a test's second app, a changed
+# setting) must not sign with what this one decrypted.
+_private_keys: dict[tuple[bytes, str], ECKey | RSAKey] = {}
 KEY_RECHECK_INTERVAL = timedelta(seconds=60)
 # A token with a kid we do not know makes us read the published keys again (another process may
 # have just added one), but not more often than this: anyone can send such tokens, unsigned.
@@ -63,16 +65,47 @@ class _Published:
     until: datetime
 
 
+class UndecryptableKeys(RuntimeError):
+    """The stored private keys do not decrypt with this process's secret; the message says
+    what to do, and carries nothing of the configuration."""
+
+
 class InvalidJWT(Exception):
     """Not a token this server signed, or not one it accepts (alg none, HMAC, unknown kid)."""
 
 
-def _fernet() -> Fernet:
+def _encryption_key() -> bytes:
     secret = current_app.config.get("KEY_ENCRYPTION_SECRET") or current_app.config["SECRET_KEY"]
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"idp.signing-keys").derive(
         str(secret).encode()
     )
-    return Fernet(base64.urlsafe_b64encode(key))
+    return base64.urlsafe_b64encode(key)
+
+
+def _fernet() -> Fernet:
+    return Fernet(_encryption_key())
+
+
+def _encryption_setting() -> str:
+    if current_app.config.get("KEY_ENCRYPTION_SECRET"):
+        return "IDP_KEY_ENCRYPTION_SECRET"
+    return "IDP_SECRET_KEY"
+
+
+def undecryptable_message() -> str:
+    return (
+        f"the signing keys cannot be decrypted with this {_encryption_setting()}: was it "
+        "changed? Set the old one back, or `idp keys rotate`"
+    )
+
+
+def decrypts(row: SigningKey) -> bool:
+    """Whether this process's secret decrypts the key (read again, not from the cache)."""
+    try:
+        _fernet().decrypt(row.private_key_encrypted.encode())
+    except InvalidToken:
+        return False
+    return True
 
 
 def _max_signed_lifetime() -> timedelta:
@@ -102,10 +135,20 @@ def create(alg: str, now: datetime, active_at: datetime) -> SigningKey:
     return row
 
 
-def rotate(alg: str, now: datetime) -> SigningKey:
+def rotate(alg: str, now: datetime) -> tuple[SigningKey, str | None]:
     """Adds a key that signs after the lead time; the current key of the algorithm retires
-    then, and stays published until what it signed has expired."""
-    lead = timedelta(seconds=current_app.config["KEY_PUBLISH_LEAD_TIME"])
+    then, and stays published until what it signed has expired. When no stored key of the
+    algorithm can sign now (there is none, or it does not decrypt with this secret), the new
+    key signs at once: there is nothing to wait for, and waiting would leave the service
+    unable to sign for the lead time. Returns the key and, then, why it signs at once."""
+    current = _current_signing_key(alg, now)
+    if current is None:
+        at_once = f"no {alg} key signed yet"
+    elif not decrypts(current):
+        at_once = f"no stored {alg} key can sign: {undecryptable_message()}"
+    else:
+        at_once = None
+    lead = timedelta(seconds=0 if at_once else current_app.config["KEY_PUBLISH_LEAD_TIME"])
     new = create(alg, now, active_at=now + lead)
     forget_cached_keys()
     for old in db.session.scalars(
@@ -114,13 +157,11 @@ def rotate(alg: str, now: datetime) -> SigningKey:
         )
     ):
         old.retired_at = new.active_at
-    return new
+    return new, at_once
 
 
-def signing_key(alg: str, now: datetime) -> SigningKey:
-    """The newest active key of the algorithm. The very first one is made on demand: nothing
-    can have cached a JWKS without it, so it needs no lead time."""
-    row = db.session.scalar(
+def _current_signing_key(alg: str, now: datetime) -> SigningKey | None:
+    return db.session.scalar(
         select(SigningKey)
         .where(
             SigningKey.alg == alg,
@@ -130,6 +171,12 @@ def signing_key(alg: str, now: datetime) -> SigningKey:
         .order_by(SigningKey.active_at.desc(), SigningKey.id.desc())
         .limit(1)
     )
+
+
+def signing_key(alg: str, now: datetime) -> SigningKey:
+    """The newest active key of the algorithm. The very first one is made on demand: nothing
+    can have cached a JWKS without it, so it needs no lead time."""
+    row = _current_signing_key(alg, now)
     if row is None:
         row = create(alg, now, active_at=now)
         db.session.commit()
@@ -153,16 +200,15 @@ def jwks(now: datetime) -> dict:
 
 
 def _private_key(row: SigningKey) -> ECKey | RSAKey:
-    key = _private_keys.get(row.kid)
+    cached = (_encryption_key(), row.kid)
+    key = _private_keys.get(cached)
     if key is None:
         try:
-            pem = _fernet().decrypt(row.private_key_encrypted.encode())
+            pem = Fernet(cached[0]).decrypt(row.private_key_encrypted.encode())
         except InvalidToken:
-            raise RuntimeError(
-                f"signing key {row.kid} cannot be decrypted: was SECRET_KEY changed?"
-            ) from None
+            raise UndecryptableKeys(undecryptable_message()) from None
         key = KEY_TYPES[row.alg][0].import_key(pem)
-        _private_keys[row.kid] = key
+        _private_keys[cached] = key
     return key
 
 

@@ -17,6 +17,11 @@ bp = Blueprint("health", __name__)
 ReadinessCheck = Callable[[], None]
 
 
+class NotReady(Exception):
+    """A failure that a check explains in words of its own, with nothing of the configuration
+    in them: logged as it is (other errors by their type only)."""
+
+
 @bp.get("/healthz")
 def healthz():
     return {"status": "ok"}
@@ -28,6 +33,9 @@ def readyz():
     for name, check in readiness_checks(current_app).items():
         try:
             check()
+        except NotReady as error:
+            current_app.logger.warning("readiness check %s failed: %s", name, error)
+            results[name] = "failed"
         except Exception as error:  # any failure means "not ready"; which one is logged
             current_app.logger.warning(
                 "readiness check %s failed: %s", name, type(error).__name__
@@ -78,4 +86,11 @@ def check_signing_key() -> None:
     """A key signs: it exists (or is made now, as on first use) and decrypts with our secret."""
     from idp.services import clock, keys
 
-    keys.sign({"purpose": "readiness"}, alg=keys.DEFAULT_ALG, now=clock.now())
+    try:
+        keys.sign({"purpose": "readiness"}, alg=keys.DEFAULT_ALG, now=clock.now())
+    except keys.UndecryptableKeys as error:
+        # Instances with another secret (one pod changed, one not) split: those that can
+        # decrypt stay in traffic, this one leaves it, and its log says why.
+        raise NotReady(
+            f"this instance cannot sign: {error} (every instance needs the same secret)"
+        ) from None
