@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-from sqlalchemy import bindparam, column, exists, insert, select, update, values
+from sqlalchemy import bindparam, exists, insert, select, union_all, update
 
 from idp.database import claims_in_one_statement, single_statement_connection
 from idp.extensions import db
@@ -247,33 +247,33 @@ _NEW_TOKEN_COLUMNS = ("grant_id", "kind", "digest", "scope", "created_at", "expi
 _NEW_TOKEN_COUNTS = (1, 2)
 
 
-def _new_token_rows(count: int) -> list[dict]:
-    """The values of `count` new token rows, as parameters named <column>_<row>."""
-    return [
-        {
-            name: bindparam(f"{name}_{index}", type_=_TOKENS.c[name].type)
-            for name in _NEW_TOKEN_COLUMNS
-        }
+def _new_token_rows(count: int):
+    """A SELECT of `count` new token rows of bound parameters named <column>_<row>. Not a
+    multi-row VALUES: SQLAlchemy does not cache a statement with one, and compiling it again
+    on every request cost more than the rest of the statement's execution."""
+    rows = [
+        select(
+            *[
+                bindparam(f"{name}_{index}", type_=_TOKENS.c[name].type).label(name)
+                for name in _NEW_TOKEN_COLUMNS
+            ]
+        )
         for index in range(count)
     ]
+    return union_all(*rows) if count > 1 else rows[0]
 
 
 def _claim_and_insert(count: int):
     """_CLAIM_REFRESH and, only if it claimed the token, the INSERT of `count` rows, in one
     statement (PostgreSQL: a data-modifying WITH). Its row count is the number stored."""
     claimed = _CLAIM_REFRESH.returning(_TOKENS.c.id).cte("claimed")
-    new = values(
-        *[column(name, _TOKENS.c[name].type) for name in _NEW_TOKEN_COLUMNS], name="new"
-    ).data([tuple(row.values()) for row in _new_token_rows(count)])
-    return (
-        insert(_TOKENS)
-        .from_select(_NEW_TOKEN_COLUMNS, select(new).where(exists(select(claimed.c.id))))
-        .add_cte(claimed)
-    )
+    new = select(_new_token_rows(count).subquery("new")).where(exists(select(claimed.c.id)))
+    return insert(_TOKENS).from_select(_NEW_TOKEN_COLUMNS, new).add_cte(claimed)
 
 
 _INSERT_TOKENS = {
-    count: insert(_TOKENS).values(_new_token_rows(count)) for count in _NEW_TOKEN_COUNTS
+    count: insert(_TOKENS).from_select(_NEW_TOKEN_COLUMNS, _new_token_rows(count))
+    for count in _NEW_TOKEN_COUNTS
 }
 _CLAIM_AND_INSERT_TOKENS = {count: _claim_and_insert(count) for count in _NEW_TOKEN_COUNTS}
 
