@@ -142,7 +142,7 @@ def _save_token(token, request):
     if request.user is None:
         # Client credentials: checked by signature (see token_claims.service_access_token).
         return
-    # The grant travels as Authlib's "user": it carries the user, the session and the client.
+    # The grant travels as Authlib's "user" (a GrantRecord, with its user and its client).
     # A refresh grant's old token is claimed in the same step (see tokens.store).
     replacing = request.refresh_token.row if request.refresh_token is not None else None
     if not tokens.store(request.user, token, clock.now(), replacing=replacing):

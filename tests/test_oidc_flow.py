@@ -239,7 +239,10 @@ def test_the_token_statements_are_compiled_once_not_per_request(idp, browser, rp
         send()  # the first one may read what the process caches (the published keys)
         first = compiled_statements_of_a_request(send)
         again = compiled_statements_of_a_request(send)
-        assert first and all(statement is not None for statement in first)
+        # On PostgreSQL the token read runs on psycopg's cursor (token_store_pg), unseen here;
+        # the refresh grant's claim and insert go through SQLAlchemy on every database.
+        assert first or send is userinfo
+        assert all(statement is not None for statement in first)
         assert [id(statement) for statement in again] == [id(statement) for statement in first]
 
 

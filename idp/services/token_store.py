@@ -8,12 +8,14 @@ introspection, revocation), not ORM objects to build, track and expire. A code c
 CodeRecord with the same GrantRecord.
 
 Statements are SQLAlchemy Core, built once here: SQLAlchemy's compiled cache then compiles each
-once per dialect, and a call only binds its values. They run on the single-statement connection
-(database.single_statement_connection): on PostgreSQL one in autocommit, so that a statement
-costs its own round trip and no BEGIN or COMMIT; within a transaction that the request's session
-began already, that transaction. Single-use values (codes, refresh tokens) are claimed by a
-conditional UPDATE, so that of parallel requests exactly one wins; on PostgreSQL the claim of a
-refresh token and the INSERT of its successors are one statement."""
+once per dialect, and a call only binds its values; the token read, the refresh grant's and
+userinfo's, runs on psycopg's cursor on PostgreSQL (see token_store_pg). They run on the
+single-statement connection (database.single_statement_connection): on PostgreSQL one in
+autocommit, so that a statement costs its own round trip and no BEGIN or COMMIT; within a
+transaction that the request's session began already, that transaction. Single-use values
+(codes, refresh tokens) are claimed by a conditional UPDATE, so that of parallel requests
+exactly one wins; on PostgreSQL the claim of a refresh token and the INSERT of its successors
+are one statement."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -24,6 +26,7 @@ from sqlalchemy import bindparam, exists, insert, select, union_all, update
 from idp.database import claims_in_one_statement, single_statement_connection
 from idp.extensions import db
 from idp.models import Client, Grant, Session, Token, User
+from idp.services import token_store_pg
 from idp.services.secrets import digest
 
 _TOKENS, _GRANTS, _USERS, _CLIENTS = (model.__table__ for model in (Token, Grant, User, Client))
@@ -215,6 +218,11 @@ _FIND_TOKEN = (
     .where(_TOKENS.c.digest == bindparam("digest"))
 )
 _FIND_TOKEN_OF_KIND = _FIND_TOKEN.where(_TOKENS.c.kind == bindparam("kind"))
+# The same on psycopg's cursor: the refresh grant's and userinfo's read (see token_store_pg).
+_FIND_TOKEN_ON_PSYCOPG = {
+    statement: token_store_pg.TextParameterRead(statement)
+    for statement in (_FIND_TOKEN, _FIND_TOKEN_OF_KIND)
+}
 
 
 def find_token(value: str | None, kind: str | None = None) -> TokenRecord | None:
@@ -226,7 +234,11 @@ def find_token(value: str | None, kind: str | None = None) -> TokenRecord | None
         statement, parameters = _FIND_TOKEN, {"digest": digest(value)}
     else:
         statement, parameters = _FIND_TOKEN_OF_KIND, {"digest": digest(value), "kind": kind}
-    row = _connection().execute(statement, parameters).first()
+    connection = _connection()
+    if token_store_pg.serves(connection):
+        row = _FIND_TOKEN_ON_PSYCOPG[statement].first(connection, parameters)
+    else:
+        row = connection.execute(statement, parameters).first()
     if row is None:
         return None
     first_grant_column = len(_TOKEN_COLUMNS)
