@@ -2,13 +2,11 @@
 pooled server connection before it is reused, and autocommit for single statements."""
 
 import time
-from dataclasses import dataclass
 
 from flask import Flask, current_app, g
 from sqlalchemy import create_engine, event, exc
-from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import scoped_session
-from sqlalchemy.sql import Executable
 
 
 def configure_engine_options(app: Flask) -> None:
@@ -107,99 +105,6 @@ def claims_in_one_statement(connection: Connection) -> bool:
     """Whether a conditional UPDATE and the INSERT that depends on it can be one statement
     (a data-modifying WITH): PostgreSQL, not SQLite."""
     return connection.dialect.name == "postgresql"
-
-
-@dataclass(frozen=True)
-class _Compiled:
-    sql: str
-    # Parameter names in the order of the placeholders, for drivers with positional ones.
-    order: tuple[str, ...] | None
-    bind_processors: dict
-    # Per result column: its type's processor or None.
-    result_processors: tuple
-
-
-class DirectStatement:
-    """A Core statement compiled once per dialect and run straight on the driver's cursor of a
-    SQLAlchemy connection (so in its transaction), for the few statements of the hottest
-    requests: the token endpoint's and userinfo's. SQLAlchemy's own execution costs more than
-    such a statement's round trip: on every call a cache key, an execution context and result
-    metadata read from the cursor description (for which psycopg builds an object per column).
-    Types still apply: every parameter and column passes through its type's processors for
-    the dialect, as under SQLAlchemy, and driver errors come out as SQLAlchemy's, a lost
-    connection invalidated."""
-
-    def __init__(self, statement: Executable):
-        self.statement = statement
-        self._by_dialect: dict[type, _Compiled] = {}
-
-    def _compiled(self, dialect: Dialect) -> _Compiled:
-        compiled = self._by_dialect.get(type(dialect))
-        if compiled is None:
-            sql = self.statement.compile(dialect=dialect)
-            columns = getattr(self.statement, "selected_columns", ())
-            compiled = _Compiled(
-                sql=sql.string,
-                order=tuple(sql.positiontup) if dialect.positional else None,
-                bind_processors={
-                    name: processor
-                    for name, parameter in sql.binds.items()
-                    if (processor := parameter.type.dialect_impl(dialect).bind_processor(dialect))
-                },
-                result_processors=tuple(
-                    column.type.dialect_impl(dialect).result_processor(dialect, None)
-                    for column in columns
-                ),
-            )
-            self._by_dialect[type(dialect)] = compiled
-        return compiled
-
-    def _execute(self, connection: Connection, parameters: dict):
-        dialect = connection.dialect
-        compiled = self._compiled(dialect)
-        values = dict(parameters)
-        for name, processor in compiled.bind_processors.items():
-            values[name] = processor(values[name])
-        if compiled.order is not None:
-            values = [values[name] for name in compiled.order]
-        dbapi_connection = connection.connection.dbapi_connection
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(compiled.sql, values)
-        except dialect.loaded_dbapi.Error as error:
-            cursor.close()
-            disconnected = dialect.is_disconnect(error, dbapi_connection, cursor)
-            if disconnected:
-                connection.invalidate(error)
-            raise exc.DBAPIError.instance(
-                compiled.sql,
-                None,
-                error,
-                dialect.loaded_dbapi.Error,
-                hide_parameters=True,
-                connection_invalidated=disconnected,
-                dialect=dialect,
-            ) from error
-        return cursor, compiled
-
-    def first(self, connection: Connection, parameters: dict) -> tuple | None:
-        """The first result row, its columns through their types' processors; or None."""
-        cursor, compiled = self._execute(connection, parameters)
-        row = cursor.fetchone()
-        cursor.close()
-        if row is None:
-            return None
-        return tuple(
-            value if processor is None or value is None else processor(value)
-            for processor, value in zip(compiled.result_processors, row, strict=True)
-        )
-
-    def rowcount(self, connection: Connection, parameters: dict) -> int:
-        """Runs a statement without result rows; the number of rows it changed."""
-        cursor, _ = self._execute(connection, parameters)
-        count = cursor.rowcount
-        cursor.close()
-        return count
 
 
 @event.listens_for(Engine, "connect")

@@ -16,12 +16,13 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import OpenIDCode
-from flask import Flask, Response, current_app, redirect, request
+from flask import Flask, Response, current_app, g, redirect, request
 
 from idp import metrics
-from idp.models import Client, Grant, Token, TokenKind
-from idp.services import clients, clock, tokens
+from idp.models import Client, TokenKind
+from idp.services import clients, clock, token_claims, token_store, tokens
 from idp.services.secrets import new_token
+from idp.services.token_store import ClientRecord, CodeRecord, GrantRecord, TokenRecord
 
 SECRET_METHODS = ["client_secret_basic", "client_secret_post"]
 TOKEN_AUTH_METHODS = [*SECRET_METHODS, "none"]
@@ -36,7 +37,7 @@ def service_audience(scope: str) -> str:
 
 
 class ClientAdapter(ClientMixin):
-    def __init__(self, row: Client):
+    def __init__(self, row: ClientRecord):
         self.row = row
         self.client_id = row.client_id
 
@@ -50,7 +51,7 @@ class ClientAdapter(ClientMixin):
     def get_allowed_scope(self, scope):
         if not clients.signs_people_in(self.row):
             return " ".join(clients.service_scopes(self.row))
-        return " ".join(s for s in (scope or "").split() if s in tokens.SCOPES)
+        return " ".join(s for s in (scope or "").split() if s in token_claims.SCOPES)
 
     def check_redirect_uri(self, redirect_uri):
         return clients.redirect_uri_registered(self.row, redirect_uri)
@@ -72,10 +73,10 @@ class ClientAdapter(ClientMixin):
         return grant_type == "client_credentials"
 
 
-class GrantAdapter:
+class CodeAdapter:
     """The authorization code as Authlib sees it."""
 
-    def __init__(self, row: Grant):
+    def __init__(self, row: CodeRecord):
         self.row = row
         self.code_challenge = row.code_challenge
         self.code_challenge_method = row.code_challenge_method
@@ -84,15 +85,15 @@ class GrantAdapter:
         return self.row.redirect_uri
 
     def get_scope(self):
-        return self.row.scope
+        return self.row.grant.scope
 
 
 class TokenAdapter:
-    def __init__(self, row: Token):
+    def __init__(self, row: TokenRecord):
         self.row = row
 
     def check_client(self, client):
-        return self.row.grant.client_id == client.row.id
+        return self.row.grant.client.id == client.row.id
 
     def get_scope(self):
         return self.row.scope
@@ -104,14 +105,27 @@ class TokenAdapter:
         return self.row.revoked_at is not None
 
 
+def _refresh_token_record(value: str | None) -> TokenRecord | None:
+    """The refresh token sent with this request, read once: the client authentication and the
+    grant both ask for it."""
+    looked_up = g.setdefault("idp_refresh_records", {})
+    if value not in looked_up:
+        looked_up[value] = token_store.find_token(value, TokenKind.REFRESH)
+    return looked_up[value]
+
+
 def _query_client(client_id):
-    # A read-only row (Core), not an ORM object: the adapter and Authlib only read columns. A
-    # refresh grant finds its client with the refresh token, in one statement.
+    # A refresh grant finds its client with the refresh token, in one statement: Authlib
+    # authenticates the client first, then reads the token, and one joined SELECT serves both.
+    # Reading a token before its client is authenticated changes nothing: the read has no
+    # effect, and every check still follows.
     row = None
     if request.form.get("grant_type") == "refresh_token":
-        row = tokens.client_of_refresh_token(request.form.get("refresh_token"), client_id)
+        token = _refresh_token_record(request.form.get("refresh_token"))
+        if token is not None and token.grant.client.client_id == client_id:
+            row = token.grant.client
     if row is None:
-        row = clients.find_record(client_id)
+        row = token_store.find_client(client_id)
     return ClientAdapter(row) if row is not None else None
 
 
@@ -126,9 +140,9 @@ def _authenticate_basic(query_client, request):
 
 def _save_token(token, request):
     if request.user is None:
-        # Client credentials: the token is checked by signature, see tokens.service_access_token.
+        # Client credentials: checked by signature (see token_claims.service_access_token).
         return
-    # The grant travels as Authlib's "user": it carries the user, the session and the client.
+    # The grant travels as Authlib's "user" (a GrantRecord, with its user and its client).
     # A refresh grant's old token is claimed in the same step (see tokens.store).
     replacing = request.refresh_token.row if request.refresh_token is not None else None
     if not tokens.store(request.user, token, clock.now(), replacing=replacing):
@@ -138,7 +152,7 @@ def _save_token(token, request):
 def _generate_token(grant_type, client, user, scope, expires_in=None, include_refresh_token=True):
     now = clock.now()
     if grant_type == "client_credentials":
-        access, lifetime = tokens.service_access_token(
+        access, lifetime = token_claims.service_access_token(
             client.row, scope, service_audience(scope), now
         )
         return {
@@ -147,8 +161,8 @@ def _generate_token(grant_type, client, user, scope, expires_in=None, include_re
             "expires_in": lifetime,
             "scope": scope,
         }
-    grant: Grant = user
-    access, lifetime = tokens.access_token(grant, scope, now)
+    grant: GrantRecord = user
+    access, lifetime = token_claims.access_token(grant, scope, now)
     token = {"token_type": "Bearer", "access_token": access, "expires_in": lifetime, "scope": scope}
     if include_refresh_token and tokens.refresh_allowed(scope):
         token["refresh_token"] = new_token()
@@ -178,7 +192,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def query_authorization_code(self, code, client):
         row = tokens.redeem_code(code, client.row, clock.now())
-        return GrantAdapter(row) if row is not None else None
+        return CodeAdapter(row) if row is not None else None
 
     def delete_authorization_code(self, authorization_code):
         """The code was marked used when it was redeemed."""
@@ -187,7 +201,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         # Not grant_is_usable: a replay of the code that revoked the grant since this request
         # claimed it must not leave the winner without an answer. The tokens it stores are
         # then dead on arrival, as they die when the replay comes after them.
-        grant = authorization_code.row
+        grant = authorization_code.row.grant
         return grant if tokens.account_admits(grant) else None
 
 
@@ -196,7 +210,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token):
-        row = tokens.find_refresh(refresh_token, clock.now())
+        row = tokens.usable_refresh(_refresh_token_record(refresh_token), clock.now())
         return TokenAdapter(row) if row is not None else None
 
     def authenticate_user(self, refresh_token):
@@ -208,7 +222,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if "openid" in token["scope"].split():
             # As Keycloak and oidc-provider do: the relying party sees the claims as they are
             # now (entitlements change), under the login's auth_time.
-            token["id_token"] = tokens.id_token(
+            token["id_token"] = token_claims.id_token(
                 user, token["access_token"], clock.now(), refreshed=True
             )
         return token
@@ -242,14 +256,14 @@ class IdToken(OpenIDCode):
         return False
 
     def encode_id_token(self, token, request):
-        return tokens.id_token(request.user, token.get("access_token"), clock.now())
+        return token_claims.id_token(request.user, token.get("access_token"), clock.now())
 
 
 class Revocation(RevocationEndpoint):
     CLIENT_AUTH_METHODS = TOKEN_AUTH_METHODS
 
     def query_token(self, token_string, token_type_hint):
-        row = tokens.find(token_string)
+        row = token_store.find_token(token_string)
         return TokenAdapter(row) if row is not None else None
 
     def revoke_token(self, token, request):
@@ -261,17 +275,14 @@ class Introspection(IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = SECRET_METHODS
 
     def query_token(self, token_string, token_type_hint):
-        row = tokens.find(token_string)
-        if row is not None and row.kind == TokenKind.ACCESS:
-            # A stored access token must also carry a valid signature of ours.
-            row = tokens.authenticate_access_token(token_string, clock.now())
+        row = tokens.introspected(token_string, clock.now())
         return TokenAdapter(row) if row is not None else None
 
     def check_permission(self, token, client, request):
         return token.check_client(client)
 
     def introspect_token(self, token):
-        return tokens.introspection(token.row)
+        return token_claims.introspection(token.row)
 
 
 def init_app(app: Flask) -> None:

@@ -65,14 +65,13 @@ def test_a_connection_used_moments_ago_is_not_checked(make_app, monkeypatch):
 
 
 def test_a_connection_lost_mid_request_is_invalidated_not_reused(make_app):
-    """A statement run on the driver's cursor (database.DirectStatement, the token endpoint's)
-    that finds its connection gone fails as SQLAlchemy's error and invalidates the connection,
-    as SQLAlchemy's own execution does: the next request gets a new one, even where no idle
-    check would catch it."""
-    from sqlalchemy import exc
+    """A token read on psycopg's cursor (token_store_pg, the token endpoint's and userinfo's)
+    that finds its connection gone fails and invalidates the connection, as SQLAlchemy's own
+    execution does: the next request gets a new one, even where no idle check would catch it."""
+    import psycopg
 
     from idp.database import single_statement_connection
-    from idp.services import tokens
+    from idp.services import token_store
 
     def autocommit_backend_pid() -> int:
         connection = single_statement_connection(db.session)
@@ -84,11 +83,12 @@ def test_a_connection_lost_mid_request_is_invalidated_not_reused(make_app):
     with app.app_context():
         assert autocommit_backend_pid() == dropped  # pooled, and reused
         terminate(dropped)
-        with pytest.raises(exc.DBAPIError) as failed:
-            tokens._find_record("x" * 43, "refresh")
-        assert failed.value.connection_invalidated
+        connection = single_statement_connection(db.session)
+        with pytest.raises(psycopg.OperationalError):
+            token_store.find_token("x" * 43, "refresh")
+        assert connection.invalidated
     with app.app_context():
-        assert tokens._find_record("x" * 43, "refresh") is None
+        assert token_store.find_token("x" * 43, "refresh") is None
         assert autocommit_backend_pid() != dropped
 
 

@@ -197,6 +197,55 @@ def test_twenty_parallel_refreshes_with_one_token_one_succeeds_and_the_family_di
     assert post_refresh(idp, rp, winner["refresh_token"]).status_code == 400
 
 
+def test_the_token_statements_are_compiled_once_not_per_request(idp, browser, rp):
+    """The refresh grant's and userinfo's statements come from SQLAlchemy's compiled cache:
+    a statement it cannot cache (a multi-row VALUES, say) is compiled again on every request,
+    which cost more than the rest of its execution."""
+    from sqlalchemy import event
+
+    from idp.database import _AUTOCOMMIT_ENGINE
+    from idp.extensions import db
+
+    token = rp.sign_in(browser)
+    with idp.app.app_context():
+        engines = {db.engine, idp.app.extensions.get(_AUTOCOMMIT_ENGINE, db.engine)}
+
+    def compiled_statements_of_a_request(send) -> list:
+        compiled = []
+
+        def seen(connection, cursor, statement, parameters, context, executemany):
+            compiled.append(context.compiled)
+
+        for engine in engines:
+            event.listen(engine, "before_cursor_execute", seen)
+        try:
+            response = send()
+        finally:
+            for engine in engines:
+                event.remove(engine, "before_cursor_execute", seen)
+        assert response.status_code == 200, response.text
+        return compiled
+
+    def refresh():
+        refreshed = post_refresh(idp, rp, token["refresh_token"])
+        token.update(refreshed.json())
+        return refreshed
+
+    def userinfo():
+        bearer = {"Authorization": f"Bearer {token['access_token']}"}
+        return requests.get(idp.url("/userinfo"), headers=bearer, timeout=5)
+
+    for send in (refresh, userinfo):
+        send()  # the first one may read what the process caches (the published keys)
+        first = compiled_statements_of_a_request(send)
+        again = compiled_statements_of_a_request(send)
+        # On PostgreSQL the token read runs on psycopg's cursor (token_store_pg), unseen here;
+        # the refresh grant's claim and insert go through SQLAlchemy on every database.
+        assert first or send is userinfo
+        assert all(statement is not None for statement in first)
+        assert [id(statement) for statement in again] == [id(statement) for statement in first]
+
+
 def test_a_refresh_brings_a_new_id_token_with_the_claims_of_now(idp, browser, rp):
     """OIDC Core 12.2: same issuer, subject, audience and auth_time as at the login, a new iat,
     no nonce; the claims as they are now (here: an entitlement granted since the login)."""

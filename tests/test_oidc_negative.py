@@ -11,7 +11,7 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
-from idp.services import tokens
+from idp.services import token_store
 from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 from tests.oidc_fixtures import HOST
 
@@ -74,7 +74,7 @@ def test_a_replay_between_the_claim_and_the_tokens_leaves_the_winner_its_answer(
     replay revokes them, as it does when it comes later (see test_code_replay_...)."""
     code = fresh_code(browser, rp)
     claimed, replay_answered = threading.Event(), threading.Event()
-    real_claim = tokens.claim_code
+    real_claim = token_store.claim_code
 
     def claim_then_wait_for_the_replay(*args):
         won = real_claim(*args)
@@ -83,7 +83,7 @@ def test_a_replay_between_the_claim_and_the_tokens_leaves_the_winner_its_answer(
             assert replay_answered.wait(timeout=30)
         return won
 
-    monkeypatch.setattr(tokens, "claim_code", claim_then_wait_for_the_replay)
+    monkeypatch.setattr(token_store, "claim_code", claim_then_wait_for_the_replay)
     with ThreadPoolExecutor(max_workers=1) as pool:
         winner = pool.submit(redeem, idp, rp, code)
         assert claimed.wait(timeout=30)

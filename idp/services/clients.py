@@ -8,7 +8,7 @@ import secrets
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 
 from idp import network
 from idp.extensions import db
@@ -173,19 +173,6 @@ def find(client_id: str | None) -> Client | None:
     if not client_id or len(client_id) > 64:
         return None
     return db.session.scalar(select(Client).where(Client.client_id == client_id))
-
-
-# All columns of a client by client_id, built once: the token endpoint's client authentication.
-_FIND_RECORD = select(Client.__table__).where(Client.__table__.c.client_id == bindparam("cid"))
-
-
-def find_record(client_id: str | None):
-    """Like find(), as a read-only row with the same attribute names (client.secret_digest,
-    client.grant_type, ...), read with one Core statement: no ORM object to build and track.
-    For callers that only read the client, as the token endpoint does on every request."""
-    if not client_id or len(client_id) > 64:
-        return None
-    return db.session.connection().execute(_FIND_RECORD, {"cid": client_id}).first()
 
 
 def get(client_id: str) -> Client:

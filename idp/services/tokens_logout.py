@@ -16,7 +16,8 @@ from flask import current_app
 
 from idp import network
 from idp.models import Client, Session, User
-from idp.services import keys, sessions, tokens
+from idp.services import keys, sessions, token_store
+from idp.services.token_claims import epoch
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 ATTEMPTS = 2
@@ -28,8 +29,8 @@ def logout_token(client: Client, session: Session, now: datetime) -> str:
         "iss": current_app.config["ISSUER"],
         "sub": session.user.subject,
         "aud": client.client_id,
-        "iat": tokens.epoch(now),
-        "exp": tokens.epoch(now) + 120,
+        "iat": epoch(now),
+        "exp": epoch(now) + 120,
         "jti": secrets.token_urlsafe(16),
         "sid": session.sid,
         "events": {BACKCHANNEL_EVENT: {}},
@@ -41,10 +42,10 @@ def end_session(session: Session, now: datetime) -> list[tuple[str, str]]:
     """Revokes the session and its grants; returns what to post (uri, logout token) once the
     change is committed: see `send`."""
     sessions.revoke(session, now)
-    tokens.revoke_session_grants(session, now)
+    token_store.revoke_session_grants(session, now)
     return [
         (client.backchannel_logout_uri, logout_token(client, session, now))
-        for client in tokens.clients_of_session(session)
+        for client in token_store.clients_of_session(session)
         if client.backchannel_logout_uri
     ]
 
@@ -54,7 +55,7 @@ def end_user_sessions(user: User, now: datetime) -> list[tuple[str, str]]:
     deliveries = []
     for session in sessions.revoke_all(user, now):
         deliveries += end_session(session, now)
-    tokens.revoke_user_grants(user, now)
+    token_store.revoke_user_grants(user, now)
     return deliveries
 
 

@@ -30,6 +30,7 @@ from idp.services import (
     clock,
     entitlements,
     keys,
+    token_claims,
     tokens,
     tokens_logout,
     transactions,
@@ -73,7 +74,7 @@ def discovery_document(config) -> dict:
         "revocation_endpoint": f"{issuer}/revoke",
         "introspection_endpoint": f"{issuer}/introspect",
         "end_session_endpoint": f"{issuer}/end_session",
-        "scopes_supported": list(tokens.SCOPES),
+        "scopes_supported": list(token_claims.SCOPES),
         "response_types_supported": ["code"],
         "response_modes_supported": list(RESPONSE_MODES),
         "grant_types_supported": list(oauth.GRANT_TYPES),
@@ -96,12 +97,12 @@ def discovery_document(config) -> dict:
             "sid",
             "azp",
             "at_hash",
-            *[claim for claims in tokens.CLAIMS_BY_SCOPE.values() for claim in claims],
+            *[claim for claims in token_claims.CLAIMS_BY_SCOPE.values() for claim in claims],
         ],
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
-        "acr_values_supported": [tokens.ACR],
+        "acr_values_supported": [token_claims.ACR],
         "prompt_values_supported": ["none", "login"],
         "ui_locales_supported": list(config["LANGUAGES"]),
         "authorization_response_iss_parameter_supported": True,
@@ -460,7 +461,7 @@ def userinfo():
         )
         response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         return response
-    return tokens.user_claims(found.grant.user, found.scope)
+    return token_claims.user_claims(found.grant.user, found.scope)
 
 
 @api.post("/revoke")

@@ -30,7 +30,7 @@ from idp import oauth, scim
 from idp.extensions import csrf, db
 from idp.logging_setup import loggable_path
 from idp.senders import SendError
-from idp.services import clock, provisioning, tokens, tokens_logout
+from idp.services import clock, provisioning, token_claims, tokens_logout
 from idp.services.provisioning import Conflict, DisabledByOperator
 from idp.services.users import UserError
 
@@ -120,7 +120,7 @@ def unexpected(error: Exception):
 def authenticate():
     header = request.headers.get("Authorization", "")
     value = header[7:].strip() if header[:7].lower() == "bearer " else None
-    client = tokens.authenticate_service_token(
+    client = token_claims.authenticate_service_token(
         value, audience=base_url(), scope=SCOPE, now=clock.now()
     )
     if client is None:
