@@ -126,22 +126,20 @@ def claim(handles: list[str], fingerprint: str, now: datetime) -> PendingAuthori
     )
     if row is None:
         return None
-    claimed = db.session.execute(
-        update(PendingAuthorization)
-        .where(
-            PendingAuthorization.id == row.id,
-            PendingAuthorization.state == TransactionState.PENDING,
-        )
-        .values(state=TransactionState.FAILED, ended_at=now)
-    ).rowcount
+    claimed = _end_if_pending(row, now)
     db.session.refresh(row)
-    return row if claimed == 1 else None
+    return row if claimed else None
 
 
 def cancel(row: PendingAuthorization, now: datetime) -> bool:
-    """The person cancelled the login this request waits for: ended in one conditional UPDATE,
-    so that of parallel cancels (and resumes) only one ends it. True for that one."""
-    cancelled = db.session.execute(
+    """The person cancelled the login this request waits for; True for the one of parallel
+    cancels (and resumes) that ended it."""
+    return _end_if_pending(row, now)
+
+
+def _end_if_pending(row: PendingAuthorization, now: datetime) -> bool:
+    """Ends the row in one conditional UPDATE, so that of parallel requests only one does."""
+    ended = db.session.execute(
         update(PendingAuthorization)
         .where(
             PendingAuthorization.id == row.id,
@@ -149,7 +147,7 @@ def cancel(row: PendingAuthorization, now: datetime) -> bool:
         )
         .values(state=TransactionState.FAILED, ended_at=now)
     ).rowcount
-    return cancelled == 1
+    return ended == 1
 
 
 def complete(row: PendingAuthorization) -> None:
