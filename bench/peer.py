@@ -40,11 +40,23 @@ def install() -> Path:
         if shutil.which("npm") is None or shutil.which("node") is None:
             raise RuntimeError("the peer needs node and npm (apt-get install nodejs npm)")
         CACHE.mkdir(parents=True, exist_ok=True)
-        (CACHE / "package.json").write_text(json.dumps(
-            {"name": "idp-bench-peer", "private": True, "type": "module",
-             "dependencies": DEPENDENCIES}, indent=2))
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
-                       cwd=CACHE, check=True, timeout=600)
+        (CACHE / "package.json").write_text(
+            json.dumps(
+                {
+                    "name": "idp-bench-peer",
+                    "private": True,
+                    "type": "module",
+                    "dependencies": DEPENDENCIES,
+                },
+                indent=2,
+            )
+        )
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=CACHE,
+            check=True,
+            timeout=600,
+        )
     for script in ("server.mjs", "redis_adapter.mjs"):
         shutil.copy(HERE / "peer" / script, CACHE / script)
     return CACHE
@@ -69,9 +81,23 @@ def redis_server() -> Iterator[str]:
     folder = Path(tempfile.mkdtemp(prefix="idp-bench-redis-"))
     port = free_port()
     process = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder),
-         "--save", "", "--appendonly", "yes", "--appendfsync", "everysec"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(folder),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 10
@@ -99,15 +125,25 @@ def running_peer(port: int, grants: int, storage: str = "memory") -> Iterator[Pe
         env["PEER_REDIS_URL"] = stack.enter_context(redis_server())
     process = subprocess.Popen(
         ["node", "server.mjs", str(port), str(grants)],
-        cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         line = process.stdout.readline()
         if not line:
             raise RuntimeError(f"the peer did not start (exit code {process.wait(10)})")
         started = json.loads(line)
-        yield Peer(started["issuer"], started["client_id"], started["client_secret"],
-                   started["tokens"], VERSION, process.pid)
+        yield Peer(
+            started["issuer"],
+            started["client_id"],
+            started["client_secret"],
+            started["tokens"],
+            VERSION,
+            process.pid,
+        )
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -146,11 +146,21 @@ def argon2_rows(args) -> list[Row]:
         p = hasher.time_cost, hasher.memory_cost // 1024, hasher.parallelism
         cost = f"t={p[0]}, m={p[1]} MiB, p={p[2]}"
         deadline = time.monotonic() + args.seconds / 2
-        rows.append(Row(f"argon2id verify, {label}", f"{verify_ms(hasher, 30, deadline):.1f} ms",
-                        f"{cost}, one at a time"))
+        rows.append(
+            Row(
+                f"argon2id verify, {label}",
+                f"{verify_ms(hasher, 30, deadline):.1f} ms",
+                f"{cost}, one at a time",
+            )
+        )
         rate = verifies_per_second(hasher, cores, min(3.0, args.seconds / 4))
-        rows.append(Row(f"argon2id verifies/s, {label}", f"{rate:.0f} /s",
-                        f"{cores} threads on {cores} cores: the ceiling for logins"))
+        rows.append(
+            Row(
+                f"argon2id verifies/s, {label}",
+                f"{rate:.0f} /s",
+                f"{cores} threads on {cores} cores: the ceiling for logins",
+            )
+        )
     return rows
 
 
@@ -205,13 +215,24 @@ def idp_command(env: dict, *args: str) -> str:
 
 
 def activate(server: Server, index: int, username: str) -> None:
-    idp_command(server.env, "users", "invite", username, "--email", f"{username}@example.com",
-                "--phone", phone_of(index), "--name", f"Bench {index}")
+    idp_command(
+        server.env,
+        "users",
+        "invite",
+        username,
+        "--email",
+        f"{username}@example.com",
+        "--phone",
+        phone_of(index),
+        "--name",
+        f"Bench {index}",
+    )
     link = newest_link(server.outbox, f"{username}@example.com")
     path = "/" + link.split("/", 3)[3]
     with requests.Session() as session:
-        response = submit(session, server.base + path,
-                          {"password": PASSWORD, "password_confirm": PASSWORD})
+        response = submit(
+            session, server.base + path, {"password": PASSWORD, "password_confirm": PASSWORD}
+        )
         assert response.status_code == 303, response.text[:300]
         pin = newest_pin(server.outbox, phone_of(index))
         assert submit(session, server.base + "/pin", {"pin": pin}).status_code == 200
@@ -219,8 +240,11 @@ def activate(server: Server, index: int, username: str) -> None:
 
 def full_login(server: Server, index: int) -> None:
     with requests.Session() as session:
-        response = submit(session, server.base + "/login",
-                          {"username": server.usernames[index], "password": PASSWORD})
+        response = submit(
+            session,
+            server.base + "/login",
+            {"username": server.usernames[index], "password": PASSWORD},
+        )
         assert response.status_code == 303, response.status_code
         pin = newest_pin(server.outbox, phone_of(index))
         response = submit(session, server.base + "/pin", {"pin": pin})
@@ -252,8 +276,10 @@ def bench_database(kind: str, work: Path) -> Iterator[tuple[str, str]]:
                 admin.execute(f"CREATE DATABASE {name}")
                 version = admin.execute("SHOW server_version").fetchone()[0]
             try:
-                yield (f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
-                       f"PostgreSQL {version.split()[0]} on 127.0.0.1")
+                yield (
+                    f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+                    f"PostgreSQL {version.split()[0]} on 127.0.0.1",
+                )
             finally:
                 with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
                     admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -279,27 +305,45 @@ def token_families(server: Server, client: BenchClient, count: int) -> list[dict
     sign in `count` times by single sign-on: one refresh token family per load client."""
     families = []
     with requests.Session() as browser:
-        response = submit(browser, server.base + "/login",
-                          {"username": server.usernames[0], "password": PASSWORD})
+        response = submit(
+            browser, server.base + "/login", {"username": server.usernames[0], "password": PASSWORD}
+        )
         assert response.status_code == 303, response.status_code
-        response = submit(browser, server.base + "/pin",
-                          {"pin": newest_pin(server.outbox, phone_of(0))})
+        response = submit(
+            browser, server.base + "/pin", {"pin": newest_pin(server.outbox, phone_of(0))}
+        )
         assert response.status_code == 303, response.status_code
         for index in range(count):
             verifier, challenge = pkce_pair()
-            response = browser.get(server.base + "/authorize", params={
-                "response_type": "code", "client_id": client.client_id,
-                "redirect_uri": REDIRECT_URI, "scope": SCOPE, "state": f"s{index}",
-                "nonce": f"n{index}", "code_challenge": challenge,
-                "code_challenge_method": "S256",
-            }, allow_redirects=False, timeout=30)
+            response = browser.get(
+                server.base + "/authorize",
+                params={
+                    "response_type": "code",
+                    "client_id": client.client_id,
+                    "redirect_uri": REDIRECT_URI,
+                    "scope": SCOPE,
+                    "state": f"s{index}",
+                    "nonce": f"n{index}",
+                    "code_challenge": challenge,
+                    "code_challenge_method": "S256",
+                },
+                allow_redirects=False,
+                timeout=30,
+            )
             location = response.headers["Location"]
             assert location.startswith(REDIRECT_URI), location
             code = re.search(r"[?&]code=([^&]+)", location).group(1)
-            token = requests.post(server.base + "/token", data={
-                "grant_type": "authorization_code", "code": code,
-                "redirect_uri": REDIRECT_URI, "code_verifier": verifier,
-            }, auth=(client.client_id, client.client_secret), timeout=30)
+            token = requests.post(
+                server.base + "/token",
+                data={
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": REDIRECT_URI,
+                    "code_verifier": verifier,
+                },
+                auth=(client.client_id, client.client_secret),
+                timeout=30,
+            )
             assert token.status_code == 200, token.text
             families.append(token.json())
     return families
@@ -336,23 +380,40 @@ def running_server(args) -> Iterator[Server]:
         }
         idp_command(env, "db", "upgrade")
         registered = {
-            format_: json.loads(idp_command(
-                env, "clients", "create", f"bench {format_}", "--redirect-uri", REDIRECT_URI,
-                "--access-token-format", format_, "--json"))
+            format_: json.loads(
+                idp_command(
+                    env,
+                    "clients",
+                    "create",
+                    f"bench {format_}",
+                    "--redirect-uri",
+                    REDIRECT_URI,
+                    "--access-token-format",
+                    format_,
+                    "--json",
+                )
+            )
             for format_ in ACCESS_TOKEN_FORMATS
         }
         for index, port in enumerate(instance_ports):
             stack.enter_context(gunicorn_instance(env, port, work / f"instance{index}"))
-        balancer = stack.enter_context(haproxy.running_haproxy(
-            [(HOST, port) for port in instance_ports], port=balancer_port))
-        server = Server(balancer.base, env, work / "outbox",
-                        [f"bench{i}" for i in range(args.clients)], database)
+        balancer = stack.enter_context(
+            haproxy.running_haproxy([(HOST, port) for port in instance_ports], port=balancer_port)
+        )
+        server = Server(
+            balancer.base,
+            env,
+            work / "outbox",
+            [f"bench{i}" for i in range(args.clients)],
+            database,
+        )
         for index, username in enumerate(server.usernames):
             activate(server, index, username)
         for format_, client in registered.items():
             server.clients[format_] = BenchClient(client["client_id"], client["client_secret"])
             server.clients[format_].tokens = token_families(
-                server, server.clients[format_], args.clients)
+                server, server.clients[format_], args.clients
+            )
         yield server
 
 
@@ -372,9 +433,11 @@ def gunicorn_instance(env: dict, port: int, work: Path) -> Iterator[None]:
     log_path = work / "gunicorn.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
-             "wsgi:app"],
-            cwd=ROOT, env=instance_env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"],
+            cwd=ROOT,
+            env=instance_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 30
@@ -408,9 +471,12 @@ def login_rows(server: Server, args) -> list[Row]:
     elapsed = time.perf_counter() - started
     logins = sum(done)
     return [
-        Row("full logins/s under gunicorn", f"{logins / elapsed:.1f} /s",
+        Row(
+            "full logins/s under gunicorn",
+            f"{logins / elapsed:.1f} /s",
             f"{logins} logins (password + PIN, 4 requests each) by {args.clients} clients "
-            f"in {elapsed:.1f} s"),
+            f"in {elapsed:.1f} s",
+        ),
     ]
 
 
@@ -427,11 +493,21 @@ def protocol_jobs(base: str, families: dict, userinfo: str, jwks: str) -> dict[s
         if id(client) in jobs:
             continue
         jobs[id(client)] = {
-            "bearer": [load.Job(base, userinfo, "bearer", access_token=family["access_token"])
-                       for family in client.tokens],
-            "refresh": [load.Job(base, "/token", "refresh", refresh_token=family["refresh_token"],
-                                 client_id=client.client_id, client_secret=client.client_secret)
-                        for family in client.tokens],
+            "bearer": [
+                load.Job(base, userinfo, "bearer", access_token=family["access_token"])
+                for family in client.tokens
+            ],
+            "refresh": [
+                load.Job(
+                    base,
+                    "/token",
+                    "refresh",
+                    refresh_token=family["refresh_token"],
+                    client_id=client.client_id,
+                    client_secret=client.client_secret,
+                )
+                for family in client.tokens
+            ],
         }
     jwt, opaque = jobs[id(families["jwt"])], jobs[id(families["opaque"])]
     count = len(families["jwt"].tokens)
@@ -456,8 +532,9 @@ def protocol_rows(server: Server, args) -> list[Row]:
             for storage in peer.STORAGES
         }
         sides = {"ours": ours} | {
-            storage: protocol_jobs(node.base, dict.fromkeys(ACCESS_TOKEN_FORMATS, node),
-                                   "/me", "/jwks")
+            storage: protocol_jobs(
+                node.base, dict.fromkeys(ACCESS_TOKEN_FORMATS, node), "/me", "/jwks"
+            )
             for storage, node in peers.items()
         }
         version = peers["memory"].version
@@ -470,16 +547,23 @@ def protocol_rows(server: Server, args) -> list[Row]:
                     done[name][0] += total.requests - total.errors
                     done[name][1] += total.seconds
                     if total.errors:
-                        print(f"{what} ({name}): {total.errors} errors, first: "
-                              f"{total.first_error}", file=sys.stderr)
+                        print(
+                            f"{what} ({name}): {total.errors} errors, first: {total.first_error}",
+                            file=sys.stderr,
+                        )
             rates = {name: count / seconds for name, (count, seconds) in done.items()}
             COMPARISON.append((what, rates))
             ratios = ", ".join(
                 f"{storage}: {rates[storage]:.0f} /s, ours/peer {ratio(rates, storage):.2f}"
                 for storage in peer.STORAGES
             )
-            rows.append(Row(f"{what} under gunicorn", f"{rates['ours']:.0f} /s",
-                            f"node oidc-provider {version} ({ratios})"))
+            rows.append(
+                Row(
+                    f"{what} under gunicorn",
+                    f"{rates['ours']:.0f} /s",
+                    f"node oidc-provider {version} ({ratios})",
+                )
+            )
     return rows
 
 
@@ -496,7 +580,9 @@ COMPARISON: list[tuple[str, dict[str, float]]] = []
 # A scenario takes the running server and the arguments and returns rows. The protocol runs
 # first: its access tokens live 5 minutes.
 SERVER_SCENARIOS: list[Callable[[Server, argparse.Namespace], list[Row]]] = [
-    protocol_rows, login_rows]
+    protocol_rows,
+    login_rows,
+]
 SCENARIO_PARTS = {protocol_rows: "protocol", login_rows: "logins"}
 
 
@@ -512,15 +598,18 @@ def profiled_app(database: str = "sqlite") -> Iterator:
     from flask_migrate import upgrade
 
     from idp import create_app
-    from idp.extensions import db
+    from idp.platform.extensions import db
 
     stack = contextlib.ExitStack()
     uri, described = stack.enter_context(bench_database(database, work))
-    app = create_app("development", {
-        "SQLALCHEMY_DATABASE_URI": uri,
-        "OUTBOX_DIR": str(work / "outbox"),
-        "LOG_LEVEL": "WARNING",
-    })
+    app = create_app(
+        "development",
+        {
+            "SQLALCHEMY_DATABASE_URI": uri,
+            "OUTBOX_DIR": str(work / "outbox"),
+            "LOG_LEVEL": "WARNING",
+        },
+    )
     app.config["BENCH_DATABASE"] = described
     with app.app_context():
         upgrade()
@@ -531,18 +620,21 @@ def profiled_app(database: str = "sqlite") -> Iterator:
             db.engine.dispose()
 
     stack.callback(close_connections)
-    result = app.test_cli_runner().invoke(args=[
-        "users", "invite", "profiled", "--email", "p@example.com", "--phone", phone_of(0)])
+    result = app.test_cli_runner().invoke(
+        args=["users", "invite", "profiled", "--email", "p@example.com", "--phone", phone_of(0)]
+    )
     assert result.exit_code == 0, result.output
     client = app.test_client()
     link = newest_link(work / "outbox", "p@example.com")
     path = "/" + link.split("/", 3)[3]
     page = client.get(path).text
-    client.post(path, data={"csrf_token": csrf(page), "password": PASSWORD,
-                            "password_confirm": PASSWORD})
+    client.post(
+        path, data={"csrf_token": csrf(page), "password": PASSWORD, "password_confirm": PASSWORD}
+    )
     page = client.get("/pin").text
-    client.post("/pin", data={"csrf_token": csrf(page), "pin": newest_pin(work / "outbox",
-                                                                         phone_of(0))})
+    client.post(
+        "/pin", data={"csrf_token": csrf(page), "pin": newest_pin(work / "outbox", phone_of(0))}
+    )
     try:
         yield app, work / "outbox"
     finally:
@@ -563,52 +655,80 @@ def profile_rows(args) -> list[Row]:
             response = login_client.post("/login", data=form)
             profiler.disable()
             assert response.status_code == 303, response.status_code
-    return summarize_profile(profiler, rounds, LOGIN_BUCKETS,
-                             "login POST, in-process",
-                             "cProfile over {rounds} POSTs /login (password check, PIN, SMS)")
+    return summarize_profile(
+        profiler,
+        rounds,
+        LOGIN_BUCKETS,
+        "login POST, in-process",
+        "cProfile over {rounds} POSTs /login (password check, PIN, SMS)",
+    )
 
 
 def token_profile_rows(args) -> list[Row]:
     """Profiles POST /token with the refresh grant in-process: one family, rotated each time."""
     with profiled_app(args.database) as (app, outbox):
         database = app.config["BENCH_DATABASE"]
-        created = app.test_cli_runner().invoke(args=[
-            "clients", "create", "profiled", "--redirect-uri", REDIRECT_URI, "--json"])
+        created = app.test_cli_runner().invoke(
+            args=["clients", "create", "profiled", "--redirect-uri", REDIRECT_URI, "--json"]
+        )
         assert created.exit_code == 0, created.output
         rp = json.loads(created.output)
         browser = app.test_client()
         token = csrf(browser.get("/login").text)
-        browser.post("/login", data={"csrf_token": token, "username": "profiled",
-                                     "password": PASSWORD})
+        browser.post(
+            "/login", data={"csrf_token": token, "username": "profiled", "password": PASSWORD}
+        )
         token = csrf(browser.get("/pin").text)
         browser.post("/pin", data={"csrf_token": token, "pin": newest_pin(outbox, phone_of(0))})
         verifier, challenge = pkce_pair()
-        response = browser.get("/authorize", query_string={
-            "response_type": "code", "client_id": rp["client_id"], "redirect_uri": REDIRECT_URI,
-            "scope": SCOPE, "state": "s", "nonce": "n", "code_challenge": challenge,
-            "code_challenge_method": "S256"})
+        response = browser.get(
+            "/authorize",
+            query_string={
+                "response_type": "code",
+                "client_id": rp["client_id"],
+                "redirect_uri": REDIRECT_URI,
+                "scope": SCOPE,
+                "state": "s",
+                "nonce": "n",
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            },
+        )
         code = re.search(r"[?&]code=([^&]+)", response.headers["Location"]).group(1)
         auth = (rp["client_id"], rp["client_secret"])
         api = app.test_client()
-        response = api.post("/token", auth=auth, data={
-            "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier})
+        response = api.post(
+            "/token",
+            auth=auth,
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": REDIRECT_URI,
+                "code_verifier": verifier,
+            },
+        )
         refresh = response.json["refresh_token"]
         for _ in range(20):  # warm: keys loaded, caches filled, as in a running worker
-            refresh = api.post("/token", auth=auth, data={
-                "grant_type": "refresh_token", "refresh_token": refresh}).json["refresh_token"]
+            refresh = api.post(
+                "/token", auth=auth, data={"grant_type": "refresh_token", "refresh_token": refresh}
+            ).json["refresh_token"]
         profiler = cProfile.Profile()
         rounds = min(args.requests, 300)
         for _ in range(rounds):
             profiler.enable()
-            response = api.post("/token", auth=auth, data={
-                "grant_type": "refresh_token", "refresh_token": refresh})
+            response = api.post(
+                "/token", auth=auth, data={"grant_type": "refresh_token", "refresh_token": refresh}
+            )
             profiler.disable()
             assert response.status_code == 200, response.text
             refresh = response.json["refresh_token"]
-    return summarize_profile(profiler, rounds, TOKEN_BUCKETS,
-                             "refresh grant POST /token, in-process",
-                             f"cProfile over {{rounds}} refresh grants, {database}")
+    return summarize_profile(
+        profiler,
+        rounds,
+        TOKEN_BUCKETS,
+        "refresh grant POST /token, in-process",
+        f"cProfile over {{rounds}} refresh grants, {database}",
+    )
 
 
 LOGIN_BUCKETS = {
@@ -627,8 +747,9 @@ TOKEN_BUCKETS = {
 }
 
 
-def summarize_profile(profiler: cProfile.Profile, rounds: int, buckets: dict, title: str,
-                      note: str) -> list[Row]:
+def summarize_profile(
+    profiler: cProfile.Profile, rounds: int, buckets: dict, title: str, note: str
+) -> list[Row]:
     """Own time per function, summed into buckets by file or function name."""
     stats = pstats.Stats(profiler, stream=io.StringIO())
     total = stats.total_tt
@@ -640,15 +761,26 @@ def summarize_profile(profiler: cProfile.Profile, rounds: int, buckets: dict, ti
                 break
     rows = [Row(title, f"{total / rounds * 1000:.2f} ms", note.format(rounds=rounds))]
     for bucket, seconds in spent.items():
-        rows.append(Row(f"  of which {bucket}", f"{seconds / rounds * 1000:.2f} ms",
-                        f"{seconds / total:.0%}"))
+        rows.append(
+            Row(
+                f"  of which {bucket}",
+                f"{seconds / rounds * 1000:.2f} ms",
+                f"{seconds / total:.0%}",
+            )
+        )
     other = total - sum(spent.values())
-    rows.append(Row("  of which everything else", f"{other / rounds * 1000:.2f} ms",
-                    f"{other / total:.0%} (standard library, other packages)"))
+    rows.append(
+        Row(
+            "  of which everything else",
+            f"{other / rounds * 1000:.2f} ms",
+            f"{other / total:.0%} (standard library, other packages)",
+        )
+    )
     if os.environ.get("BENCH_PROFILE_TOP"):
         listing = io.StringIO()
         pstats.Stats(profiler, stream=listing).sort_stats("tottime").print_stats(
-            int(os.environ["BENCH_PROFILE_TOP"]))
+            int(os.environ["BENCH_PROFILE_TOP"])
+        )
         print(listing.getvalue(), file=sys.stderr)
     return rows
 
@@ -669,14 +801,23 @@ PARTS = ("argon2", "logins", "protocol", "profiles")
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--logins", type=int, default=300, help="at most this many logins")
-    parser.add_argument("--requests", type=int, default=50000,
-                        help="at most this many requests per protocol scenario and server")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=50000,
+        help="at most this many requests per protocol scenario and server",
+    )
     parser.add_argument("--seconds", type=float, default=20, help="at most this long per scenario")
     parser.add_argument("--clients", type=int, default=8, help="parallel clients (and users)")
-    parser.add_argument("--database", choices=("auto", "sqlite", "postgresql"), default="auto",
-                        help="auto: PostgreSQL on 127.0.0.1:5432 when it answers, else SQLite")
-    parser.add_argument("--parts", default=",".join(PARTS),
-                        help=f"comma-separated, of {', '.join(PARTS)}")
+    parser.add_argument(
+        "--database",
+        choices=("auto", "sqlite", "postgresql"),
+        default="auto",
+        help="auto: PostgreSQL on 127.0.0.1:5432 when it answers, else SQLite",
+    )
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}"
+    )
     args = parser.parse_args(argv)
     parts = set(args.parts.split(","))
     if not parts <= set(PARTS):
@@ -685,12 +826,18 @@ def main(argv=None) -> None:
     cores = len(os.sched_getaffinity(0))
     print(f"{cores} cores, Python {sys.version.split()[0]}", flush=True)
     rows = argon2_rows(args) if "argon2" in parts else []
-    scenarios = [scenario for scenario in SERVER_SCENARIOS
-                 if SCENARIO_PARTS.get(scenario, "protocol") in parts]
+    scenarios = [
+        scenario
+        for scenario in SERVER_SCENARIOS
+        if SCENARIO_PARTS.get(scenario, "protocol") in parts
+    ]
     if scenarios:
         with running_server(args) as server:
-            print(f"{INSTANCES} gunicorn instances x 1 worker x {THREADS_PER_INSTANCE} threads "
-                  f"behind HAProxy (leastconn) on {server.base}, {server.database}", flush=True)
+            print(
+                f"{INSTANCES} gunicorn instances x 1 worker x {THREADS_PER_INSTANCE} threads "
+                f"behind HAProxy (leastconn) on {server.base}, {server.database}",
+                flush=True,
+            )
             for scenario in scenarios:
                 rows.extend(scenario(server, args))
     if "profiles" in parts:
@@ -703,8 +850,10 @@ def main(argv=None) -> None:
         width = max(len(what) for what, _ in COMPARISON)
         print(f"{'per second':<{width}}{'ours':>8}{header}")
         for what, rates in COMPARISON:
-            figures = "".join(f"{rates[storage]:>14.0f}{ratio(rates, storage):>11.2f}"
-                              for storage in peer.STORAGES)
+            figures = "".join(
+                f"{rates[storage]:>14.0f}{ratio(rates, storage):>11.2f}"
+                for storage in peer.STORAGES
+            )
             print(f"{what:<{width}}{rates['ours']:>8.0f}{figures}")
 
 

@@ -4,7 +4,7 @@ Each can be overridden by an environment variable named IDP_<SETTING> (values ar
 JSON when they can be, so IDP_MAIL_PORT=25 is a number and IDP_MAIL_USE_TLS=false a boolean).
 An IDP_* variable that names no setting stops the start (a misspelt name would otherwise be
 ignored, and its setting left at the default), except the few read outside this configuration
-(idp.config.NOT_SETTINGS: IDP_CONFIG, IDP_INSTANCE_PATH, IDP_TEST_DATABASE_URI).
+(idp.platform.config.NOT_SETTINGS: IDP_CONFIG, IDP_INSTANCE_PATH, IDP_TEST_DATABASE_URI).
 The files development.py, testing.py and production.py beside this one change only what differs
 in that environment; IDP_CONFIG chooses one of them (default: production).
 """

@@ -5,9 +5,9 @@ from collections.abc import Mapping
 
 from flask import Flask
 
-from idp.config import environment_from_env, load_config
-from idp.database import configure_engine_options, init_database
-from idp.resources import resource_dir
+from idp.platform.config import environment_from_env, load_config
+from idp.platform.database import configure_engine_options, init_database
+from idp.platform.resources import resource_dir
 
 
 def create_app(environment: str | None = None, overrides: Mapping | None = None) -> Flask:
@@ -21,11 +21,11 @@ def create_app(environment: str | None = None, overrides: Mapping | None = None)
     configure_engine_options(app)
     os.makedirs(app.instance_path, exist_ok=True)
 
-    from idp.extensions import babel, csrf, db, migrate
-    from idp.i18n import select_locale
+    from idp.accounts.passwords import PasswordHashing
+    from idp.platform.extensions import babel, csrf, db, migrate
+    from idp.platform.i18n import select_locale
+    from idp.platform.web import FlowCookieSessions
     from idp.senders import init_senders
-    from idp.services.passwords import PasswordHashing
-    from idp.web import FlowCookieSessions
 
     app.session_interface = FlowCookieSessions()
     db.init_app(app)
@@ -52,8 +52,8 @@ def create_app(environment: str | None = None, overrides: Mapping | None = None)
 def _install_abuse_defences(app: Flask) -> None:
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from idp.ratelimit import counters_storage, init_rate_limits
-    from idp.services.sms_guard import SmsGuard
+    from idp.authn.factors.sms_guard import SmsGuard
+    from idp.platform.ratelimit import counters_storage, init_rate_limits
 
     proxies = int(app.config["TRUSTED_PROXIES"])
     if proxies:
@@ -65,8 +65,14 @@ def _install_abuse_defences(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from idp import i18n, oauth
-    from idp.views import account, activation, health, login, oidc, pin, scim
+    from idp.activation import views as activation
+    from idp.authn import login_views as login
+    from idp.authn import pin_views as pin
+    from idp.oidc import server as oauth
+    from idp.oidc import views as oidc
+    from idp.platform import health, i18n
+    from idp.scim import views as scim
+    from idp.selfservice import views as account
 
     for blueprint in (account.bp, activation.bp, pin.bp, login.bp, health.bp, i18n.bp):
         app.register_blueprint(blueprint)
@@ -82,7 +88,7 @@ def _register_blueprints(app: Flask) -> None:
         "scim_api",
     )
     if app.config["DEV_PAGES"]:
-        from idp.views import devtools
+        from idp.senders import devtools
 
         app.register_blueprint(devtools.bp)
 
@@ -90,9 +96,9 @@ def _register_blueprints(app: Flask) -> None:
 def _install_request_hooks(app: Flask) -> None:
     from flask_babel import get_locale
 
-    from idp.assets import install_assets
-    from idp.headers import install_security_headers
-    from idp.views.errors import register_error_handlers
+    from idp.platform.assets import install_assets
+    from idp.platform.error_pages import register_error_handlers
+    from idp.platform.headers import install_security_headers
 
     install_assets(app)
     install_security_headers(app)
@@ -117,14 +123,14 @@ def _install_request_hooks(app: Flask) -> None:
 
 
 def _configure_logging(app: Flask) -> None:
-    from idp.logging_setup import configure_logging
+    from idp.platform.logging_setup import configure_logging
 
     configure_logging(app)
 
 
 def _configure_monitoring(app: Flask) -> None:
-    from idp import metrics
-    from idp.views.health import init_readiness
+    from idp.platform import metrics
+    from idp.platform.health import init_readiness
 
     metrics.init_app(app)
     init_readiness(app)

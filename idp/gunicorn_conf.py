@@ -38,8 +38,9 @@ control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
 control_socket_disable = not control_socket
 
 # JSON lines on stderr. The access line carries method, path without query string (codes and
-# tokens travel there), status, duration and request id; see idp.logging_setup.GunicornLogger.
-logger_class = "idp.logging_setup.GunicornLogger"
+# tokens travel there), status, duration and request id; see
+# idp.platform.logging_setup.GunicornLogger.
+logger_class = "idp.platform.logging_setup.GunicornLogger"
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("IDP_LOG_LEVEL", "info").lower()
@@ -73,7 +74,7 @@ def on_starting(server):
 
 
 def when_ready(server):
-    from idp.metrics import start_metrics_server_from_environment
+    from idp.platform.metrics import start_metrics_server_from_environment
 
     start_metrics_server_from_environment()
 

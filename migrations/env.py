@@ -46,7 +46,7 @@ target_db = current_app.extensions["migrate"].db
 
 def render_item(type_, obj, autogen_context):
     """Our column types are plain SQL types underneath: migrations must not import the app."""
-    from idp.models import UTCDateTime
+    from idp.platform.columns import UTCDateTime
 
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime()"

@@ -11,10 +11,10 @@ from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
 
 from idp import create_app
-from idp.database import dispose_autocommit_pool
-from idp.extensions import db
+from idp.platform import clock
+from idp.platform.database import dispose_autocommit_pool
+from idp.platform.extensions import db
 from idp.senders.outbox import read_outbox
-from idp.services import clock
 
 POSTGRES_URI = os.environ.get("IDP_TEST_DATABASE_URI")
 PASSWORD = "correct horse battery staple"

@@ -83,18 +83,24 @@ def running_haproxy(
     binary = haproxy_binary()
     folder = Path(tempfile.mkdtemp(prefix="idp-haproxy-"))
     port = port or free_port()
-    balancer = Balancer(f"http://{HOST}:{port}", port, folder / "haproxy.cfg",
-                        folder / "haproxy.log")
+    balancer = Balancer(
+        f"http://{HOST}:{port}", port, folder / "haproxy.cfg", folder / "haproxy.log"
+    )
     balancer.config.write_text(configuration(port, backends, balance))
     try:
-        checked = subprocess.run([binary, "-c", "-q", "-f", str(balancer.config)],
-                                 capture_output=True, text=True, timeout=30)
+        checked = subprocess.run(
+            [binary, "-c", "-q", "-f", str(balancer.config)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if checked.returncode != 0:
             raise RuntimeError(f"HAProxy refused its configuration: {checked.stderr.strip()}")
         with balancer.log.open("w") as log:
             # -db: in the foreground, so that terminate() stops it and nothing is left behind.
-            process = subprocess.Popen([binary, "-db", "-f", str(balancer.config)],
-                                       stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                [binary, "-db", "-f", str(balancer.config)], stdout=log, stderr=subprocess.STDOUT
+            )
         try:
             wait_until_listening(port, process, balancer.log)
             yield balancer

@@ -19,7 +19,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from werkzeug.serving import make_server
 
-from idp import network
+from idp.platform import network
 from tests.conftest import PASSWORD, activate
 from tests.servers import HOST, free_port
 

@@ -87,7 +87,10 @@ def fresh_database():
 def background(command: list[str] | str, log: Path, **options):
     with log.open("w") as output:
         process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, shell=isinstance(command, str),
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            shell=isinstance(command, str),
             **options,
         )
     try:
@@ -127,15 +130,20 @@ def run_in(work: Path, python: str) -> None:
     commands = quick_start_commands((ROOT / "README.md").read_text())
     smtp_port = free_port()
     smtp_log = work / "smtp.log"
-    with fresh_database() as database, background(
-        [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"{HOST}:{smtp_port}"], smtp_log,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    ) as smtp:
+    with (
+        fresh_database() as database,
+        background(
+            [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"{HOST}:{smtp_port}"],
+            smtp_log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        ) as smtp,
+    ):
         wait_for_port(smtp_port, smtp, smtp_log)
         subprocess.run([python, "-m", "venv", str(work / "venv")], check=True)
         # Nothing of the checkout on the path: what runs is what the install put in the venv.
         env = {
-            name: value for name, value in os.environ.items()
+            name: value
+            for name, value in os.environ.items()
             if not name.startswith(("IDP_", "GUNICORN_"))
             and name not in ("PYTHONPATH", "VIRTUAL_ENV")
         }
@@ -167,13 +175,16 @@ def run_in(work: Path, python: str) -> None:
                 cwd = ROOT if command.startswith("pip install .") else work
                 started = time.monotonic()
                 done = subprocess.run(  # noqa: S602 (the README's shell line, as an operator types it)
-                    command, shell=True, executable="/bin/bash", cwd=cwd, env=env,
-                    capture_output=True, text=True,
+                    command,
+                    shell=True,
+                    executable="/bin/bash",
+                    cwd=cwd,
+                    env=env,
+                    capture_output=True,
+                    text=True,
                 )
                 if done.returncode != 0:
-                    raise SystemExit(
-                        f"quick start failed: {command}\n{done.stdout}{done.stderr}"
-                    )
+                    raise SystemExit(f"quick start failed: {command}\n{done.stdout}{done.stderr}")
                 print(f"  ok  {command.split('  #')[0]}  ({time.monotonic() - started:.1f} s)")
         if test_bed:
             raise SystemExit(f"quick start: the README no longer exports {sorted(test_bed)}")

@@ -93,7 +93,7 @@ def ordering(idp, service):
 def count_rows(idp, model) -> int:
     from sqlalchemy import func, select
 
-    from idp.extensions import db
+    from idp.platform.extensions import db
 
     with idp.app.app_context():
         return db.session.scalar(select(func.count()).select_from(model))
@@ -103,8 +103,8 @@ def stored_user(idp, **criteria):
     """A detached copy of the account's row, as the database holds it now."""
     from sqlalchemy import select
 
-    from idp.extensions import db
-    from idp.models import User
+    from idp.accounts.models import User
+    from idp.platform.extensions import db
 
     with idp.app.app_context():
         user = db.session.scalar(select(User).filter_by(**criteria))
@@ -116,8 +116,8 @@ def stored_user(idp, **criteria):
 def audit_events(idp, event: str) -> list:
     from sqlalchemy import select
 
-    from idp.extensions import db
-    from idp.models import AuditEvent
+    from idp.audit.models import AuditEvent
+    from idp.platform.extensions import db
 
     with idp.app.app_context():
         rows = db.session.scalars(select(AuditEvent).where(AuditEvent.event == event)).all()

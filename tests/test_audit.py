@@ -6,8 +6,8 @@ import json
 import pytest
 from sqlalchemy import text
 
-from idp.extensions import db
-from idp.models import AuditEvent
+from idp.audit.models import AuditEvent
+from idp.platform.extensions import db
 from tests.conftest import activate, login
 
 

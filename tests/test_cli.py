@@ -5,9 +5,12 @@ import json
 
 import pytest
 
-from idp.extensions import db
-from idp.models import AuditEvent, Invitation, Session, User
-from idp.services import clock, provisioning
+from idp.accounts import provisioning
+from idp.accounts.models import Invitation, User
+from idp.audit.models import AuditEvent
+from idp.authn.models import Session
+from idp.platform import clock
+from idp.platform.extensions import db
 from tests.conftest import PASSWORD, activate, csrf_token, invite, login, path_of, post_form
 
 NEW_PASSWORD = "a completely new passphrase"
@@ -45,13 +48,24 @@ def the_user(app, username="anna") -> User:
 
 def test_invite_creates_an_invited_user_and_sends_the_mail(app, outbox):
     result = ok(
-        app, "users", "invite", "Anna", "--email", "anna@example.com",
-        "--phone", "+49 151 12345678", "--name", "Anna Admin",
+        app,
+        "users",
+        "invite",
+        "Anna",
+        "--email",
+        "anna@example.com",
+        "--phone",
+        "+49 151 12345678",
+        "--name",
+        "Anna Admin",
     )
     assert "anna@example.com" in result.stdout and "/activate/" not in result.output
     user = the_user(app)
     assert (user.username, user.state, user.phone, user.name) == (
-        "Anna", "invited", "+4915112345678", "Anna Admin"
+        "Anna",
+        "invited",
+        "+4915112345678",
+        "Anna Admin",
     )
     assert user.password_hash is None
     [mail] = outbox.mails()
@@ -62,8 +76,18 @@ def test_invite_creates_an_invited_user_and_sends_the_mail(app, outbox):
 
 
 def test_invite_in_english(app, outbox):
-    ok(app, "users", "invite", "anna", "--email", "anna@example.com", "--phone",
-       "+4915112345678", "--locale", "en")
+    ok(
+        app,
+        "users",
+        "invite",
+        "anna",
+        "--email",
+        "anna@example.com",
+        "--phone",
+        "+4915112345678",
+        "--locale",
+        "en",
+    )
     assert outbox.mails()[0]["subject"] == "Your access to e:service"
     assert "Your username: anna" in outbox.mails()[0]["text"]
 
@@ -204,9 +228,7 @@ def test_set_phone_normalises_and_new_pins_go_there(app, client, outbox):
         assert "98765432" not in json.dumps(event.details)  # masked in the audit trail
 
 
-def test_reset_password_is_the_activation_flow_with_pin_and_ends_old_sessions(
-    app, client, outbox
-):
+def test_reset_password_is_the_activation_flow_with_pin_and_ends_old_sessions(app, client, outbox):
     activate(app, client, outbox)
     login(client, outbox)
     other_browser = app.test_client()
@@ -225,8 +247,9 @@ def test_reset_password_is_the_activation_flow_with_pin_and_ends_old_sessions(
     assert other_browser.get("/").status_code == 200
 
     pin_page = client.get("/pin")
-    done = client.post("/pin", data={"csrf_token": csrf_token(pin_page.text),
-                                     "pin": outbox.last_pin()})
+    done = client.post(
+        "/pin", data={"csrf_token": csrf_token(pin_page.text), "pin": outbox.last_pin()}
+    )
     assert done.status_code == 200
     user = the_user(app)
     assert user.state == "active" and user.password_hash != old_hash
@@ -296,9 +319,14 @@ def test_unlock_lifts_every_lock_and_cap_and_says_what_it_lifted(make_app, outbo
     assert all(limit["until"] for limit in limits.values())
 
     lifted = ok(app, "users", "unlock", "anna").stdout
-    for said in ("password lock until", "block of password attempts from a network until",
-                 "PIN lock until", "wait for the next PIN until",
-                 "SMS cap of the account until", "SMS cap of the number until"):
+    for said in (
+        "password lock until",
+        "block of password attempts from a network until",
+        "PIN lock until",
+        "wait for the next PIN until",
+        "SMS cap of the account until",
+        "SMS cap of the number until",
+    ):
         assert said in lifted
     limits = json.loads(ok(app, "users", "show", "anna").stdout)["limits"]
     assert not any(limit["active"] for limit in limits.values())
@@ -385,7 +413,11 @@ BAD_INVITES = {
     "e-mail without at": ["bob", "--email", "bob.example.com", "--phone", "+4915112345679"],
     "e-mail without domain": ["bob", "--email", "bob@", "--phone", "+4915112345679"],
     "e-mail with header": [
-        "bob", "--email", "bob@example.com\nBcc: all@example.com", "--phone", "+4915112345679",
+        "bob",
+        "--email",
+        "bob@example.com\nBcc: all@example.com",
+        "--phone",
+        "+4915112345679",
     ],
     "e-mail with space": ["bob", "--email", "b ob@example.com", "--phone", "+4915112345679"],
     # The mail's parser reads another address (the comment dropped), or none at all.
@@ -409,17 +441,32 @@ BAD_INVITES = {
     # The name goes verbatim into the activation mail's text: one line of text, nothing else.
     **{
         f"name with {what}": [
-            "bob", "--email", "bob@example.com", "--phone", "+4915112345679",
-            "--name", f"Bob{character}Bcc: mallory@example.com",
+            "bob",
+            "--email",
+            "bob@example.com",
+            "--phone",
+            "+4915112345679",
+            "--name",
+            f"Bob{character}Bcc: mallory@example.com",
         ]
         for what, character in [
-            ("newline", "\n"), ("carriage return", "\r"), ("tab", "\t"), ("escape", "\x1b"),
-            ("line separator", "\u2028"), ("right-to-left override", "\u202e"),
+            ("newline", "\n"),
+            ("carriage return", "\r"),
+            ("tab", "\t"),
+            ("escape", "\x1b"),
+            ("line separator", "\u2028"),
+            ("right-to-left override", "\u202e"),
             ("Arabic letter mark", "\u061c"),
         ]
     },
     "name too long": [
-        "bob", "--email", "bob@example.com", "--phone", "+4915112345679", "--name", "B" * 201
+        "bob",
+        "--email",
+        "bob@example.com",
+        "--phone",
+        "+4915112345679",
+        "--name",
+        "B" * 201,
     ],
 }
 

@@ -7,8 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from idp.extensions import db
-from idp.models import AuthTransaction, Invitation, Session, User
+from idp.accounts.models import Invitation, User
+from idp.authn.models import AuthTransaction, Session
+from idp.platform.extensions import db
 from tests.conftest import PASSWORD, activate, csrf_token, invite, path_of, post_form
 
 # Rate limits per address would hide what the database does; they have their own tests.

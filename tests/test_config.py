@@ -11,7 +11,7 @@ import pytest
 
 from idp import create_app
 from idp.cli import app_for_cli
-from idp.config import ConfigurationError
+from idp.platform.config import ConfigurationError
 
 
 @pytest.fixture
@@ -75,10 +75,18 @@ def test_production_starts_with_a_safe_configuration(clean_env, tmp_path):
         *[
             ({"ISSUER": issuer}, "IDP_ISSUER must not point at loopback")
             for issuer in (
-                "https://127.1", "https://2130706433", "https://0x7f000001", "https://0",
-                "https://0.1.2.3", "https://[::ffff:127.0.0.1]", "https://[::127.0.0.1]",
-                "https://localhost.", "https://LocalHost", "https://127.0.0.1.",
-                "https://localhost.localdomain", "https://portal.localhost./",
+                "https://127.1",
+                "https://2130706433",
+                "https://0x7f000001",
+                "https://0",
+                "https://0.1.2.3",
+                "https://[::ffff:127.0.0.1]",
+                "https://[::127.0.0.1]",
+                "https://localhost.",
+                "https://LocalHost",
+                "https://127.0.0.1.",
+                "https://localhost.localdomain",
+                "https://portal.localhost./",
             )
         ],
         ({"PORTAL_URL": "https://user:pw@portal.example.com/"}, "IDP_PORTAL_URL must not"),
@@ -118,8 +126,11 @@ def test_every_command_refuses_production_without_the_portal_url(clean_env, tmp_
         for name, value in production_settings(tmp_path, PORTAL_URL=None).items()
     }
     done = subprocess.run(
-        [sys.executable, "-m", "idp", "users", "list"], capture_output=True, text=True,
-        timeout=60, env={**os.environ, **environment, "IDP_CONFIG": "production"},
+        [sys.executable, "-m", "idp", "users", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **environment, "IDP_CONFIG": "production"},
     )
     assert done.returncode == 1
     [line] = done.stderr.splitlines()
@@ -127,8 +138,11 @@ def test_every_command_refuses_production_without_the_portal_url(clean_env, tmp_
     environment["IDP_ALLOW_LOCAL_URLS"] = "true"
     environment["IDP_PORTAL_URL"] = "http://127.0.0.1:5001/"
     done = subprocess.run(
-        [sys.executable, "-m", "idp", "db", "upgrade"], capture_output=True, text=True,
-        timeout=60, env={**os.environ, **environment, "IDP_CONFIG": "production"},
+        [sys.executable, "-m", "idp", "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **environment, "IDP_CONFIG": "production"},
     )
     assert done.returncode == 0, done.stderr
 
@@ -211,18 +225,29 @@ MISSING_SECRET = "IDP_SECRET_KEY is not set: refusing to start without it"
 def test_cli_help_of_a_complete_configuration_hides_the_developers_commands(clean_env, tmp_path):
     environment = {"IDP_CONFIG": "development", "IDP_INSTANCE_PATH": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, "-m", "idp", "--help"], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "idp", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, **environment},
     )
     assert (done.returncode, done.stderr) == (0, "")
     commands = done.stdout.split("Commands:\n")[1].split("\n\n")[0]
     assert [line.split()[0] for line in commands.splitlines()] == [
-        "audit", "clients", "db", "demo", "keys", "users"
+        "audit",
+        "clients",
+        "db",
+        "demo",
+        "keys",
+        "users",
     ]
     assert "Configuration incomplete" not in done.stdout
     # Still there for developers.
     done = subprocess.run(
-        [sys.executable, "-m", "idp", "routes"], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "idp", "routes"],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, **environment},
     )
     assert done.returncode == 0 and "/.well-known/openid-configuration" in done.stdout
@@ -300,7 +325,9 @@ def broken_surroundings(tmp_path) -> dict:
         ),
         # A password with an unescaped @ and : (p@ss:hunter2-...): the rest is no port.
         "password with @ and :": (
-            {"SQLALCHEMY_DATABASE_URI": f"postgresql+psycopg://idp:p@ss:{DATABASE_PASSWORD}@db/idp"},
+            {
+                "SQLALCHEMY_DATABASE_URI": f"postgresql+psycopg://idp:p@ss:{DATABASE_PASSWORD}@db/idp"
+            },
             "Error: IDP_SQLALCHEMY_DATABASE_URI has a port that is no number; percent-encode",
         ),
         # ... with an unescaped @ only: the driver would try to resolve the rest as the host.
@@ -362,9 +389,7 @@ def broken_surroundings(tmp_path) -> dict:
         "unknown SMS sender",
     ],
 )
-def test_every_failure_around_a_command_is_one_line_without_traceback(
-    clean_env, tmp_path, broken
-):
+def test_every_failure_around_a_command_is_one_line_without_traceback(clean_env, tmp_path, broken):
     changes, complaint = broken_surroundings(tmp_path)[broken]
     if None in changes.values():
         pytest.skip("needs PostgreSQL (IDP_TEST_DATABASE_URI)")
@@ -374,8 +399,11 @@ def test_every_failure_around_a_command_is_one_line_without_traceback(
         for name, value in settings.items()
     }
     done = subprocess.run(
-        [sys.executable, "-m", "idp", "users", "list"], capture_output=True, text=True,
-        timeout=60, env={**os.environ, **environment, "IDP_CONFIG": "production"},
+        [sys.executable, "-m", "idp", "users", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **environment, "IDP_CONFIG": "production"},
     )
     assert done.returncode == 1
     [line] = done.stderr.splitlines()
@@ -387,7 +415,7 @@ def test_redis_down_under_a_command_is_one_line(clean_env, tmp_path, capsys):
     from flask.cli import with_appcontext
 
     from idp.cli import operator_group
-    from idp.ratelimit import counters
+    from idp.platform.ratelimit import counters
     from tests.servers import free_port
 
     settings = production_settings(tmp_path, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
@@ -424,8 +452,11 @@ def test_an_unknown_setting_name_is_refused_with_a_guess(
 ):
     name, _, value = variable.partition("=")
     done = subprocess.run(
-        [sys.executable, "-m", "idp", "users", "list"], capture_output=True, text=True,
-        timeout=60, env={**os.environ, name: value, "IDP_CONFIG": environment},
+        [sys.executable, "-m", "idp", "users", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, name: value, "IDP_CONFIG": environment},
     )
     assert done.returncode == 1
     [line] = done.stderr.splitlines()
@@ -446,22 +477,26 @@ def test_every_idp_variable_the_project_sets_is_a_setting_or_read_outside_the_co
     import re
     from pathlib import Path
 
-    from idp.config import NOT_SETTINGS
+    from idp.platform.config import NOT_SETTINGS
 
     root = Path(__file__).parents[1]
     app = create_app("testing")
     places = [
-        root / "Dockerfile", root / "dev", root / "README.md", *root.glob("helm/templates/*"),
-        *root.glob("helm/values*.yaml"), *root.glob("bench/*.py"), *root.glob("config/*.py"),
+        root / "Dockerfile",
+        root / "dev",
+        root / "README.md",
+        *root.glob("helm/templates/*"),
+        *root.glob("helm/values*.yaml"),
+        *root.glob("bench/*.py"),
+        *root.glob("config/*.py"),
         *(root / "idp" / name for name in ("gunicorn_conf.py", "metrics.py", "__init__.py")),
-        root / "tests" / "quickstart.py", root / "tests" / "conftest.py",
+        root / "tests" / "quickstart.py",
+        root / "tests" / "conftest.py",
     ]
     named = {
         name
         for place in places
         for name in re.findall(r"\bIDP_[A-Z0-9_]*[A-Z0-9]\b", place.read_text())
     }
-    unknown = {
-        name for name in named - NOT_SETTINGS if name.removeprefix("IDP_") not in app.config
-    }
+    unknown = {name for name in named - NOT_SETTINGS if name.removeprefix("IDP_") not in app.config}
     assert unknown == set()

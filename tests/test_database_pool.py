@@ -6,7 +6,7 @@ import time
 import pytest
 from sqlalchemy import create_engine, text
 
-from idp.extensions import db
+from idp.platform.extensions import db
 from tests.conftest import POSTGRES_URI
 from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 
@@ -70,8 +70,8 @@ def test_a_connection_lost_mid_request_is_invalidated_not_reused(make_app):
     execution does: the next request gets a new one, even where no idle check would catch it."""
     import psycopg
 
-    from idp.database import single_statement_connection
-    from idp.services import token_store
+    from idp.oidc import token_store
+    from idp.platform.database import single_statement_connection
 
     def autocommit_backend_pid() -> int:
         connection = single_statement_connection(db.session)
@@ -100,7 +100,7 @@ def test_a_refresh_grant_is_two_statements_and_no_transaction_round_trips(
     BEGIN, COMMIT or ROLLBACK, which would be as many round trips again."""
     from sqlalchemy import event
 
-    from idp.database import _AUTOCOMMIT_ENGINE
+    from idp.platform.database import _AUTOCOMMIT_ENGINE
     from tests.test_oidc_flow import post_refresh
 
     token = rp.sign_in(browser)

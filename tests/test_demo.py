@@ -18,6 +18,7 @@ import click
 import pytest
 import requests
 
+from idp.accounts.models import User
 from idp.demo import (
     DemoPorts,
     NextStep,
@@ -26,9 +27,9 @@ from idp.demo import (
     reset_demo_data,
     serve_demo,
 )
-from idp.demo_apps.relying_party import create_relying_party
-from idp.extensions import db
-from idp.models import Client, User
+from idp.demo.relying_party import create_relying_party
+from idp.oidc.models import Client
+from idp.platform.extensions import db
 from tests.conftest import PASSWORD, csrf_token, path_of, post_form
 from tests.servers import HOST, free_port
 

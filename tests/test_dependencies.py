@@ -61,7 +61,8 @@ def test_the_lock_satisfies_pyproject(lock, extra):
         assert name in locked, f"{name} is missing from {LOCKS[lock].name}: ./dev lock"
         version = locked[name][0]
         assert requirement.specifier.contains(version, prereleases=True), (
-            f"{name}=={version} in {LOCKS[lock].name} is outside {requirement}: ./dev lock")
+            f"{name}=={version} in {LOCKS[lock].name} is outside {requirement}: ./dev lock"
+        )
 
 
 def test_the_test_lock_runs_the_apps_versions():

@@ -29,7 +29,7 @@ def test_production_refuses_development_pages():
     import pytest
 
     from idp import create_app
-    from idp.config import ConfigurationError
+    from idp.platform.config import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="DEV_PAGES"):
         create_app(

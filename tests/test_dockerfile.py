@@ -54,8 +54,7 @@ def ignored(path: str) -> bool:
     ]
     parts = Path(path).parts
     return any(
-        fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(parts[0], pattern)
-        for pattern in patterns
+        fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(parts[0], pattern) for pattern in patterns
     )
 
 

@@ -122,12 +122,24 @@ class World:
         invite(app, username="bert", phone="+4915112345679", name="Bert")
         self.bert_link = path_of(self.outbox.last_link())
         web = self.cli(
-            "clients", "create", "Portal", "--json", "--redirect-uri", REDIRECT_URI,
-            "--post-logout-redirect-uri", POST_LOGOUT_URI,
+            "clients",
+            "create",
+            "Portal",
+            "--json",
+            "--redirect-uri",
+            REDIRECT_URI,
+            "--post-logout-redirect-uri",
+            POST_LOGOUT_URI,
         )
         self.client_id, self.client_secret = web["client_id"], web["client_secret"]
         service = self.cli(
-            "clients", "create", "Ordering", "--grant", "client_credentials", "--scope", "scim",
+            "clients",
+            "create",
+            "Ordering",
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "scim",
             "--json",
         )
         self.service_id, self.service_secret = service["client_id"], service["client_secret"]
@@ -305,8 +317,7 @@ def test_pin_form(world):
     @FUZZ
     @given(
         pending=mostly(st.just(True), st.just(False)),
-        pin=st.one_of(st.just(REAL), st.text("0123456789", max_size=8),
-                      TEXT),
+        pin=st.one_of(st.just(REAL), st.text("0123456789", max_size=8), TEXT),
         resend=mostly(st.none(), TEXT),
         token=csrf_choice(),
         extra=EXTRA_FIELDS,
@@ -344,13 +355,17 @@ def test_activation_links_and_passwords(world):
 
     @FUZZ
     @given(
-        link=mostly(st.just(REAL), st.one_of(
-            TEXT,
-            st.binary(min_size=1, max_size=40),
-            # The real token, cut or with junk appended.
-            st.integers(0, len(real_token)).map(lambda n: real_token[:n]),
-            TEXT.map(lambda junk: real_token + junk),
-        ), ratio=1),
+        link=mostly(
+            st.just(REAL),
+            st.one_of(
+                TEXT,
+                st.binary(min_size=1, max_size=40),
+                # The real token, cut or with junk appended.
+                st.integers(0, len(real_token)).map(lambda n: real_token[:n]),
+                TEXT.map(lambda junk: real_token + junk),
+            ),
+            ratio=1,
+        ),
         password=either(PASSWORD, "short", ""),
         confirm=mostly(st.just(REAL), TEXT),
         token=csrf_choice(),
@@ -437,8 +452,9 @@ def authorize_alternatives(world) -> dict:
         ),
         "client_id": either(world.client_id, world.service_id),
         "redirect_uri": either(REDIRECT_URI, REDIRECT_URI + "/x", "https://evil.example/cb"),
-        "scope": either("openid", "openid profile email phone entitlements offline_access",
-                        "scim", "profile"),
+        "scope": either(
+            "openid", "openid profile email phone entitlements offline_access", "scim", "profile"
+        ),
         "code_challenge": either(CHALLENGE, "short"),
         "code_challenge_method": either("S256", "plain"),
         "prompt": either("none", "login", "consent", "none login"),
@@ -626,9 +642,7 @@ def test_userinfo(world):
         data = None
         if form_token is not None and method == "POST":
             data = {"access_token": form_token.replace("REAL", world.access_token)}
-        response = app.test_client().open(
-            "/userinfo", method=method, headers=headers, data=data
-        )
+        response = app.test_client().open("/userinfo", method=method, headers=headers, data=data)
         assert_protocol_answer(response)
         if response.status_code == 401:
             assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -656,8 +670,7 @@ def test_revoke_and_introspect(world, path):
     def run(fields, auth, junk, extra):
         headers, credentials = client_auth(world, auth, junk)
         data = {**extra, **fields, **credentials}
-        real = {"ACCESS": world.access_token, "REFRESH": world.refresh_token,
-                "ID": world.id_token}
+        real = {"ACCESS": world.access_token, "REFRESH": world.refresh_token, "ID": world.id_token}
         if data.get("token") in real:
             data["token"] = real[data["token"]]
         response = app.test_client().post(path, data=data, headers=headers)
@@ -756,9 +769,9 @@ SCIM_ALTERNATIVES = {
 SCIM_BODY = mostly(
     # A valid user (Carla, who exists, or Dora, who does not) with fields changed; JSON junk;
     # raw bytes.
-    st.sampled_from(["carla", "dora"]).flatmap(
-        lambda name: mutated(scim_user(name), SCIM_ALTERNATIVES)
-    ).map(json.dumps),
+    st.sampled_from(["carla", "dora"])
+    .flatmap(lambda name: mutated(scim_user(name), SCIM_ALTERNATIVES))
+    .map(json.dumps),
     st.one_of(JSON_VALUE.map(json.dumps), RAW),
 )
 PATCH_OPERATION = mutated(
@@ -766,17 +779,30 @@ PATCH_OPERATION = mutated(
     {
         "op": either("add", "replace", "remove", "Replace"),
         "path": either(
-            "active", "displayName", "emails", 'emails[type eq "work"].value', "phoneNumbers",
-            'phoneNumbers[type eq "mobile"].value', "userName", f"{CUSTOMER}:customerNumber",
-            "entitlements", "externalId", "id", "meta.version", "name.givenName", "schemas",
+            "active",
+            "displayName",
+            "emails",
+            'emails[type eq "work"].value',
+            "phoneNumbers",
+            'phoneNumbers[type eq "mobile"].value',
+            "userName",
+            f"{CUSTOMER}:customerNumber",
+            "entitlements",
+            "externalId",
+            "id",
+            "meta.version",
+            "name.givenName",
+            "schemas",
         ),
         "value": JSON_VALUE,
     },
 )
 PATCH_BODY = mostly(
     mutated(
-        {"schemas": [SCIM_PATCH], "Operations": [{"op": "replace", "path": "active",
-                                                  "value": True}]},
+        {
+            "schemas": [SCIM_PATCH],
+            "Operations": [{"op": "replace", "path": "active", "value": True}],
+        },
         {
             "schemas": JSON_VALUE,
             "Operations": st.one_of(st.lists(PATCH_OPERATION, max_size=3), JSON_VALUE),
@@ -835,9 +861,7 @@ def test_scim_users(world):
         path = "/Users"
         if method != "POST":
             path += "/" + (subject if target == REAL else quote(target, safe=""))
-        response = scim(
-            method, path, patch if method == "PATCH" else body, content_type, headers
-        )
+        response = scim(method, path, patch if method == "PATCH" else body, content_type, headers)
         assert_protocol_answer(response, oauth=False)
         assert response.mimetype == "application/scim+json", response.mimetype
         if response.status_code >= 400:
@@ -852,11 +876,21 @@ def test_scim_without_valid_token(world):
 
     @FUZZ
     @given(
-        header=st.one_of(st.none(), HEADER, HEADER.map(lambda value: "Bearer " + value),
-                         st.sampled_from(["Bearer ACCESS", "Bearer ID"])),
+        header=st.one_of(
+            st.none(),
+            HEADER,
+            HEADER.map(lambda value: "Bearer " + value),
+            st.sampled_from(["Bearer ACCESS", "Bearer ID"]),
+        ),
         route=st.sampled_from(
-            [("GET", ""), ("POST", ""), ("GET", "/x"), ("PUT", "/x"), ("PATCH", "/x"),
-             ("DELETE", "/x")]
+            [
+                ("GET", ""),
+                ("POST", ""),
+                ("GET", "/x"),
+                ("PUT", "/x"),
+                ("PATCH", "/x"),
+                ("DELETE", "/x"),
+            ]
         ),
         subject=SUBJECT,
         body=RAW,
@@ -870,7 +904,10 @@ def test_scim_without_valid_token(world):
         method, tail = route
         path = "/scim/v2/Users" + tail.replace("x", quote(subject, safe=""))
         response = app.test_client().open(
-            path, method=method, data=body, headers=headers,
+            path,
+            method=method,
+            data=body,
+            headers=headers,
             content_type="application/scim+json",
         )
         assert_protocol_answer(response, oauth=False)
@@ -882,13 +919,22 @@ def test_scim_without_valid_token(world):
 
 @pytest.mark.parametrize(
     "method,path",
-    [("PUT", "/scim/v2/Users"), ("PATCH", "/scim/v2/Users"), ("DELETE", "/scim/v2/Users"),
-     ("PUT", "/scim/v2/Users/"), ("GET", "/scim/v2/Users/a/b"), ("GET", "/scim/v2/Nope")],
+    [
+        ("PUT", "/scim/v2/Users"),
+        ("PATCH", "/scim/v2/Users"),
+        ("DELETE", "/scim/v2/Users"),
+        ("PUT", "/scim/v2/Users/"),
+        ("GET", "/scim/v2/Users/a/b"),
+        ("GET", "/scim/v2/Nope"),
+    ],
 )
 def test_scim_unrouted_paths_answer_scim_json(world, method, path):
     response = world.app.test_client().open(
-        path, method=method, headers={"Authorization": f"Bearer {world.service_token()}"},
-        data=b"{}", content_type="application/scim+json",
+        path,
+        method=method,
+        headers={"Authorization": f"Bearer {world.service_token()}"},
+        data=b"{}",
+        content_type="application/scim+json",
     )
     assert 400 <= response.status_code < 500
     assert response.mimetype == "application/scim+json", response.mimetype

@@ -57,8 +57,11 @@ def balanced():
     """HAProxy with least connections over servers "a" and "b"; yields (base URL, held,
     release) for a request to /hold."""
     held, release = threading.Event(), threading.Event()
-    with named_server("a", held, release) as a, named_server("b", held, release) as b, \
-            running_haproxy([(HOST, a), (HOST, b)]) as balancer:
+    with (
+        named_server("a", held, release) as a,
+        named_server("b", held, release) as b,
+        running_haproxy([(HOST, a), (HOST, b)]) as balancer,
+    ):
         yield balancer.base, held, release
 
 
@@ -90,8 +93,10 @@ def test_a_busy_instance_gets_no_new_requests_while_the_other_is_idle(balanced):
 
 
 def test_a_configuration_haproxy_refuses_is_an_error_in_its_words():
-    with pytest.raises(RuntimeError, match="refused its configuration"), \
-            running_haproxy([(HOST, 9)], balance="no-such-algorithm"):
+    with (
+        pytest.raises(RuntimeError, match="refused its configuration"),
+        running_haproxy([(HOST, 9)], balance="no-such-algorithm"),
+    ):
         pass
 
 
@@ -99,12 +104,14 @@ def test_the_documented_vm_configuration_is_valid(tmp_path):
     # docs/haproxy.cfg as an operator installs it, with a certificate where it names one.
     certificate = tmp_path / "login.example.com.pem"
     trustme.CA().issue_cert("login.example.com").private_key_and_cert_chain_pem.write_to_path(
-        str(certificate))
+        str(certificate)
+    )
     text = DOCUMENTED.read_text()
     assert "/etc/haproxy/certs/login.example.com.pem" in text
     config = tmp_path / "haproxy.cfg"
     config.write_text(text.replace("/etc/haproxy/certs/login.example.com.pem", str(certificate)))
-    checked = subprocess.run([haproxy_binary(), "-c", "-f", str(config)], capture_output=True,
-                             text=True, timeout=30)
+    checked = subprocess.run(
+        [haproxy_binary(), "-c", "-f", str(config)], capture_output=True, text=True, timeout=30
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "balance leastconn" in text

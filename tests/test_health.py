@@ -2,7 +2,7 @@
 
 import socket
 
-from idp.views.health import register_readiness_check
+from idp.platform.health import register_readiness_check
 
 
 def unused_port() -> int:

@@ -32,8 +32,13 @@ VARIANTS = {
         "image": {"tag": "1.2.3"},
         "imagePullSecrets": [{"name": "registry"}],
         "extraEnv": [{"name": "IDP_PIN_LIFETIME", "value": "240"}],
-        "ingress": {"tlsSecretName": "", "annotations": {
-            "cert-manager.io/issuer": "le", "nginx.ingress.kubernetes.io/load-balance": "ewma"}},
+        "ingress": {
+            "tlsSecretName": "",
+            "annotations": {
+                "cert-manager.io/issuer": "le",
+                "nginx.ingress.kubernetes.io/load-balance": "ewma",
+            },
+        },
         "podAnnotations": {"team": "identity"},
         "nodeSelector": {"pool": "web"},
         "tolerations": [{"key": "web", "operator": "Exists", "effect": "NoSchedule"}],
@@ -44,9 +49,7 @@ VARIANTS = {
                         "weight": 100,
                         "podAffinityTerm": {
                             "topologyKey": "kubernetes.io/hostname",
-                            "labelSelector": {
-                                "matchLabels": {"app.kubernetes.io/name": "idp"}
-                            },
+                            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "idp"}},
                         },
                     }
                 ]
@@ -208,8 +211,9 @@ def test_metrics_port_is_open_only_to_the_monitoring_namespace():
     ] == {"name": "http"}
     rules = manifests["NetworkPolicy"]["spec"]["ingress"]
     metrics_rule = next(rule for rule in rules if rule["ports"][0]["port"] == "metrics")
-    assert metrics_rule["from"][0]["namespaceSelector"]["matchLabels"] == (
-        VALUES["networkPolicy"]["metricsNamespaceLabels"]
+    assert (
+        metrics_rule["from"][0]["namespaceSelector"]["matchLabels"]
+        == (VALUES["networkPolicy"]["metricsNamespaceLabels"])
     )
 
 

@@ -10,8 +10,8 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
-from idp.models import User
-from idp.services import pins
+from idp.accounts.models import User
+from idp.authn.factors import pins
 from tests.conftest import PASSWORD, activate, invite, path_of, post_form
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,7 +2,7 @@
 
 import re
 
-from idp.models import Invitation, User
+from idp.accounts.models import Invitation, User
 from tests.conftest import PASSWORD, activate, csrf_token, invite, login, path_of, post_form
 
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from idp.logging_setup import GunicornLogger, JsonFormatter, loggable_path
+from idp.platform.logging_setup import GunicornLogger, JsonFormatter, loggable_path
 from tests.conftest import PASSWORD, invite, path_of, post_form
 from tests.oidc_fixtures import *  # noqa: F403 (fixtures: idp, browser, rp)
 from tests.test_metrics import fetch, gunicorn
@@ -78,9 +78,10 @@ def test_the_whole_journey_logs_no_secret(make_app, outbox, collected_logs):
 
 
 def test_request_id_is_echoed_when_safe_and_generated_otherwise(client):
-    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers[
-        "X-Request-ID"
-    ] == "abc-123"
+    assert (
+        client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"]
+        == "abc-123"
+    )
     for unsafe in ("a" * 65, "evil\\nline", "<script>", "has space"):
         echoed = client.get("/healthz", headers={"X-Request-ID": unsafe}).headers["X-Request-ID"]
         assert echoed != unsafe and len(echoed) == 32
@@ -116,9 +117,7 @@ def test_gunicorn_access_line_has_neither_query_string_nor_token(capsys):
     logger = GunicornLogger(gunicorn_config())
     token = "WyIxIiwiYWJjIl0.Zx1y2A.k3Jd9sLq0PzXbV8wYtRmNcE4uIo"
     request = SimpleNamespace(method="GET", path=f"/activate/{token}", query="code=c0de")
-    response = SimpleNamespace(
-        status="200 OK", headers=[("X-Request-ID", "req-7")], sent=123
-    )
+    response = SimpleNamespace(status="200 OK", headers=[("X-Request-ID", "req-7")], sent=123)
     environ = {
         "REMOTE_ADDR": "127.0.0.1",
         "QUERY_STRING": "code=c0de",
@@ -186,8 +185,12 @@ def test_the_oidc_flow_logs_no_code_token_or_hint(idp, browser, rp, collected_lo
     )
     requests_post(
         idp.url("/token"),
-        {"grant_type": "authorization_code", "code": secrets["code"],
-         "redirect_uri": rp.redirect_uri, "code_verifier": rp.last["verifier"]},
+        {
+            "grant_type": "authorization_code",
+            "code": secrets["code"],
+            "redirect_uri": rp.redirect_uri,
+            "code_verifier": rp.last["verifier"],
+        },
         (rp.client_id, rp.client_secret),
     )
     browser.http.get(

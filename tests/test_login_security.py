@@ -10,8 +10,10 @@ from urllib.parse import urlsplit
 import pytest
 from argon2 import PasswordHasher
 
-from idp.extensions import db
-from idp.models import AuditEvent, AuthTransaction, Session, User
+from idp.accounts.models import User
+from idp.audit.models import AuditEvent
+from idp.authn.models import AuthTransaction, Session
+from idp.platform.extensions import db
 from tests.conftest import PASSWORD, activate, csrf_token, login, post_form
 
 EN = {"Accept-Language": "en"}
@@ -160,9 +162,7 @@ def pin_attempts_and_failures(app) -> tuple[list[int], int]:
         return attempts, db.session.scalar(db.select(User.failed_pins))
 
 
-@pytest.mark.parametrize(
-    "typed", ["{0} {1}", " {0}{1} ", "{0}-{1}", "\t{0} {1}\n", "{0}\u00a0{1}"]
-)
+@pytest.mark.parametrize("typed", ["{0} {1}", " {0}{1} ", "{0}-{1}", "\t{0} {1}\n", "{0}\u00a0{1}"])
 def test_a_pin_typed_with_spaces_or_a_hyphen_is_the_pin(app, client, outbox, typed):
     activate(app, client, outbox)
     start_login(client)
@@ -231,9 +231,7 @@ def test_no_sms_goes_out_while_wrong_pins_lock_the_account(app, client, outbox):
         submit_pin(browser, wrong(outbox.last_pin()))
     sent = len(outbox.sms())
 
-    response = post_form(
-        browser, "/login", {"username": "anna", "password": PASSWORD}, headers=EN
-    )
+    response = post_form(browser, "/login", {"username": "anna", "password": PASSWORD}, headers=EN)
     assert response.status_code == 429
     assert re.search(r"you can sign in again at \d{1,2}:\d{2}\W[AP]M", response.text)
     # Nor for a set-password link, which would end in a PIN too.
@@ -242,7 +240,9 @@ def test_no_sms_goes_out_while_wrong_pins_lock_the_account(app, client, outbox):
 
     new = "a brand new passphrase"
     response = post_form(
-        browser, path_of(outbox.last_link()), {"password": new, "password_confirm": new},
+        browser,
+        path_of(outbox.last_link()),
+        {"password": new, "password_confirm": new},
         headers=EN,
     )
     assert response.status_code == 429
@@ -657,9 +657,7 @@ def test_new_phone_ends_a_login_whose_pin_went_to_the_old_one(app, client, outbo
     assert_no_session_from(app, browser, pin)
 
 
-def test_password_reset_ends_a_login_begun_with_the_old_password(
-    app, client, outbox, frozen_clock
-):
+def test_password_reset_ends_a_login_begun_with_the_old_password(app, client, outbox, frozen_clock):
     browser, pin = half_done_login(app, client, outbox)
     cli(app, "users", "reset-password", "anna")
     from tests.conftest import path_of

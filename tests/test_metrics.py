@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from idp import metrics
+from idp.platform import metrics
 from idp.senders import SendError, SmsReceipt
 from tests.conftest import PASSWORD, activate, login, post_form
 from tests.test_health import unused_port
@@ -47,8 +47,7 @@ def test_requests_are_not_timed_unless_metrics_are_enabled(client):
     before = sample("idp_request_duration_seconds_count", endpoint="login.form", method="GET")
     assert client.get("/login").status_code == 200
     assert (
-        sample("idp_request_duration_seconds_count", endpoint="login.form", method="GET")
-        == before
+        sample("idp_request_duration_seconds_count", endpoint="login.form", method="GET") == before
     )
 
 
@@ -124,7 +123,11 @@ def test_multiprocess_mode_sums_what_every_process_counted(tmp_path):
         "print(generate_latest(metrics.registry()).decode())"
     )
     text = subprocess.run(
-        [sys.executable, "-c", scrape], env=env, check=True, timeout=60, capture_output=True,
+        [sys.executable, "-c", scrape],
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
         text=True,
     ).stdout
     assert 'idp_logins_total{result="ok"} 2.0' in text
@@ -149,7 +152,10 @@ def gunicorn(tmp_path: Path, database_uri: str, **settings):
     with log.open("w") as stderr:
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"],
-            cwd=ROOT, env=env, stdout=stderr, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=stderr,
+            stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
     lines: list[str] = []

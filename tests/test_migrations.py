@@ -6,7 +6,7 @@ from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 
 from idp import create_app
-from idp.extensions import db
+from idp.platform.extensions import db
 
 
 def drift(app) -> list:

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from idp.models import Client, SigningKey
-from idp.services import clock, keys
+from idp.oidc import keys
+from idp.oidc.models import Client, SigningKey
+from idp.platform import clock
 from tests.oidc_fixtures import *  # noqa: F403 (fixtures: resolver)
 
 

@@ -8,7 +8,7 @@ import re
 import requests
 from prometheus_client import REGISTRY
 
-from idp.services import keys
+from idp.oidc import keys
 from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 
 GERMAN = {"Accept-Language": "de"}

@@ -203,8 +203,8 @@ def test_the_token_statements_are_compiled_once_not_per_request(idp, browser, rp
     which cost more than the rest of its execution."""
     from sqlalchemy import event
 
-    from idp.database import _AUTOCOMMIT_ENGINE
-    from idp.extensions import db
+    from idp.platform.database import _AUTOCOMMIT_ENGINE
+    from idp.platform.extensions import db
 
     token = rp.sign_in(browser)
     with idp.app.app_context():
@@ -249,9 +249,9 @@ def test_the_token_statements_are_compiled_once_not_per_request(idp, browser, rp
 def test_a_refresh_brings_a_new_id_token_with_the_claims_of_now(idp, browser, rp):
     """OIDC Core 12.2: same issuer, subject, audience and auth_time as at the login, a new iat,
     no nonce; the claims as they are now (here: an entitlement granted since the login)."""
-    from idp.extensions import db
-    from idp.models import User
-    from idp.services.keys import half_hash
+    from idp.accounts.models import User
+    from idp.oidc.keys import half_hash
+    from idp.platform.extensions import db
 
     token = rp.sign_in(browser)
     first = rp.verify_id_token(token["id_token"])
@@ -342,7 +342,7 @@ def test_opaque_access_tokens_reveal_nothing_and_work_like_jwt_ones(idp, browser
     """A client registered with --access-token-format opaque: random values, not JWTs, that
     userinfo and introspection accept, that refresh and revocation handle as JWT ones, and
     that the ID token's at_hash covers."""
-    from idp.services.keys import half_hash
+    from idp.oidc.keys import half_hash
 
     rp = make_rp("--access-token-format", "opaque")
     token = rp.sign_in(browser)
@@ -359,8 +359,10 @@ def test_opaque_access_tokens_reveal_nothing_and_work_like_jwt_ones(idp, browser
     assert "." not in refreshed["access_token"]
     assert userinfo_status(idp, refreshed["access_token"]) == 200
     revoked = requests.post(
-        idp.url("/revoke"), data={"token": refreshed["access_token"]},
-        auth=(rp.client_id, rp.client_secret), timeout=5,
+        idp.url("/revoke"),
+        data={"token": refreshed["access_token"]},
+        auth=(rp.client_id, rp.client_secret),
+        timeout=5,
     )
     assert revoked.status_code == 200
     assert userinfo_status(idp, refreshed["access_token"]) == 401
@@ -370,9 +372,9 @@ def test_opaque_access_tokens_reveal_nothing_and_work_like_jwt_ones(idp, browser
 def test_a_jwt_clients_access_token_is_never_taken_without_its_signature(idp, browser, rp):
     """The stored digest alone does not do for a JWT client: a value without dots is taken as
     opaque only for a client given opaque tokens."""
-    from idp.extensions import db
-    from idp.models import Token, TokenKind
-    from idp.services.secrets import digest
+    from idp.oidc.models import Token, TokenKind
+    from idp.platform.extensions import db
+    from idp.platform.secrets import digest
 
     token = rp.sign_in(browser)
     dotless = "A" * 43

@@ -8,8 +8,8 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from idp import network
-from idp.services import tokens_logout
+from idp.oidc import tokens_logout
+from idp.platform import network
 from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
@@ -65,9 +65,7 @@ def test_rp_initiated_logout_ends_the_session_and_tells_every_rp(
         assert status == 401
 
 
-def test_logout_without_a_post_logout_redirect_uri_says_the_person_is_signed_out(
-    idp, browser, rp
-):
+def test_logout_without_a_post_logout_redirect_uri_says_the_person_is_signed_out(idp, browser, rp):
     token = rp.sign_in(browser)
     query = urlencode({"id_token_hint": token["id_token"]})
     landed = browser.http.get(

@@ -11,7 +11,7 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
-from idp.services import token_store
+from idp.oidc import token_store
 from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 from tests.oidc_fixtures import HOST
 

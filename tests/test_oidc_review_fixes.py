@@ -12,8 +12,9 @@ import pytest
 import requests
 from joserfc import jwt
 
-from idp.extensions import db
-from idp.services import clock, keys
+from idp.oidc import keys
+from idp.platform import clock
+from idp.platform.extensions import db
 from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 from tests.oidc_fixtures import Browser
 

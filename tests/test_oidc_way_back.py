@@ -10,10 +10,11 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 import pytest
 import requests
 
-from idp.extensions import db
-from idp.models import PendingAuthorization, User
-from idp.views.oidc import AUTHORIZATION_PARAMETERS
-from idp.web import MAX_BROWSER_AUTHORIZATIONS
+from idp.accounts.models import User
+from idp.oidc.models import PendingAuthorization
+from idp.oidc.views import AUTHORIZATION_PARAMETERS
+from idp.platform.extensions import db
+from idp.platform.web import MAX_BROWSER_AUTHORIZATIONS
 from tests.conftest import PASSWORD, activate, invite, path_of
 from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 from tests.oidc_fixtures import Browser, _csrf

@@ -4,9 +4,9 @@ import pytest
 from argon2 import PasswordHasher, extract_parameters
 
 from idp import create_app
-from idp.extensions import db
-from idp.models import User
-from idp.services.passwords import check_policy, hashing
+from idp.accounts.models import User
+from idp.accounts.passwords import check_policy, hashing
+from idp.platform.extensions import db
 from tests.conftest import PASSWORD, activate, login, post_form
 
 USER = {"username": "anna.admin", "email": "a.schmidt@example.com"}

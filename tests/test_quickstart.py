@@ -35,7 +35,9 @@ def test_the_serving_command_names_only_what_the_package_ships(monkeypatch, tmp_
 def test_every_placeholder_of_the_exports_gets_a_value_and_production_its_urls():
     [export] = [command for command in COMMANDS if command.startswith("export ")]
     test_bed = {
-        "IDP_SECRET_KEY": "s", "IDP_VONAGE_API_KEY": "k", "IDP_VONAGE_API_SECRET": "v",
+        "IDP_SECRET_KEY": "s",
+        "IDP_VONAGE_API_KEY": "k",
+        "IDP_VONAGE_API_SECRET": "v",
     }
     values = exported(export, test_bed)
     assert test_bed == {}
@@ -51,8 +53,9 @@ def test_the_exports_name_the_mail_port_and_tls_with_their_defaults():
     from idp import create_app
 
     [export] = [command for command in COMMANDS if command.startswith("export ")]
-    values = exported(export, {"IDP_SECRET_KEY": "s", "IDP_VONAGE_API_KEY": "k",
-                               "IDP_VONAGE_API_SECRET": "v"})
+    values = exported(
+        export, {"IDP_SECRET_KEY": "s", "IDP_VONAGE_API_KEY": "k", "IDP_VONAGE_API_SECRET": "v"}
+    )
     defaults = create_app("testing").config
     assert int(values["IDP_MAIL_PORT"]) == defaults["MAIL_PORT"] == 587
     assert values["IDP_MAIL_USE_TLS"] == "true" and defaults["MAIL_USE_TLS"] is True

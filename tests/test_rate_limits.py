@@ -14,7 +14,7 @@ import redis
 import requests
 from flask import Config
 
-from idp.resources import resource_dir
+from idp.platform.resources import resource_dir
 from tests.conftest import PASSWORD, activate, csrf_token, invite, login, path_of, post_form
 from tests.test_metrics import gunicorn
 
@@ -80,7 +80,7 @@ def test_pin_and_activation_posts_per_address_are_limited(make_app, outbox):
 def test_only_the_limited_views_pass_through_the_limiter(make_app, monkeypatch):
     """The limits sit on their views; protocol requests (the token endpoint, discovery) do not
     pay for a limiter check that has nothing to check."""
-    from idp.ratelimit import limiter
+    from idp.platform.ratelimit import limiter
 
     checked = []
     original = limiter._check_request_limit
@@ -181,7 +181,7 @@ def test_a_blocked_login_says_until_when_and_looks_the_same_for_unknown_names(ma
 def real_verifies_of_parallel_guesses(app, addresses: list[str]) -> int:
     """Fires one wrong password per address at once; returns how many were checked against
     the account's real hash (the rest met a limit and cost a dummy verify)."""
-    from idp.services.passwords import PasswordHashing
+    from idp.accounts.passwords import PasswordHashing
 
     counted = []
     original = PasswordHashing.verify

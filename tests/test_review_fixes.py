@@ -15,10 +15,10 @@ from scim2_models import PatchOp, PatchOperation
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
-import idp.services.invitations as invitations_module
-from idp.extensions import db
-from idp.models import AuditEvent
-from idp.services import invitations, provisioning
+import idp.accounts.invitations as invitations_module
+from idp.accounts import invitations, provisioning
+from idp.audit.models import AuditEvent
+from idp.platform.extensions import db
 from tests.conftest import invite, path_of, post_form
 from tests.scim_fixtures import *  # noqa: F403 (fixtures: idp, browser, make_rp, ordering, ...)
 from tests.scim_fixtures import new_user, stored_user

@@ -10,8 +10,9 @@ import requests
 from scim2_models import PatchOp, PatchOperation, SCIMException, SearchRequest
 from scim2_tester import Status, check_server
 
-from idp.models import AuditEvent, User
-from idp.services import users
+from idp.accounts import users
+from idp.accounts.models import User
+from idp.audit.models import AuditEvent
 from tests.scim_fixtures import *  # noqa: F403 (fixtures)
 from tests.scim_fixtures import (
     CUSTOMER,
@@ -221,8 +222,10 @@ def test_erasure_on_the_way_stays_when_the_write_then_fails(idp, ordering, froze
     frozen_clock.advance(days=31)
     token = service_token(idp, service).json()["access_token"]
     refused = requests.post(
-        f"{ordering.base}/Users", json={"schemas": [], "userName": ""},
-        headers={"Authorization": f"Bearer {token}"}, timeout=5,
+        f"{ordering.base}/Users",
+        json={"schemas": [], "userName": ""},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
     )
     assert refused.status_code == 400
     assert stored_user(idp, subject=created.id).erased_at is not None
@@ -335,7 +338,9 @@ def test_core_name_as_entra_and_okta_send_it(idp, ordering, outbox):
     )
     assert response.status_code == 200, response.text
     assert response.json()["name"] == {
-        "givenName": "Anne", "familyName": "Admin", "formatted": "Dr. Anne Admin"
+        "givenName": "Anne",
+        "familyName": "Admin",
+        "formatted": "Dr. Anne Admin",
     }
     # Okta: the whole resource by PUT.
     current = ordering.http.get(f"/Users/{subject}").json()
@@ -483,8 +488,12 @@ def test_provisioning_never_enables_an_account_an_operator_disabled(idp, orderin
         for actor, _, _ in audit_events(idp, event)
     ]
     assert events == [
-        ("user.disabled", "client"), ("user.disabled", "cli"), ("user.disabled", "client"),
-        ("user.disabled", "cli"), ("user.enabled", "client"), ("user.enabled", "cli"),
+        ("user.disabled", "client"),
+        ("user.disabled", "cli"),
+        ("user.disabled", "client"),
+        ("user.disabled", "cli"),
+        ("user.enabled", "client"),
+        ("user.enabled", "cli"),
         ("user.enabled", "cli"),
     ]
 

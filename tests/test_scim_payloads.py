@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from idp.models import AuditEvent, User
+from idp.accounts.models import User
+from idp.audit.models import AuditEvent
 from tests.scim_fixtures import *  # noqa: F403 (fixtures)
 from tests.scim_fixtures import count_rows
 
@@ -31,7 +32,9 @@ CASES = {
     "unknown language": ({"preferredLanguage": "fr"}, 400, "invalidValue"),
     # Names go verbatim into the activation mail's text: one line of text, nothing else.
     "line break in displayName": (
-        {"displayName": "Anna\nBcc: mallory@example.com"}, 400, "invalidValue"
+        {"displayName": "Anna\nBcc: mallory@example.com"},
+        400,
+        "invalidValue",
     ),
     "control character in givenName": ({"name": {"givenName": "Anna\x1b[2J"}}, 400, "invalidValue"),
     "line separator in familyName": ({"name": {"familyName": "Ad\u2028min"}}, 400, "invalidValue"),

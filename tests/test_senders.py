@@ -9,17 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from idp.config import ConfigurationError
-from idp.extensions import db
-from idp.models import (
-    AuditEvent,
-    AuthTransaction,
-    Invitation,
-    PinChallenge,
-    Session,
-    TransactionState,
-    User,
-)
+from idp.accounts.models import Invitation, User
+from idp.audit.models import AuditEvent
+from idp.authn.models import AuthTransaction, PinChallenge, Session, TransactionState
+from idp.platform.config import ConfigurationError
+from idp.platform.extensions import db
 from idp.senders import Mail, SendError, Sms
 from tests.conftest import PASSWORD, csrf_token, path_of, post_form
 
@@ -80,9 +74,7 @@ MAIL_SENDERS = {
 
 
 @pytest.mark.parametrize("backend", list(MAIL_SENDERS))
-def test_mail_sender_contract_delivers_without_logging_the_body(
-    backend, request, make_app, caplog
-):
+def test_mail_sender_contract_delivers_without_logging_the_body(backend, request, make_app, caplog):
     app, delivered = MAIL_SENDERS[backend](request, make_app)
     caplog.set_level(logging.DEBUG)
     with app.app_context():
@@ -105,7 +97,10 @@ def unreachable_smtp(make_app, certificates):
     from tests.servers import HOST, free_port
 
     return make_app(
-        MAIL_BACKEND="smtp", MAIL_SERVER=HOST, MAIL_PORT=free_port(), MAIL_TIMEOUT=2,
+        MAIL_BACKEND="smtp",
+        MAIL_SERVER=HOST,
+        MAIL_PORT=free_port(),
+        MAIL_TIMEOUT=2,
         MAIL_CA_FILE=str(certificates.ca_file),
     )
 
@@ -218,8 +213,9 @@ def test_the_sender_is_one_mailbox_whatever_its_name(
 
 
 @pytest.mark.parametrize("configured", ["e:service", "e:service <no-reply>", "a <b@c> d"])
-def test_a_sender_that_is_no_mailbox_is_refused_at_start(configured, make_app, smtp_server,
-                                                         certificates):
+def test_a_sender_that_is_no_mailbox_is_refused_at_start(
+    configured, make_app, smtp_server, certificates
+):
     settings = smtp_server.settings(certificates.ca_file) | {"MAIL_DEFAULT_SENDER": configured}
     with pytest.raises(ConfigurationError, match="IDP_MAIL_DEFAULT_SENDER"):
         make_app(**settings)
@@ -315,8 +311,7 @@ def test_file_sms_failure_is_a_send_error(make_app, tmp_path):
 
 def invite_anna(app):
     return app.test_cli_runner().invoke(
-        args=["users", "invite", "anna", "--email", "anna@example.com", "--phone",
-              "+4915112345678"]
+        args=["users", "invite", "anna", "--email", "anna@example.com", "--phone", "+4915112345678"]
     )
 
 
@@ -439,9 +434,7 @@ def test_failing_sms_at_activation_leaves_nothing_half_done(
 
 
 @pytest.mark.parametrize("mode", SMS_FAILURES)
-def test_failing_sms_at_login_leaves_nothing_half_done(
-    mode, real_senders_app, smtp_server, vonage
-):
+def test_failing_sms_at_login_leaves_nothing_half_done(mode, real_senders_app, smtp_server, vonage):
     app = real_senders_app
     client = app.test_client()
     assert invite_anna(app).exit_code == 0
@@ -505,7 +498,6 @@ def test_failing_smtp_at_invite_changes_nothing(failure, make_app, smtp_server, 
         assert db.session.scalars(db.select(User)).all() == []
         assert db.session.scalars(db.select(Invitation)).all() == []
         assert db.session.scalars(db.select(AuditEvent)).all() == []
-
 
 
 @pytest.mark.parametrize("command", ["resend-invite", "reset-password"])

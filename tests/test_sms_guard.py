@@ -4,7 +4,7 @@ caps per number and per account, and the global hourly budget with its circuit b
 import pytest
 from limits.storage import MemoryStorage
 
-from idp.services.sms_guard import SmsGuard, SmsRefused, number_problem
+from idp.authn.factors.sms_guard import SmsGuard, SmsRefused, number_problem
 
 MOBILE_DE = "+4915112345678"
 
@@ -71,8 +71,9 @@ def test_global_message_budget_stops_all_sending(app, caplog):
 
 
 def test_money_budget_opens_the_circuit_breaker(app):
-    guard = make_guard(per_number="100 per day", per_account="100 per day",
-                       budget_messages="100 per hour")
+    guard = make_guard(
+        per_number="100 per day", per_account="100 per day", budget_messages="100 per hour"
+    )
     with app.app_context():
         guard.reserve(MOBILE_DE, "anna")
         guard.record_cost("0.0600")
@@ -84,8 +85,9 @@ def test_money_budget_opens_the_circuit_breaker(app):
 
 
 def test_refused_number_does_not_use_the_global_budget(app):
-    guard = make_guard(per_number="1 per day", per_account="100 per day",
-                       budget_messages="2 per hour")
+    guard = make_guard(
+        per_number="1 per day", per_account="100 per day", budget_messages="2 per hour"
+    )
     with app.app_context():
         guard.reserve(MOBILE_DE, "anna")
         for _ in range(5):

@@ -6,9 +6,11 @@ import re
 import pytest
 
 from idp import create_app
-from idp.extensions import db
-from idp.models import AuditEvent, AuthTransaction, Invitation, PinChallenge, Session, User
-from idp.services import links
+from idp.accounts import links
+from idp.accounts.models import Invitation, User
+from idp.audit.models import AuditEvent
+from idp.authn.models import AuthTransaction, PinChallenge, Session
+from idp.platform.extensions import db
 from tests.conftest import PASSWORD, activate, csrf_token, invite, login, path_of, post_form
 
 EN = {"Accept-Language": "en"}
@@ -20,16 +22,19 @@ def snapshot(app) -> dict:
     with app.app_context():
         user = db.session.scalar(db.select(User).where(User.username_key == "anna"))
         return {
-            "user": (user.state, user.password_hash, user.failed_passwords, user.failed_pins,
-                     user.locked_until),
+            "user": (
+                user.state,
+                user.password_hash,
+                user.failed_passwords,
+                user.failed_pins,
+                user.locked_until,
+            ),
             "transactions": [
                 (t.state, t.pin_attempts, t.pins_sent)
                 for t in db.session.scalars(db.select(AuthTransaction).order_by(AuthTransaction.id))
             ],
             "pins": db.session.scalar(db.select(db.func.count(PinChallenge.id))),
-            "sessions": [
-                (s.id, s.revoked_at) for s in db.session.scalars(db.select(Session))
-            ],
+            "sessions": [(s.id, s.revoked_at) for s in db.session.scalars(db.select(Session))],
             "invitations": [(i.id, i.state) for i in db.session.scalars(db.select(Invitation))],
             "audit": db.session.scalar(db.select(db.func.count(AuditEvent.id))),
         }
@@ -71,8 +76,10 @@ def test_post_without_valid_csrf_token_is_refused_and_changes_nothing(
         "login-while-signed-in": ("/login", {"username": "anna", "password": "wrong"}),
         "pin": ("/pin", {"pin": outbox.last_pin()}),
         "pin-resend": ("/pin", {"resend": "1"}),
-        "activate": (link, {"password": "a new passphrase here", "password_confirm":
-                            "a new passphrase here"}),
+        "activate": (
+            link,
+            {"password": "a new passphrase here", "password_confirm": "a new passphrase here"},
+        ),
         "logout": ("/logout", {}),
     }[target]
     if token is not None:
@@ -194,9 +201,7 @@ HTTPS = {"base_url": "https://login.example.com"}
 
 
 def set_cookie_headers(response) -> dict[str, str]:
-    return {
-        header.split("=", 1)[0]: header for header in response.headers.getlist("Set-Cookie")
-    }
+    return {header.split("=", 1)[0]: header for header in response.headers.getlist("Set-Cookie")}
 
 
 def assert_host_cookie(header: str) -> None:
@@ -212,8 +217,7 @@ def test_production_cookies_headers_and_https_posts(production_app, smtp_server,
     app = production_app
     client = app.test_client()
     result = app.test_cli_runner().invoke(
-        args=["users", "invite", "anna", "--email", "anna@example.com", "--phone",
-              "+4915112345678"]
+        args=["users", "invite", "anna", "--email", "anna@example.com", "--phone", "+4915112345678"]
     )
     assert result.exit_code == 0, result.output
     text = smtp_server.mailbox.messages[-1].get_body(("plain",)).get_content()
@@ -226,8 +230,11 @@ def test_production_cookies_headers_and_https_posts(production_app, smtp_server,
     # Browsers send no Referer under Referrer-Policy: no-referrer; POSTs over HTTPS must work.
     response = client.post(
         link,
-        data={"csrf_token": csrf_token(page.text), "password": PASSWORD,
-              "password_confirm": PASSWORD},
+        data={
+            "csrf_token": csrf_token(page.text),
+            "password": PASSWORD,
+            "password_confirm": PASSWORD,
+        },
         **HTTPS,
     )
     assert response.status_code == 303, response.text
@@ -280,14 +287,13 @@ def test_non_utf8_form_data_is_no_500(app, client, outbox):
     activate(app, client, outbox)
     token = csrf_token(client.get("/login").text).encode()
     body = b"csrf_token=" + token + b"&username=anna%ff%fe&password=\xff\xfe\xfa"
-    response = client.post(
-        "/login", data=body, content_type="application/x-www-form-urlencoded"
-    )
+    response = client.post("/login", data=body, content_type="application/x-www-form-urlencoded")
     assert response.status_code in (200, 400)
     post_form(client, "/login", {"username": "anna", "password": PASSWORD})
     token = csrf_token(client.get("/pin").text).encode()
     response = client.post(
-        "/pin", data=b"csrf_token=" + token + b"&pin=%ff%fe%fd123",
+        "/pin",
+        data=b"csrf_token=" + token + b"&pin=%ff%fe%fd123",
         content_type="application/x-www-form-urlencoded",
     )
     assert response.status_code in (400, 422)
@@ -372,8 +378,11 @@ def test_tampered_links_get_a_friendly_page(app, client, outbox):
             assert "This link is incomplete or invalid" in page.text, case
         # POSTing to it changes nothing either.
         response = post_form(
-            client, f"/activate/{token}", {"password": PASSWORD, "password_confirm": PASSWORD},
-            page_url="/login", headers=EN,
+            client,
+            f"/activate/{token}",
+            {"password": PASSWORD, "password_confirm": PASSWORD},
+            page_url="/login",
+            headers=EN,
         )
         assert response.status_code in (400, 404), case
     assert outbox.sms() == []
@@ -417,7 +426,9 @@ def test_used_link_gets_a_friendly_page(app, client, outbox):
     page = client.get(link, headers=EN)
     assert page.status_code == 410 and "already been used" in page.text
     response = post_form(
-        client, link, {"password": PASSWORD + "2", "password_confirm": PASSWORD + "2"},
+        client,
+        link,
+        {"password": PASSWORD + "2", "password_confirm": PASSWORD + "2"},
         page_url="/login",
     )
     assert response.status_code == 410
@@ -438,7 +449,7 @@ def test_link_used_while_a_pin_was_pending_cannot_complete_twice(app, outbox, fr
     response = first.post("/pin", data={"csrf_token": first_token, "pin": first_pin})
     assert response.status_code == 410
     with app.app_context():
-        from idp.services.passwords import hashing
+        from idp.accounts.passwords import hashing
 
         assert hashing().verify(db.session.scalar(db.select(User)).password_hash, other)
 
@@ -461,8 +472,15 @@ def test_resend_invite_kills_the_old_link(app, client, outbox):
 
 
 @pytest.mark.parametrize(
-    "path", ["/activate/%ff%fe", "/activate/" + "A" * 5000, "/login?next=%ff",
-             "/language/%ff?next=%ff", "/pin?x=%00", "/activate/..%2f..%2fetc"],
+    "path",
+    [
+        "/activate/%ff%fe",
+        "/activate/" + "A" * 5000,
+        "/login?next=%ff",
+        "/language/%ff?next=%ff",
+        "/pin?x=%00",
+        "/activate/..%2f..%2fetc",
+    ],
 )
 def test_junk_urls_are_no_500(client, path):
     assert client.get(path).status_code < 500

@@ -8,7 +8,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from idp.config import ConfigurationError
+from idp.platform.config import ConfigurationError
 from idp.senders import Mail, SendError
 from idp.senders.outbox import FileOutbox, print_loudly
 

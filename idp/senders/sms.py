@@ -2,7 +2,7 @@
 
 import logging
 
-from idp.config import ConfigurationError
+from idp.platform.config import ConfigurationError
 from idp.senders import SendError, Sms, SmsReceipt
 from idp.senders.outbox import FileOutbox, print_loudly
 

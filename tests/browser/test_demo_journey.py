@@ -5,7 +5,7 @@ fresh PIN (step-up), and logout from e:service ending cloud.phone's session too.
 import pytest
 
 from idp.demo import DemoPorts, serve_demo
-from idp.demo_apps.servers import free_port
+from idp.demo.servers import free_port
 from tests.browser.conftest import SCREENSHOTS, Steps, new_page, newest_link, newest_pin
 from tests.conftest import PASSWORD
 

@@ -1,0 +1,72 @@
+"""Setting a password through a personal link: the new password takes effect only when the SMS
+PIN sent to the phone on record is confirmed, so that a leaked e-mail alone yields nothing."""
+
+from datetime import datetime
+from typing import NamedTuple
+
+from idp import audit
+from idp.accounts import invitations
+from idp.accounts.models import Invitation, InvitationPurpose, User, UserState
+from idp.accounts.passwords import PolicyViolation, check_policy, hashing
+from idp.authn import lockout, transactions
+from idp.authn.models import AuthTransaction, TransactionPurpose
+from idp.oidc import tokens_logout
+
+
+class Completed(NamedTuple):
+    """The user whose password took effect, and the back-channel logouts to send once the
+    change is committed (tokens_logout.send)."""
+
+    user: User
+    logouts: list[tuple[str, str]]
+
+
+def begin(
+    invitation: Invitation, password: str, confirmation: str, now: datetime, ip: str | None
+) -> tuple[AuthTransaction, str] | PolicyViolation:
+    """Checks the password and sends the PIN (as transactions.send_first_pin). Raises
+    PinsLocked while wrong PINs lock the account, SendError when the SMS fails; the caller
+    rolls back. Returns the transaction and the token for the browser."""
+    user = invitation.user
+    violation = check_policy(password, confirmation, username=user.username, email=user.email)
+    if violation is not None:
+        return violation
+    transaction, token = transactions.start(
+        user,
+        TransactionPurpose.ACTIVATION,
+        now,
+        invitation_id=invitation.id,
+        pending_password_hash=hashing().hash(password),
+    )
+    invitations.mark_opened(invitation, now)
+    transactions.send_first_pin(transaction, now, ip)
+    return transaction, token
+
+
+def complete(transaction: AuthTransaction, now: datetime, ip: str | None) -> Completed:
+    """After the right PIN: the password takes effect and the link dies. LinkProblem when the
+    link was used, revoked or expired in the meantime (the caller rolls back). After a reset,
+    every session and every token the old password opened ends: the caller commits, then
+    sends the returned back-channel logouts."""
+    user = transaction.user
+    invitation = transaction.invitation
+    if invitation is None:
+        raise invitations.LinkProblem("used")
+    invitations.consume(invitation.id, now)
+    user.password_hash = transaction.pending_password_hash
+    user.password_changed_at = now
+    # Logins begun with the old password must not complete after the change.
+    transactions.end_pending(user, now)
+    lockout.reset(user)
+    logouts: list[tuple[str, str]] = []
+    if invitation.purpose == InvitationPurpose.RESET:
+        # A new password ends every session that the old one opened, the access and refresh
+        # tokens its relying parties hold, and tells those relying parties (back-channel).
+        logouts = tokens_logout.end_user_sessions(user, now)
+        audit.record("password.reset", now=now, actor="user", user=user, ip=ip)
+    else:
+        audit.record("user.activated", now=now, actor="user", user=user, ip=ip)
+    if user.state == UserState.INVITED:
+        user.state = UserState.ACTIVE
+    audit.record("password.set", now=now, actor="user", user=user, ip=ip)
+    return Completed(user, logouts)

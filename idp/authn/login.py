@@ -1,0 +1,114 @@
+"""The password step of a login. It yields only a pending transaction, never a session: that
+comes when the SMS PIN is confirmed."""
+
+from contextlib import suppress
+from datetime import datetime
+
+from idp import audit
+from idp.accounts import users
+from idp.accounts.models import User, UserState
+from idp.accounts.passwords import HashingBusy, hashing
+from idp.authn import lockout, sessions, transactions
+from idp.authn.models import AuthTransaction, Session, TransactionPurpose
+from idp.oidc import tokens_logout
+from idp.platform import metrics
+from idp.platform.network import network_of
+from idp.platform.ratelimit import login_attempt_free_at, take_login_attempt
+
+AMR = ["pwd", "sms", "mfa"]
+
+
+class LoginThrottled(Exception):
+    """The name has used up its password attempts from this network: none is checked before
+    `until`. Raised for every name alike, known or not, so that it tells nothing about it."""
+
+    def __init__(self, until: datetime):
+        super().__init__(f"no password attempt before {until.isoformat()}")
+        self.until = until
+
+
+def check_password(username: str, password: str, now: datetime, ip: str | None) -> User | None:
+    """The user when the password is right and the account may log in; else None, or
+    LoginThrottled when the attempt was not even checked. Unknown users, disabled or locked
+    accounts and wrong passwords cost one argon2 verify each, so that neither the answer nor
+    its timing tells them apart."""
+    user = users.find_by_username(username) if username else None
+    # Counted for every name, existing or not, so that the limit tells nothing either.
+    attempt_allowed = take_login_attempt(users.username_key(username), ip)
+    claimed = usable = False
+    if attempt_allowed and user is not None and user.state == UserState.ACTIVE:
+        claimed = lockout.claim_password_attempt(user.id, now)
+        usable = claimed or lockout.is_home_network(user, network_of(ip), now)
+    try:
+        ok = hashing().verify(user.password_hash if usable else None, password)
+    except HashingBusy:
+        # Not checked, so not a try: a burst of other people's logins must not count against
+        # the owner (a lock that this claim set stays, on the safe side). Only an attempt this
+        # request counted is given back: past a lock, from the home network, none was.
+        if claimed:
+            lockout.give_back_password_attempt(user.id)
+        raise
+    if usable:
+        lockout.settle_password_attempt(user, ok, now)
+    if ok and hashing().needs_rehash(user.password_hash):
+        with suppress(HashingBusy):  # the stronger hash can wait for the next login
+            user.password_hash = hashing().hash(password)
+    if not attempt_allowed:
+        audit.record("login.failed", now=now, actor="user", user=user, ip=ip, reason="throttled")
+        metrics.LOGINS.labels(result="throttled").inc()
+        raise LoginThrottled(login_attempt_free_at(users.username_key(username), ip))
+    if not ok:
+        audit.record(
+            "login.failed",
+            now=now,
+            actor="user",
+            user=user,
+            ip=ip,
+            reason="password" if usable else "unusable-account",
+        )
+        metrics.LOGINS.labels(result="password_rejected").inc()
+        return None
+    return user
+
+
+def begin(
+    user: User,
+    now: datetime,
+    ip: str | None,
+    return_to: str | None,
+    purpose: str = TransactionPurpose.LOGIN,
+) -> tuple[AuthTransaction, str]:
+    """Starts the PIN step of a login (or of a step-up, whose SMS says it confirms an action).
+    Raises PinsLocked, sending nothing, while wrong PINs lock the account; SendError when the
+    SMS fails (the caller rolls back). Within the cooldown of the account's last PIN the step
+    starts without one, and its page says when one can be asked for."""
+    transaction, token = transactions.start(user, purpose, now, return_to=return_to)
+    transactions.send_first_pin(transaction, now, ip)
+    return transaction, token
+
+
+def complete(
+    transaction: AuthTransaction,
+    now: datetime,
+    ip: str | None,
+    user_agent: str | None,
+    current: Session | None,
+) -> tuple[Session, str, list[tuple[str, str]]]:
+    """The session after the right PIN, its new cookie token, and the back-channel logouts to
+    send once committed. A fresh login in a live session of the same user (prompt=login,
+    max_age, step-up) renews that session, so single sign-on and logout still span every
+    relying party; a session of another user ends."""
+    user = transaction.user
+    lockout.reset(user)
+    user.last_login_at = now
+    deliveries = []
+    if current is not None and current.user_id == user.id:
+        token = sessions.reauthenticate(current, amr=AMR, now=now)
+        session = current
+    else:
+        if current is not None:
+            deliveries = tokens_logout.end_session(current, now)
+        session, token = sessions.create(user, amr=AMR, now=now, ip=ip, user_agent=user_agent)
+    audit.record("login.succeeded", now=now, actor="user", user=user, ip=ip, sid=session.sid)
+    metrics.LOGINS.labels(result="ok").inc()
+    return session, token, deliveries

@@ -1,0 +1,202 @@
+"""The SMS PIN page, shared by activation and login: confirm, or ask for a new PIN."""
+
+from typing import NamedTuple
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+
+from idp import audit
+from idp.accounts.invitations import LinkProblem
+from idp.accounts.users import masked_phone
+from idp.activation import service as activation
+from idp.activation.views import link_problem_page
+from idp.authn import lockout, login, transactions
+from idp.authn.models import TransactionPurpose
+from idp.authn.transactions import PinResult, ResendRefused
+from idp.oidc import clients, tokens_logout
+from idp.platform import clock
+from idp.platform.extensions import db
+from idp.platform.ratelimit import limit_posts
+from idp.platform.web import (
+    back_to_completed_authorization,
+    cancellable,
+    client_ip,
+    current_session,
+    end_flow,
+    flow_transaction_token,
+    set_session_cookie,
+    sms_error,
+    user_agent,
+    way_back_of,
+)
+from idp.senders import SendError
+
+bp = Blueprint("pin", __name__)
+
+
+def pin_page(transaction, *, error=None, notice=None, status=200):
+    now = clock.now()
+    return (
+        render_template(
+            "pin/pin.html",
+            purpose=transaction.purpose,
+            phone=masked_phone(transaction.user.phone),
+            pin_sent=transaction.pins_sent > 0,
+            resend_wait=transactions.resend_wait(transaction, now),
+            error=error,
+            notice=notice,
+            tries_left=transactions.tries_left(transaction, now),
+            all_tries=current_app.config["PIN_MAX_ATTEMPTS"],
+            locked_until=lockout.pins_locked_until(transaction.user_id, now),
+            cancel=cancellable(way_back_of(transaction.return_to)),
+        ),
+        status,
+    )
+
+
+class WayOut(NamedTuple):
+    url: str
+    name: str
+
+
+def way_out(return_to: str | None) -> WayOut:
+    """Where a person goes who cannot sign in before a lock ends: the page of the relying party
+    that the login was for, else the portal."""
+    way_back = way_back_of(return_to)
+    client = way_back.authorization.client if way_back and way_back.authorization else None
+    landing = clients.landing_uri(client) if client else None
+    if landing:
+        return WayOut(landing, client.name)
+    return WayOut(current_app.config["PORTAL_URL"], current_app.config["PRODUCT_NAME"])
+
+
+def ended_page(purpose: str | None, reason: str, *, return_to: str | None, locked_until=None):
+    """The step ended; its "sign in" link keeps the way back that the login had. While wrong
+    PINs lock the account, a sign-in can only fail: then the page says from when, and leads
+    out instead."""
+    return (
+        render_template(
+            "pin/ended.html",
+            purpose=purpose,
+            reason=reason,
+            locked_until=locked_until,
+            return_to=return_to,
+            way_out=way_out(return_to) if locked_until else None,
+        ),
+        410,
+    )
+
+
+def ended_flow_page():
+    """The browser's step is over (expired, or done): its way back stays."""
+    return ended_page(
+        None, "expired", return_to=transactions.return_to_of(flow_transaction_token())
+    )
+
+
+# The PIN page's message and status for a try that did not complete the step.
+TRY_ANSWERS = {
+    PinResult.WRONG: ("wrong", 422),
+    PinResult.EXPIRED: ("expired", 422),
+    PinResult.MALFORMED: ("malformed", 422),
+    PinResult.NOT_SENT: ("not_sent", 422),
+    PinResult.LOCKED: ("locked", 429),
+}
+# Input that was no try at all: nothing to put on record.
+NO_TRY = (PinResult.MALFORMED, PinResult.NOT_SENT)
+
+
+@bp.get("/pin")
+def form():
+    transaction = transactions.load(flow_transaction_token(), clock.now())
+    if transaction is None:
+        # The back button after a login that went on to a relying party: back there.
+        back = back_to_completed_authorization()
+        return redirect(back) if back else ended_flow_page()
+    return pin_page(transaction)
+
+
+@bp.post("/pin")
+@limit_posts(per_ip="RATELIMIT_PIN_PER_IP")
+def submit():
+    transaction = transactions.load(flow_transaction_token(), clock.now())
+    if transaction is None:
+        return ended_flow_page()
+    if "resend" in request.form:
+        return resend(transaction)
+    result = transactions.verify(transaction, request.form.get("pin", ""), clock.now())
+    if result is PinResult.OK:
+        return complete(transaction)
+    if result not in NO_TRY:
+        audit.record(
+            "pin.failed",
+            now=clock.now(),
+            actor="user",
+            user=transaction.user,
+            ip=client_ip(),
+            purpose=transaction.purpose,
+            result=result.value,
+        )
+        db.session.commit()
+    if result is PinResult.ENDED:
+        end_flow()
+        locked_until = lockout.pins_locked_until(transaction.user_id, clock.now())
+        return ended_page(
+            transaction.purpose,
+            "attempts",
+            return_to=transaction.return_to,
+            locked_until=locked_until,
+        )
+    error, status = TRY_ANSWERS[result]
+    return pin_page(transaction, error=error, status=status)
+
+
+def resend(transaction):
+    try:
+        transactions.resend_pin(transaction, clock.now())
+    except ResendRefused as refused:
+        db.session.rollback()
+        return pin_page(transaction, error=f"resend_{refused.reason}", status=429)
+    except SendError as error:
+        db.session.rollback()
+        current_app.logger.warning("PIN SMS not re-sent: %s", error)
+        key, status = sms_error(error)
+        return pin_page(transaction, error=key, status=status)
+    audit.record(
+        "pin.sent",
+        now=clock.now(),
+        actor="user",
+        user=transaction.user,
+        ip=client_ip(),
+        purpose=transaction.purpose,
+        resend=True,
+    )
+    db.session.commit()
+    return pin_page(transaction, notice="resent")
+
+
+def complete(transaction):
+    if transaction.purpose == TransactionPurpose.ACTIVATION:
+        try:
+            completed = activation.complete(transaction, clock.now(), client_ip())
+        except LinkProblem as problem:
+            db.session.rollback()
+            end_flow()
+            return link_problem_page(problem)
+        db.session.commit()
+        tokens_logout.send(completed.logouts)
+        end_flow()
+        return render_template(
+            "activation/done.html",
+            user=completed.user,
+            portal_url=current_app.config["PORTAL_URL"],
+        )
+    _, session_token, logouts = login.complete(
+        transaction, clock.now(), client_ip(), user_agent(), current_session()
+    )
+    return_to = transaction.return_to or url_for("account.home")
+    db.session.commit()
+    tokens_logout.send(logouts)
+    end_flow()
+    response = redirect(return_to, code=303)
+    set_session_cookie(response, session_token)
+    return response

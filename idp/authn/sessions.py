@@ -1,0 +1,89 @@
+"""Login sessions, server-side: the cookie carries a random token, the row its digest. Idle and
+absolute lifetimes are enforced here, not by the cookie."""
+
+import secrets
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from idp.accounts.models import User
+from idp.authn.models import Session
+from idp.platform.extensions import db
+from idp.platform.secrets import digest, new_token
+
+# Writing last_seen_at on every request would turn every page view into a write.
+TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+def create(
+    user: User, *, amr: list[str], now: datetime, ip: str | None, user_agent: str | None
+) -> tuple[Session, str]:
+    token = new_token()
+    session = Session(
+        token_hash=digest(token),
+        sid=secrets.token_urlsafe(32),
+        user_id=user.id,
+        auth_time=now,
+        amr=amr,
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + timedelta(seconds=current_app.config["SESSION_ABSOLUTE_TIMEOUT"]),
+        ip=ip,
+        user_agent=(user_agent or "")[:255] or None,
+    )
+    db.session.add(session)
+    db.session.flush()
+    return session, token
+
+
+def reauthenticate(session: Session, *, amr: list[str], now: datetime) -> str:
+    """A new login within a live session: the same session (and `sid`) with a new auth_time
+    and a new cookie token, so that a token seen before the login is worthless after it."""
+    token = new_token()
+    session.token_hash = digest(token)
+    session.auth_time = now
+    session.amr = amr
+    session.last_seen_at = now
+    return token
+
+
+def is_live(session: Session, now: datetime) -> bool:
+    idle = timedelta(seconds=current_app.config["SESSION_IDLE_TIMEOUT"])
+    return (
+        session.revoked_at is None
+        and session.expires_at > now
+        and session.last_seen_at + idle > now
+        and session.user.state == "active"
+    )
+
+
+def load(token: str | None, now: datetime) -> Session | None:
+    """The live session for a cookie value, touched; None when there is none."""
+    if not token:
+        return None
+    session = db.session.scalar(select(Session).where(Session.token_hash == digest(token)))
+    if session is None or not is_live(session, now):
+        return None
+    if now - session.last_seen_at >= TOUCH_INTERVAL:
+        session.last_seen_at = now
+        db.session.commit()
+    return session
+
+
+def revoke(session: Session, now: datetime) -> None:
+    if session.revoked_at is None:
+        session.revoked_at = now
+
+
+def revoke_all(user: User, now: datetime) -> list[Session]:
+    """Ends every live session of the user; returns them (for back-channel logout)."""
+    sessions = db.session.scalars(
+        select(Session).where(Session.user_id == user.id, Session.revoked_at.is_(None))
+    ).all()
+    db.session.execute(
+        update(Session)
+        .where(Session.user_id == user.id, Session.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return list(sessions)

@@ -1,0 +1,74 @@
+"""Friendly error pages for people; protocol endpoints answer in their own format instead."""
+
+from flask import Flask, current_app, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from idp.accounts.passwords import HashingBusy
+from idp.platform.extensions import db
+from idp.platform.logging_setup import loggable_path
+
+# Paths that relying parties call: errors there are JSON even when no route matched (a 404 or
+# 405 has no blueprint), since a client library parses the answer instead of showing it.
+PROTOCOL_PATHS = ("/token", "/userinfo", "/revoke", "/introspect", "/jwks.json", "/.well-known")
+JSON_ERRORS = {404: "not_found", 405: "method_not_allowed"}
+SCIM_PATH = "/scim/v2/"
+# When a password check found every argon2 slot taken: long enough for a burst to drain.
+BUSY_RETRY_AFTER_SECONDS = 5
+
+
+def is_protocol_path(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in PROTOCOL_PATHS)
+
+
+def wants_json() -> bool:
+    return request.blueprint in current_app.config.get(
+        "JSON_ERROR_BLUEPRINTS", ()
+    ) or is_protocol_path(request.path)
+
+
+def error_page(status: int, kind: str | None = None):
+    if wants_json():
+        default = JSON_ERRORS.get(status, "invalid_request" if status < 500 else "server_error")
+        return {"error": kind or default}, status
+    return render_template("errors/error.html", status=status, kind=kind), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_failed(error):
+        return error_page(400, "csrf")
+
+    @app.errorhandler(HashingBusy)
+    def hashing_busy(error):
+        # Raised before anything was counted or written; the person just tries again.
+        db.session.rollback()
+        page, status = error_page(503, "busy")
+        return page, status, {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        if error.code is None or error.code < 400:
+            return error
+        if request.path.startswith(SCIM_PATH):
+            # No route matched, so the SCIM blueprint's handler was not asked: SCIM clients
+            # still parse SCIM's error format.
+            from idp.scim import views as scim
+
+            return scim.http_error(error)
+        response = error.get_response()
+        page, status = error_page(error.code)
+        if isinstance(page, str):
+            response.set_data(page)
+            response.content_type = "text/html; charset=utf-8"
+            return response
+        # The error's own headers stay (Allow on a 405).
+        return page, status, [(k, v) for k, v in response.headers if k.lower() == "allow"]
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        db.session.rollback()
+        current_app.logger.exception(
+            "unhandled error on %s %s", request.method, loggable_path(request.path)
+        )
+        return error_page(InternalServerError.code)

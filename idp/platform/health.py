@@ -1,0 +1,95 @@
+"""Liveness (/healthz: the process answers) and readiness (/readyz: it can serve a login).
+
+Readiness runs named checks (database, signing_key, redis when configured); each returns
+nothing or raises. Other parts of the app add theirs with `register_readiness_check`. A failing
+check is named in the answer but its error text never is: it may carry a host, a user or a URL.
+"""
+
+from collections.abc import Callable
+
+from flask import Blueprint, Flask, current_app
+from sqlalchemy import text
+
+from idp.platform.extensions import db
+
+bp = Blueprint("health", __name__)
+
+ReadinessCheck = Callable[[], None]
+
+
+class NotReady(Exception):
+    """A failure that a check explains in words of its own, with nothing of the configuration
+    in them: logged as it is (other errors by their type only)."""
+
+
+@bp.get("/healthz")
+def healthz():
+    return {"status": "ok"}
+
+
+@bp.get("/readyz")
+def readyz():
+    results = {}
+    for name, check in readiness_checks(current_app).items():
+        try:
+            check()
+        except NotReady as error:
+            current_app.logger.warning("readiness check %s failed: %s", name, error)
+            results[name] = "failed"
+        except Exception as error:  # any failure means "not ready"; which one is logged
+            current_app.logger.warning("readiness check %s failed: %s", name, type(error).__name__)
+            results[name] = "failed"
+        else:
+            results[name] = "ok"
+    failing = [name for name, result in results.items() if result != "ok"]
+    if failing:
+        return {"status": "unavailable", "failing": failing, "checks": results}, 503
+    return {"status": "ready", "checks": results}
+
+
+def register_readiness_check(app: Flask, name: str, check: ReadinessCheck) -> None:
+    """Adds a check that must pass before the instance takes traffic."""
+    app.extensions.setdefault("idp.readiness", {})[name] = check
+
+
+def readiness_checks(app: Flask) -> dict[str, ReadinessCheck]:
+    return app.extensions.get("idp.readiness", {})
+
+
+def init_readiness(app: Flask) -> None:
+    register_readiness_check(app, "database", check_database)
+    register_readiness_check(app, "signing_key", check_signing_key)
+    if app.config["REDIS_URL"]:
+        register_readiness_check(app, "redis", check_redis)
+
+
+def check_database() -> None:
+    with db.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def check_redis() -> None:
+    import redis
+
+    client = redis.Redis.from_url(
+        current_app.config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=2
+    )
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def check_signing_key() -> None:
+    """A key signs: it exists (or is made now, as on first use) and decrypts with our secret."""
+    from idp.oidc import keys
+    from idp.platform import clock
+
+    try:
+        keys.sign({"purpose": "readiness"}, alg=keys.DEFAULT_ALG, now=clock.now())
+    except keys.UndecryptableKeys as error:
+        # Instances with another secret (one pod changed, one not) split: those that can
+        # decrypt stay in traffic, this one leaves it, and its log says why.
+        raise NotReady(
+            f"this instance cannot sign: {error} (every instance needs the same secret)"
+        ) from None

@@ -1,1 +1,0 @@
-"""Plain functions with explicit arguments: the domain. No Authlib, no request parsing."""

@@ -1,1 +1,0 @@
-"""One blueprint per flow; views parse, call a service, render."""
