@@ -39,6 +39,7 @@ def create_app(environment: str | None = None, overrides: Mapping | None = None)
     app.extensions["idp.passwords"] = PasswordHashing.from_config(app.config)
 
     _register_blueprints(app)
+    _connect_events(app)
     _install_request_hooks(app)
     _configure_logging(app)
     _configure_monitoring(app)
@@ -62,6 +63,21 @@ def _install_abuse_defences(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=0)
     init_rate_limits(app)
     app.extensions["idp.sms_guard"] = SmsGuard.from_config(app.config, counters_storage(app))
+
+
+def _connect_events(app: Flask) -> None:
+    """What each capability does when one below it announces a change (idp.platform.hooks)."""
+    from idp.accounts import events as account_events
+    from idp.authn import account_changes
+    from idp.authn import events as login_events
+    from idp.oidc import tokens_logout
+    from idp.platform.hooks import connect
+
+    for event in (account_events.DISABLED, account_events.PASSWORD_RESET):
+        connect(app, event, account_changes.signed_out_everywhere)
+        connect(app, event, tokens_logout.account_signed_out)
+    connect(app, account_events.PHONE_CHANGED, account_changes.phone_changed)
+    connect(app, login_events.SESSION_ENDED, tokens_logout.session_ended)
 
 
 def _register_blueprints(app: Flask) -> None:

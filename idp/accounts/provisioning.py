@@ -11,11 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from idp import audit
-from idp.accounts import entitlements, invitations, users
+from idp.accounts import entitlements, events, invitations, lifecycle, users
 from idp.accounts.models import InvitationPurpose, User, UserState
 from idp.accounts.users import UserError
-from idp.authn import transactions
+from idp.platform import hooks
 from idp.platform.extensions import db
+from idp.platform.hooks import AfterCommit
 
 MAX_EXTERNAL_ID = 255
 MAX_CUSTOMER_NUMBER = 64
@@ -170,10 +171,8 @@ def _same_request(existing: User, data: AccountData) -> User:
     return existing
 
 
-def _deactivate(user: User, actor: str, now: datetime) -> list:
-    deliveries = users.disable(user, now, actor=actor, reason=DEACTIVATED)
-    audit.record("user.disabled", now=now, actor=actor, user=user, reason=DEACTIVATED)
-    return deliveries
+def _deactivate(user: User, actor: str, now: datetime) -> AfterCommit:
+    return lifecycle.disable(user, now, actor=actor, reason=DEACTIVATED)
 
 
 def _refuse_to_undo_an_operator(user: User, only_an_operator_can: str) -> None:
@@ -188,18 +187,18 @@ def _refuse_to_undo_an_operator(user: User, only_an_operator_can: str) -> None:
 def _reactivate(user: User, actor: str, now: datetime) -> None:
     """Lifts provisioning's own deactivation; an operator's stays (DisabledByOperator)."""
     _refuse_to_undo_an_operator(user, "enable it again")
-    users.enable(user)
-    audit.record("user.enabled", now=now, actor=actor, user=user)
+    lifecycle.enable(user, now, actor=actor)
 
 
 def _with_defaults(data: AccountData) -> AccountData:
     return AccountData(**{**data.__dict__, "active": True if data.active is None else data.active})
 
 
-def replace(user: User, data: AccountData, *, actor: str, now: datetime) -> list:
-    """Makes the account what `data` says. Returns the back-channel logouts to send once the
-    change is committed (tokens_logout.send). The caller commits."""
+def replace(user: User, data: AccountData, *, actor: str, now: datetime) -> AfterCommit:
+    """Makes the account what `data` says. Returns what to do once the change is committed
+    (tell relying parties of ended sessions). The caller commits."""
     data = _checked(data)
+    after_commit = AfterCommit()
     before = current(user)
     if users.username_key(data.username) != user.username_key:
         if users.find_by_username(data.username) is not None:
@@ -220,25 +219,23 @@ def replace(user: User, data: AccountData, *, actor: str, now: datetime) -> list
     _assign(user, data)
     if data.phone != user.phone:
         user.phone = data.phone
-        # PINs already sent went to the old number, which may be the reason for the change.
-        transactions.end_pending(user, now)
+        after_commit += hooks.fire(events.PHONE_CHANGED, user, now)
     changed = sorted(
         name for name, value in current(user).__dict__.items() if before.__dict__[name] != value
     )
-    deliveries = []
     if data.active is False and user.state != UserState.DISABLED:
-        deliveries = _deactivate(user, actor, now)
+        after_commit += _deactivate(user, actor, now)
     elif data.active is True and user.state == UserState.DISABLED:
         _reactivate(user, actor, now)
     if changed:
         # Which attributes changed, not their values: the audit trail holds no contact data.
         audit.record("user.provisioning_updated", now=now, actor=actor, user=user, changed=changed)
-    return deliveries
+    return after_commit
 
 
-def deprovision(user: User, *, actor: str, now: datetime) -> list:
+def deprovision(user: User, *, actor: str, now: datetime) -> AfterCommit:
     """SCIM DELETE: disabled for good and gone for the ordering system, which may create the
-    username and externalId anew. Returns the back-channel logouts to send after the commit.
+    username and externalId anew. Returns what to do once the change is committed.
 
     Refused (DisabledByOperator) while an operator's disable holds the account: releasing
     username and externalId would let the next POST of the same order make the same person a
@@ -246,9 +243,9 @@ def deprovision(user: User, *, actor: str, now: datetime) -> list:
     the ordering system as inactive, until the operator enables it (then the DELETE goes
     through)."""
     _refuse_to_undo_an_operator(user, "release it (idp users enable; then DELETE again)")
-    deliveries = []
+    after_commit = AfterCommit()
     if user.state != UserState.DISABLED:
-        deliveries = users.disable(user, now, actor=actor, reason=DEPROVISIONED)
+        after_commit = lifecycle.disable(user, now, actor=actor, reason=DEPROVISIONED)
     user.deprovisioned_at = now
     user.external_id = None
     # The username is released; the subject stays, so that relying parties never see it reused.
@@ -256,7 +253,7 @@ def deprovision(user: User, *, actor: str, now: datetime) -> list:
     audit.record("user.deprovisioned", now=now, actor=actor, user=user)
     if current_app.config["DEPROVISIONED_RETENTION_DAYS"] <= 0:
         _erase(user, now)
-    return deliveries
+    return after_commit
 
 
 def erase_expired(now: datetime, *, actor: str = "system", batch: int = 100) -> int:

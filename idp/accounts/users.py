@@ -154,33 +154,6 @@ def create_user(username: str, *, email: str, phone: str, name: str | None, now:
     return user
 
 
-def disable(
-    user: User, now: datetime, *, actor: str, reason: str | None = None
-) -> list[tuple[str, str]]:
-    """Disables the account: every session ends, every token and open link dies. Who did it
-    and why stays on the account until it is enabled: only the side that disabled an account
-    decides when it comes back (provisioning.replace). Returns the back-channel logouts to
-    send once this is committed (tokens_logout.send)."""
-    from idp.accounts import invitations
-    from idp.authn import transactions
-    from idp.oidc import tokens_logout
-
-    user.state = UserState.DISABLED
-    user.disabled_at = now
-    user.disabled_by = actor
-    user.disabled_reason = check_line(reason, "the reason")
-    invitations.revoke_open_invitations(user, now)
-    # A login at its PIN step must not complete into a session that `enable` would revive.
-    transactions.end_pending(user, now)
-    return tokens_logout.end_user_sessions(user, now)
-
-
-def enable(user: User) -> None:
-    """Enables a disabled account again: invited until a password is set, active after."""
-    user.state = UserState.ACTIVE if user.password_hash else UserState.INVITED
-    user.disabled_at = user.disabled_by = user.disabled_reason = None
-
-
 def masked_phone(phone: str) -> str:
     """The number as shown on the PIN page: enough to recognise, not enough to harvest."""
     return f"{phone[:3]}\u00a0…\u00a0{phone[-2:]}"  # no-break spaces: shown as one unit

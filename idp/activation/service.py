@@ -5,20 +5,21 @@ from datetime import datetime
 from typing import NamedTuple
 
 from idp import audit
-from idp.accounts import invitations
+from idp.accounts import events, invitations
 from idp.accounts.models import Invitation, InvitationPurpose, User, UserState
 from idp.accounts.passwords import PolicyViolation, check_policy, hashing
 from idp.authn import lockout, transactions
 from idp.authn.models import AuthTransaction, TransactionPurpose
-from idp.oidc import tokens_logout
+from idp.platform import hooks
+from idp.platform.hooks import AfterCommit
 
 
 class Completed(NamedTuple):
-    """The user whose password took effect, and the back-channel logouts to send once the
-    change is committed (tokens_logout.send)."""
+    """The user whose password took effect, and what to do once the change is committed
+    (tell the relying parties of the sessions that the old password opened)."""
 
     user: User
-    logouts: list[tuple[str, str]]
+    after_commit: AfterCommit
 
 
 def begin(
@@ -58,15 +59,15 @@ def complete(transaction: AuthTransaction, now: datetime, ip: str | None) -> Com
     # Logins begun with the old password must not complete after the change.
     transactions.end_pending(user, now)
     lockout.reset(user)
-    logouts: list[tuple[str, str]] = []
+    after_commit = AfterCommit()
     if invitation.purpose == InvitationPurpose.RESET:
         # A new password ends every session that the old one opened, the access and refresh
         # tokens its relying parties hold, and tells those relying parties (back-channel).
-        logouts = tokens_logout.end_user_sessions(user, now)
+        after_commit = hooks.fire(events.PASSWORD_RESET, user, now)
         audit.record("password.reset", now=now, actor="user", user=user, ip=ip)
     else:
         audit.record("user.activated", now=now, actor="user", user=user, ip=ip)
     if user.state == UserState.INVITED:
         user.state = UserState.ACTIVE
     audit.record("password.set", now=now, actor="user", user=user, ip=ip)
-    return Completed(user, logouts)
+    return Completed(user, after_commit)

@@ -10,8 +10,8 @@ from idp.accounts.models import User, UserState
 from idp.accounts.passwords import HashingBusy, hashing
 from idp.authn import lockout, sessions, transactions
 from idp.authn.models import AuthTransaction, Session, TransactionPurpose
-from idp.oidc import tokens_logout
 from idp.platform import metrics
+from idp.platform.hooks import AfterCommit
 from idp.platform.network import network_of
 from idp.platform.ratelimit import login_attempt_free_at, take_login_attempt
 
@@ -93,22 +93,22 @@ def complete(
     ip: str | None,
     user_agent: str | None,
     current: Session | None,
-) -> tuple[Session, str, list[tuple[str, str]]]:
-    """The session after the right PIN, its new cookie token, and the back-channel logouts to
-    send once committed. A fresh login in a live session of the same user (prompt=login,
-    max_age, step-up) renews that session, so single sign-on and logout still span every
-    relying party; a session of another user ends."""
+) -> tuple[Session, str, AfterCommit]:
+    """The session after the right PIN, its new cookie token, and what to do once committed
+    (tell the relying parties of a session that ended). A fresh login in a live session of the
+    same user (prompt=login, max_age, step-up) renews that session, so single sign-on and
+    logout still span every relying party; a session of another user ends."""
     user = transaction.user
     lockout.reset(user)
     user.last_login_at = now
-    deliveries = []
+    after_commit = AfterCommit()
     if current is not None and current.user_id == user.id:
         token = sessions.reauthenticate(current, amr=AMR, now=now)
         session = current
     else:
         if current is not None:
-            deliveries = tokens_logout.end_session(current, now)
+            after_commit = sessions.end(current, now)
         session, token = sessions.create(user, amr=AMR, now=now, ip=ip, user_agent=user_agent)
     audit.record("login.succeeded", now=now, actor="user", user=user, ip=ip, sid=session.sid)
     metrics.LOGINS.labels(result="ok").inc()
-    return session, token, deliveries
+    return session, token, after_commit

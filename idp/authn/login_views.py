@@ -5,11 +5,11 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from idp import audit
 from idp.accounts import users
 from idp.accounts.models import User
-from idp.authn import login
+from idp.authn import login, sessions
 from idp.authn.lockout import PinsLocked
 from idp.authn.login import LoginThrottled
 from idp.authn.models import TransactionPurpose, TransactionState
-from idp.oidc import authorizations, tokens_logout
+from idp.oidc import authorizations
 from idp.platform import clock
 from idp.platform.extensions import db
 from idp.platform.ratelimit import limit_posts
@@ -135,7 +135,7 @@ def confirm_logout():
 def logout():
     session = current_session()
     if session is not None:
-        deliveries = tokens_logout.end_session(session, clock.now())
+        after_commit = sessions.end(session, clock.now())
         audit.record(
             "logout",
             now=clock.now(),
@@ -145,7 +145,7 @@ def logout():
             sid=session.sid,
         )
         db.session.commit()
-        tokens_logout.send(deliveries)
+        after_commit.run()
     end_flow(keep_authorizations=False)
     response = redirect(url_for("login.logged_out"), code=303)
     clear_session_cookie(response)

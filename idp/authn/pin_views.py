@@ -12,7 +12,7 @@ from idp.activation.views import link_problem_page
 from idp.authn import lockout, login, transactions
 from idp.authn.models import TransactionPurpose
 from idp.authn.transactions import PinResult, ResendRefused
-from idp.oidc import clients, tokens_logout
+from idp.oidc import clients
 from idp.platform import clock
 from idp.platform.extensions import db
 from idp.platform.ratelimit import limit_posts
@@ -183,19 +183,19 @@ def complete(transaction):
             end_flow()
             return link_problem_page(problem)
         db.session.commit()
-        tokens_logout.send(completed.logouts)
+        completed.after_commit.run()
         end_flow()
         return render_template(
             "activation/done.html",
             user=completed.user,
             portal_url=current_app.config["PORTAL_URL"],
         )
-    _, session_token, logouts = login.complete(
+    _, session_token, after_commit = login.complete(
         transaction, clock.now(), client_ip(), user_agent(), current_session()
     )
     return_to = transaction.return_to or url_for("account.home")
     db.session.commit()
-    tokens_logout.send(logouts)
+    after_commit.run()
     end_flow()
     response = redirect(return_to, code=303)
     set_session_cookie(response, session_token)

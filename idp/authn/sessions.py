@@ -8,8 +8,11 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from idp.accounts.models import User
+from idp.authn import events
 from idp.authn.models import Session
+from idp.platform import hooks
 from idp.platform.extensions import db
+from idp.platform.hooks import AfterCommit
 from idp.platform.secrets import digest, new_token
 
 # Writing last_seen_at on every request would turn every page view into a write.
@@ -71,13 +74,23 @@ def load(token: str | None, now: datetime) -> Session | None:
     return session
 
 
-def revoke(session: Session, now: datetime) -> None:
+def end(session: Session, now: datetime) -> AfterCommit:
+    """Ends the session, and (through SESSION_ENDED) the tokens its relying parties hold;
+    returns what to do once the change is committed (tell those relying parties)."""
     if session.revoked_at is None:
         session.revoked_at = now
+    return hooks.fire(events.SESSION_ENDED, session, now)
 
 
-def revoke_all(user: User, now: datetime) -> list[Session]:
-    """Ends every live session of the user; returns them (for back-channel logout)."""
+def end_all(user: User, now: datetime) -> AfterCommit:
+    """Ends every live session of the user, as `end` does."""
+    after_commit = AfterCommit()
+    for session in _revoke_all(user, now):
+        after_commit += hooks.fire(events.SESSION_ENDED, session, now)
+    return after_commit
+
+
+def _revoke_all(user: User, now: datetime) -> list[Session]:
     sessions = db.session.scalars(
         select(Session).where(Session.user_id == user.id, Session.revoked_at.is_(None))
     ).all()

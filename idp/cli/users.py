@@ -6,13 +6,12 @@ import click
 from flask.cli import with_appcontext
 
 from idp import audit
-from idp.accounts import invitations, provisioning, users
+from idp.accounts import invitations, lifecycle, provisioning, users
 from idp.accounts.models import InvitationPurpose, User, UserState
 from idp.accounts.users import UserError
-from idp.authn import account_limits, lockout, transactions
+from idp.authn import account_limits, lockout
 from idp.cli import errors as cli_errors
 from idp.cli.common import fail_on_user_error, operator
-from idp.oidc import tokens_logout
 from idp.platform import clock
 from idp.platform.extensions import db
 
@@ -87,14 +86,7 @@ def reset_password(username):
     """Send a set-password link (confirmed by SMS PIN, like the activation)."""
     moment = clock.now()
     user = users.get_changeable(username)
-    if user.state == UserState.DISABLED:
-        raise UserError(f"user {user.username!r} is disabled; enable it first")
-    purpose = (
-        InvitationPurpose.ACTIVATION if user.state == UserState.INVITED else InvitationPurpose.RESET
-    )
-    invitations.issue_and_send(
-        user, purpose, moment, actor=operator(), event="password.reset_requested"
-    )
+    lifecycle.send_password_link(user, moment, actor=operator())
     db.session.commit()
     click.echo(f"set-password mail sent to {user.email}")
 
@@ -176,10 +168,9 @@ def disable(username, reason):
     moment = clock.now()
     user = users.get_by_username(username)
     actor = operator()
-    deliveries = users.disable(user, moment, actor=actor, reason=reason)
-    audit.record("user.disabled", now=moment, actor=actor, user=user, reason=user.disabled_reason)
+    after_commit = lifecycle.disable(user, moment, actor=actor, reason=reason)
     db.session.commit()
-    tokens_logout.send(deliveries)
+    after_commit.run()
     click.echo(f"disabled {user.username}")
 
 
@@ -191,10 +182,7 @@ def enable(username):
     """Enable a disabled account again, whoever disabled it."""
     moment = clock.now()
     user = users.get_changeable(username)
-    if user.state != UserState.DISABLED:
-        raise UserError(f"user {user.username!r} is not disabled")
-    users.enable(user)
-    audit.record("user.enabled", now=moment, actor=operator(), user=user)
+    lifecycle.enable(user, moment, actor=operator())
     db.session.commit()
     click.echo(f"enabled {user.username} ({user.state})")
 
@@ -208,19 +196,9 @@ def set_phone(username, phone):
     """Change the mobile number that receives the PINs."""
     moment = clock.now()
     user = users.get_changeable(username)
-    old = user.phone
-    user.phone = users.check_phone(phone)
-    # PINs already sent went to the old number, which may be the reason for the change.
-    transactions.end_pending(user, moment)
-    audit.record(
-        "user.phone_changed",
-        now=moment,
-        actor=operator(),
-        user=user,
-        old=users.masked_phone(old),
-        new=users.masked_phone(user.phone),
-    )
+    after_commit = lifecycle.change_phone(user, phone, moment, actor=operator())
     db.session.commit()
+    after_commit.run()
     click.echo(f"phone of {user.username} is now {user.phone}")
 
 

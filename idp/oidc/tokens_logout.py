@@ -15,7 +15,6 @@ import requests
 from flask import current_app
 
 from idp.accounts.models import User
-from idp.authn import sessions
 from idp.authn.models import Session
 from idp.oidc import keys, token_store
 from idp.oidc.models import Client
@@ -41,25 +40,22 @@ def logout_token(client: Client, session: Session, now: datetime) -> str:
     return keys.sign(claims, alg=client.id_token_signed_response_alg, now=now, typ="logout+jwt")
 
 
-def end_session(session: Session, now: datetime) -> list[tuple[str, str]]:
-    """Revokes the session and its grants; returns what to post (uri, logout token) once the
-    change is committed: see `send`."""
-    sessions.revoke(session, now)
+def session_ended(session: Session, now: datetime) -> list:
+    """On authn's SESSION_ENDED: revokes the session's grants; once the change is committed,
+    posts a logout token to each of its relying parties that asked for one."""
     token_store.revoke_session_grants(session, now)
-    return [
+    deliveries = [
         (client.backchannel_logout_uri, logout_token(client, session, now))
         for client in token_store.clients_of_session(session)
         if client.backchannel_logout_uri
     ]
+    return [lambda: send(deliveries)] if deliveries else []
 
 
-def end_user_sessions(user: User, now: datetime) -> list[tuple[str, str]]:
-    """For a disabled account: every session, and every grant even of ended sessions."""
-    deliveries = []
-    for session in sessions.revoke_all(user, now):
-        deliveries += end_session(session, now)
+def account_signed_out(user: User, now: datetime) -> None:
+    """On accounts' DISABLED and PASSWORD_RESET: every grant ends, also those of sessions
+    that ended before."""
     token_store.revoke_user_grants(user, now)
-    return deliveries
 
 
 def send(deliveries: list[tuple[str, str]]) -> threading.Thread | None:

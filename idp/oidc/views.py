@@ -22,9 +22,9 @@ from flask import (
 
 from idp import audit
 from idp.accounts import entitlements
-from idp.authn import transactions
+from idp.authn import sessions, transactions
 from idp.authn.models import TransactionState
-from idp.oidc import authorizations, clients, keys, token_claims, tokens, tokens_logout
+from idp.oidc import authorizations, clients, keys, token_claims, tokens
 from idp.oidc import server as oauth
 from idp.platform import clock, i18n, ratelimit
 from idp.platform.error_pages import error_page
@@ -514,7 +514,7 @@ def end_session():
         # Without proof that the relying party speaks for this very session, the person decides.
         return redirect(url_for("login.confirm_logout"))
     if session is not None:
-        deliveries = tokens_logout.end_session(session, clock.now())
+        after_commit = sessions.end(session, clock.now())
         audit.record(
             "logout",
             now=clock.now(),
@@ -524,7 +524,7 @@ def end_session():
             sid=session.sid,
         )
         db.session.commit()
-        tokens_logout.send(deliveries)
+        after_commit.run()
     end_flow(keep_authorizations=False)
     if post_logout_uri:
         target = post_logout_uri

@@ -30,7 +30,7 @@ from idp.accounts import provisioning
 from idp.accounts.provisioning import Conflict, DisabledByOperator
 from idp.accounts.users import UserError
 from idp.oidc import server as oauth
-from idp.oidc import token_claims, tokens_logout
+from idp.oidc import token_claims
 from idp.platform import clock
 from idp.platform.extensions import csrf, db
 from idp.platform.logging_setup import loggable_path
@@ -322,9 +322,9 @@ def get_user(subject):
 
 
 def _change(user, data) -> Response:
-    deliveries = provisioning.replace(user, data, actor=g.scim_actor, now=clock.now())
+    after_commit = provisioning.replace(user, data, actor=g.scim_actor, now=clock.now())
     db.session.commit()
-    tokens_logout.send(deliveries)
+    after_commit.run()
     return _user_response(user)
 
 
@@ -350,7 +350,7 @@ def patch_user(subject):
 def delete_user(subject):
     user = _user(subject)
     _check_precondition(user)
-    deliveries = provisioning.deprovision(user, actor=g.scim_actor, now=clock.now())
+    after_commit = provisioning.deprovision(user, actor=g.scim_actor, now=clock.now())
     db.session.commit()
-    tokens_logout.send(deliveries)
+    after_commit.run()
     return Response(status=204)
