@@ -128,6 +128,12 @@ PASSWORD_MAX_BYTES = 1024
 # Lifetime of an activation or password-reset link, in seconds (72 hours).
 INVITATION_LIFETIME = 72 * 3600
 
+# --- Second factors ---------------------------------------------------------------------------
+# Which second factors confirm a login after the password, in order of preference: an account
+# goes to the first one it can use. "sms" (the PIN by SMS to the phone on record) is the
+# leaflet's rule and every account can use it.
+SECOND_FACTORS = ["sms"]
+
 # --- SMS PIN ----------------------------------------------------------------------------------
 # Seconds a PIN stays valid.
 PIN_LIFETIME = 300

@@ -40,6 +40,7 @@ def create_app(environment: str | None = None, overrides: Mapping | None = None)
 
     _register_blueprints(app)
     _connect_events(app)
+    _install_second_factors(app)
     _install_request_hooks(app)
     _configure_logging(app)
     _configure_monitoring(app)
@@ -53,8 +54,8 @@ def create_app(environment: str | None = None, overrides: Mapping | None = None)
 def _install_abuse_defences(app: Flask) -> None:
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from idp.authn.factors.sms_guard import SmsGuard
     from idp.platform.ratelimit import counters_storage, init_rate_limits
+    from idp.senders.sms_guard import SmsGuard
 
     proxies = int(app.config["TRUSTED_PROXIES"])
     if proxies:
@@ -80,10 +81,27 @@ def _connect_events(app: Flask) -> None:
     connect(app, login_events.SESSION_ENDED, tokens_logout.session_ended)
 
 
+def _install_second_factors(app: Flask) -> None:
+    """The factors that can confirm a login (IDP_SECOND_FACTORS picks among them), and what a
+    confirmed transaction completes, by its purpose."""
+    from idp.activation.views import finish_activation
+    from idp.authn import confirmations, factors
+    from idp.authn.factors.sms import SMS_PIN
+    from idp.authn.login_views import finish_login
+    from idp.authn.models import TransactionPurpose
+
+    factors.register(app, SMS_PIN)
+    factors.check_offered(app)
+    confirmations.register(app, TransactionPurpose.LOGIN, finish_login)
+    confirmations.register(app, TransactionPurpose.STEP_UP, finish_login)
+    confirmations.register(app, TransactionPurpose.ACTIVATION, finish_activation)
+
+
 def _register_blueprints(app: Flask) -> None:
     from idp.activation import views as activation
     from idp.authn import login_views as login
-    from idp.authn import pin_views as pin
+    from idp.authn.factors.sms import views as pin
+    from idp.oidc import discovery
     from idp.oidc import server as oauth
     from idp.oidc import views as oidc
     from idp.platform import health, i18n
@@ -94,7 +112,7 @@ def _register_blueprints(app: Flask) -> None:
         app.register_blueprint(blueprint)
 
     oauth.init_app(app)
-    oidc.precompute_discovery(app)
+    discovery.precompute_discovery(app)
     app.register_blueprint(oidc.bp)
     app.register_blueprint(oidc.api)
     app.register_blueprint(scim.bp)

@@ -489,7 +489,10 @@ def test_every_idp_variable_the_project_sets_is_a_setting_or_read_outside_the_co
         *root.glob("helm/values*.yaml"),
         *root.glob("bench/*.py"),
         *root.glob("config/*.py"),
-        *(root / "idp" / name for name in ("gunicorn_conf.py", "platform/metrics.py", "__init__.py")),
+        *(
+            root / "idp" / name
+            for name in ("gunicorn_conf.py", "platform/metrics.py", "__init__.py")
+        ),
         root / "tests" / "quickstart.py",
         root / "tests" / "conftest.py",
     ]

@@ -11,7 +11,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from idp.accounts.models import User
-from idp.authn.factors import pins
+from idp.authn.factors.sms import pins
 from tests.conftest import PASSWORD, activate, invite, path_of, post_form
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -115,11 +115,11 @@ def test_metrics_port_serves_the_registry(make_app):
 
 def test_multiprocess_mode_sums_what_every_process_counted(tmp_path):
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    count_one = "from idp import metrics; metrics.LOGINS.labels(result='ok').inc()"
+    count_one = "from idp.platform import metrics; metrics.LOGINS.labels(result='ok').inc()"
     for _ in range(2):
         subprocess.run([sys.executable, "-c", count_one], env=env, check=True, timeout=60)
     scrape = (
-        "from prometheus_client import generate_latest; from idp import metrics; "
+        "from prometheus_client import generate_latest; from idp.platform import metrics; "
         "print(generate_latest(metrics.registry()).decode())"
     )
     text = subprocess.run(

@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from idp.accounts.models import User
+from idp.oidc.authorization import AUTHORIZATION_PARAMETERS
 from idp.oidc.models import PendingAuthorization
-from idp.oidc.views import AUTHORIZATION_PARAMETERS
 from idp.platform.extensions import db
 from idp.platform.web import MAX_BROWSER_AUTHORIZATIONS
 from tests.conftest import PASSWORD, activate, invite, path_of

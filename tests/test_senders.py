@@ -11,7 +11,8 @@ import pytest
 
 from idp.accounts.models import Invitation, User
 from idp.audit.models import AuditEvent
-from idp.authn.models import AuthTransaction, PinChallenge, Session, TransactionState
+from idp.authn.factors.sms.models import PinChallenge
+from idp.authn.models import AuthTransaction, Session, TransactionState
 from idp.platform.config import ConfigurationError
 from idp.platform.extensions import db
 from idp.senders import Mail, SendError, Sms

@@ -4,7 +4,7 @@ caps per number and per account, and the global hourly budget with its circuit b
 import pytest
 from limits.storage import MemoryStorage
 
-from idp.authn.factors.sms_guard import SmsGuard, SmsRefused, number_problem
+from idp.senders.sms_guard import SmsGuard, SmsRefused, number_problem
 
 MOBILE_DE = "+4915112345678"
 

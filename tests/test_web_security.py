@@ -9,7 +9,8 @@ from idp import create_app
 from idp.accounts import links
 from idp.accounts.models import Invitation, User
 from idp.audit.models import AuditEvent
-from idp.authn.models import AuthTransaction, PinChallenge, Session
+from idp.authn.factors.sms.models import PinChallenge
+from idp.authn.models import AuthTransaction, Session
 from idp.platform.extensions import db
 from tests.conftest import PASSWORD, activate, csrf_token, invite, login, path_of, post_form
 

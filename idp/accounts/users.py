@@ -10,8 +10,8 @@ from flask import current_app
 from sqlalchemy import select
 
 from idp.accounts.models import User, UserState
-from idp.authn.factors.sms_guard import number_problem
 from idp.platform.extensions import db
+from idp.senders.sms_guard import number_problem
 
 USERNAME_ALLOWED = set("abcdefghijklmnopqrstuvwxyz0123456789._-@")
 MAX_USERNAME = 64

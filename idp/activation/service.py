@@ -9,6 +9,7 @@ from idp.accounts import events, invitations
 from idp.accounts.models import Invitation, InvitationPurpose, User, UserState
 from idp.accounts.passwords import PolicyViolation, check_policy, hashing
 from idp.authn import lockout, transactions
+from idp.authn.factors.sms import challenges
 from idp.authn.models import AuthTransaction, TransactionPurpose
 from idp.platform import hooks
 from idp.platform.hooks import AfterCommit
@@ -25,7 +26,7 @@ class Completed(NamedTuple):
 def begin(
     invitation: Invitation, password: str, confirmation: str, now: datetime, ip: str | None
 ) -> tuple[AuthTransaction, str] | PolicyViolation:
-    """Checks the password and sends the PIN (as transactions.send_first_pin). Raises
+    """Checks the password and sends the PIN (as challenges.send_first_pin). Raises
     PinsLocked while wrong PINs lock the account, SendError when the SMS fails; the caller
     rolls back. Returns the transaction and the token for the browser."""
     user = invitation.user
@@ -40,7 +41,7 @@ def begin(
         pending_password_hash=hashing().hash(password),
     )
     invitations.mark_opened(invitation, now)
-    transactions.send_first_pin(transaction, now, ip)
+    challenges.send_first_pin(transaction, now, ip)
     return transaction, token
 
 

@@ -11,7 +11,7 @@ from idp.authn.lockout import PinsLocked
 from idp.platform import clock
 from idp.platform.extensions import db
 from idp.platform.ratelimit import limit_posts
-from idp.platform.web import client_ip, sms_error, start_flow
+from idp.platform.web import client_ip, end_flow, sms_error, start_flow
 from idp.senders import SendError
 
 bp = Blueprint("activation", __name__)
@@ -87,3 +87,21 @@ def set_password(token):
     db.session.commit()
     start_flow(transaction_token)
     return redirect(url_for("pin.form"), code=303)
+
+
+def finish_activation(transaction):
+    """The PIN confirmed the new password (idp.authn.confirmations)."""
+    try:
+        completed = activation.complete(transaction, clock.now(), client_ip())
+    except LinkProblem as problem:
+        db.session.rollback()
+        end_flow()
+        return link_problem_page(problem)
+    db.session.commit()
+    completed.after_commit.run()
+    end_flow()
+    return render_template(
+        "activation/done.html",
+        user=completed.user,
+        portal_url=current_app.config["PORTAL_URL"],
+    )

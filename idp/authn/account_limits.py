@@ -10,8 +10,8 @@ from flask import current_app
 
 from idp.accounts.models import User
 from idp.authn import lockout
-from idp.authn.factors import sms_guard
 from idp.platform import ratelimit
+from idp.senders import sms_guard
 
 # The limits whose counts live in the shared counters (Redis when IDP_REDIS_URL is set); the
 # others are columns of the account.

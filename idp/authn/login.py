@@ -1,5 +1,5 @@
 """The password step of a login. It yields only a pending transaction, never a session: that
-comes when the SMS PIN is confirmed."""
+comes when the second factor (idp.authn.factors) confirms it."""
 
 from contextlib import suppress
 from datetime import datetime
@@ -8,14 +8,12 @@ from idp import audit
 from idp.accounts import users
 from idp.accounts.models import User, UserState
 from idp.accounts.passwords import HashingBusy, hashing
-from idp.authn import lockout, sessions, transactions
+from idp.authn import factors, lockout, sessions, transactions
 from idp.authn.models import AuthTransaction, Session, TransactionPurpose
 from idp.platform import metrics
 from idp.platform.hooks import AfterCommit
 from idp.platform.network import network_of
 from idp.platform.ratelimit import login_attempt_free_at, take_login_attempt
-
-AMR = ["pwd", "sms", "mfa"]
 
 
 class LoginThrottled(Exception):
@@ -78,12 +76,17 @@ def begin(
     return_to: str | None,
     purpose: str = TransactionPurpose.LOGIN,
 ) -> tuple[AuthTransaction, str]:
-    """Starts the PIN step of a login (or of a step-up, whose SMS says it confirms an action).
-    Raises PinsLocked, sending nothing, while wrong PINs lock the account; SendError when the
-    SMS fails (the caller rolls back). Within the cooldown of the account's last PIN the step
-    starts without one, and its page says when one can be asked for."""
-    transaction, token = transactions.start(user, purpose, now, return_to=return_to)
-    transactions.send_first_pin(transaction, now, ip)
+    """Starts the second-factor step of a login (or of a step-up, whose SMS says it confirms
+    an action) with the factor the account goes to (factors.for_login); its page is the
+    factor's `step_endpoint`. Raises PinsLocked, sending nothing, while wrong answers lock the
+    account; SendError when the SMS fails (the caller rolls back). Within the cooldown of the
+    account's last PIN the step starts without one, and its page says when one can be asked
+    for."""
+    factor = factors.for_login(user)
+    transaction, token = transactions.start(
+        user, purpose, now, return_to=return_to, factor=factor.name
+    )
+    factor.start(transaction, now, ip)
     return transaction, token
 
 
@@ -94,21 +97,23 @@ def complete(
     user_agent: str | None,
     current: Session | None,
 ) -> tuple[Session, str, AfterCommit]:
-    """The session after the right PIN, its new cookie token, and what to do once committed
-    (tell the relying parties of a session that ended). A fresh login in a live session of the
-    same user (prompt=login, max_age, step-up) renews that session, so single sign-on and
+    """The session after the factor confirmed the login, its new cookie token, and what to do
+    once committed (tell the relying parties of a session that ended). A fresh login in a live
+    session of the same user (prompt=login, max_age, step-up) renews that session, so single
+    sign-on and
     logout still span every relying party; a session of another user ends."""
     user = transaction.user
+    amr = factors.amr(factors.of(transaction))
     lockout.reset(user)
     user.last_login_at = now
     after_commit = AfterCommit()
     if current is not None and current.user_id == user.id:
-        token = sessions.reauthenticate(current, amr=AMR, now=now)
+        token = sessions.reauthenticate(current, amr=amr, now=now)
         session = current
     else:
         if current is not None:
             after_commit = sessions.end(current, now)
-        session, token = sessions.create(user, amr=AMR, now=now, ip=ip, user_agent=user_agent)
+        session, token = sessions.create(user, amr=amr, now=now, ip=ip, user_agent=user_agent)
     audit.record("login.succeeded", now=now, actor="user", user=user, ip=ip, sid=session.sid)
     metrics.LOGINS.labels(result="ok").inc()
     return session, token, after_commit

@@ -5,7 +5,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from idp import audit
 from idp.accounts import users
 from idp.accounts.models import User
-from idp.authn import login, sessions
+from idp.authn import factors, login, sessions
 from idp.authn.lockout import PinsLocked
 from idp.authn.login import LoginThrottled
 from idp.authn.models import TransactionPurpose, TransactionState
@@ -20,8 +20,10 @@ from idp.platform.web import (
     client_ip,
     current_session,
     end_flow,
+    set_session_cookie,
     sms_error,
     start_flow,
+    user_agent,
     waiting_authorization,
     way_back_of,
 )
@@ -104,7 +106,7 @@ def submit():
         return login_page(username=username[:64], way_back=way_back, error="credentials")
     purpose = TransactionPurpose.STEP_UP if step_up_user is not None else TransactionPurpose.LOGIN
     try:
-        _, transaction_token = login.begin(
+        transaction, transaction_token = login.begin(
             user, clock.now(), client_ip(), way_back.path if way_back else None, purpose
         )
     except PinsLocked as locked:
@@ -123,7 +125,7 @@ def submit():
         return login_page(username=username[:64], way_back=way_back, error=key, status=status)
     db.session.commit()
     start_flow(transaction_token)
-    return redirect(url_for("pin.form"), code=303)
+    return redirect(url_for(factors.of(transaction).step_endpoint), code=303)
 
 
 @bp.get("/logout")
@@ -155,3 +157,18 @@ def logout():
 @bp.get("/logged-out")
 def logged_out():
     return render_template("login/logged_out.html")
+
+
+def finish_login(transaction):
+    """The second factor confirmed the login (idp.authn.confirmations): the session, its
+    cookie, and on to where the login was to go."""
+    _, session_token, after_commit = login.complete(
+        transaction, clock.now(), client_ip(), user_agent(), current_session()
+    )
+    return_to = transaction.return_to or url_for("account.home")
+    db.session.commit()
+    after_commit.run()
+    end_flow()
+    response = redirect(return_to, code=303)
+    set_session_cookie(response, session_token)
+    return response

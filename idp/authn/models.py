@@ -26,14 +26,16 @@ class TransactionState(enum.StrEnum):
 
 
 class AuthTransaction(db.Model):
-    """A login or activation whose first step passed and whose SMS PIN is pending. Bound to one
-    browser: the flow cookie holds a random token, this row its hash."""
+    """A login or activation whose first step passed and whose second factor is pending. Bound
+    to one browser: the flow cookie holds a random token, this row its hash."""
 
     __tablename__ = "auth_transactions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     purpose: Mapped[str] = mapped_column(String(16))
+    # The second factor that confirms it (idp.authn.factors): only that factor's page may.
+    factor: Mapped[str] = mapped_column(String(32), default="sms", server_default="sms")
     state: Mapped[str] = mapped_column(String(16), default=TransactionState.PENDING)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     invitation_id: Mapped[int | None] = mapped_column(
@@ -43,6 +45,7 @@ class AuthTransaction(db.Model):
     pending_password_hash: Mapped[str | None] = mapped_column(String(255))
     # Where the browser goes when the login completes (a path on this server).
     return_to: Mapped[str | None] = mapped_column(Text)
+    # The factor's tries (PINs typed, for the SMS factor); the SMS factor's own counters follow.
     pin_attempts: Mapped[int] = mapped_column(default=0)
     pins_sent: Mapped[int] = mapped_column(default=0)
     last_pin_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -52,22 +55,6 @@ class AuthTransaction(db.Model):
 
     user: Mapped[User] = relationship()
     invitation: Mapped[Invitation | None] = relationship()
-
-
-class PinChallenge(db.Model):
-    """One SMS PIN sent for a transaction; only the newest unexpired one counts."""
-
-    __tablename__ = "pin_challenges"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    transaction_id: Mapped[int] = mapped_column(
-        ForeignKey("auth_transactions.id", ondelete="CASCADE"), index=True
-    )
-    purpose: Mapped[str] = mapped_column(String(16))
-    # HMAC of the PIN under a server key: six digits hashed plainly would fall to a table scan.
-    pin_digest: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Session(db.Model):

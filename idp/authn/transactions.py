@@ -1,48 +1,17 @@
-"""The second step of a login or an activation: a transaction bound to one browser, an SMS PIN
-sent for it, and a bounded number of tries. Nothing is granted until `verify` says OK and the
-caller completes the transaction in the same database transaction."""
+"""A login's or an activation's step after the password: a transaction bound to one browser,
+which the second factor (idp.authn.factors) confirms. Nothing is granted until the factor says
+so and the caller completes the transaction in the same database transaction."""
 
-import enum
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
-from idp import audit
 from idp.accounts.models import User
 from idp.authn import lockout
-from idp.authn.factors import pins, sms_guard
-from idp.authn.models import AuthTransaction, PinChallenge, TransactionState
-from idp.platform import metrics
+from idp.authn.models import AuthTransaction, TransactionState
 from idp.platform.extensions import db
-from idp.platform.secrets import digest, new_token, same
-from idp.senders import SendError, Sms, send_sms
-
-
-class PinResult(enum.Enum):
-    OK = "ok"
-    WRONG = "wrong"  # wrong PIN, tries left (or a lock that this try set: wait for its end)
-    EXPIRED = "expired"  # the PIN is too old; a new one can be requested
-    ENDED = "ended"  # no tries left, or the transaction is over: start again
-    # Not compared, no try counted:
-    MALFORMED = "malformed"  # not six digits
-    NOT_SENT = "not_sent"  # no PIN was sent for this transaction yet (see PinCooldown)
-    LOCKED = "locked"  # wrong PINs lock the account for now
-
-
-class ResendRefused(Exception):
-    def __init__(self, reason: str, wait_seconds: int = 0):
-        super().__init__(reason)
-        self.reason = reason  # "cooldown", "limit" or "locked"
-        self.wait_seconds = wait_seconds
-
-
-class PinCooldown(ResendRefused):
-    """The account's last PIN went out less than PIN_RESEND_COOLDOWN ago, for this or another
-    of its logins or activations: none is sent now."""
-
-    def __init__(self, wait_seconds: int):
-        super().__init__("cooldown", wait_seconds)
+from idp.platform.secrets import digest, new_token
 
 
 def start(
@@ -53,9 +22,11 @@ def start(
     invitation_id: int | None = None,
     pending_password_hash: str | None = None,
     return_to: str | None = None,
+    factor: str = "sms",
 ) -> tuple[AuthTransaction, str]:
-    """A new pending transaction; raises PinsLocked first when wrong PINs lock the account,
-    whose PIN could not be accepted (and whose SMS would be paid for nothing)."""
+    """A new pending transaction, to be confirmed by `factor`; raises PinsLocked first when
+    wrong answers lock the account, whose answer could not be accepted (and whose SMS would be
+    paid for nothing)."""
     locked_until = lockout.pins_locked_until(user.id, now)
     if locked_until is not None:
         raise lockout.PinsLocked(locked_until)
@@ -63,6 +34,7 @@ def start(
     transaction = AuthTransaction(
         token_hash=digest(token),
         purpose=purpose,
+        factor=factor,
         user_id=user.id,
         invitation_id=invitation_id,
         pending_password_hash=pending_password_hash,
@@ -75,8 +47,9 @@ def start(
     return transaction, token
 
 
-def load(token: str | None, now: datetime) -> AuthTransaction | None:
-    """The pending, unexpired transaction for the browser's token, or None."""
+def load(token: str | None, now: datetime, *, factor: str) -> AuthTransaction | None:
+    """The pending, unexpired transaction for the browser's token that `factor` confirms, or
+    None: one factor's page never confirms a transaction that another factor was to."""
     if not token:
         return None
     transaction = db.session.scalar(
@@ -86,6 +59,7 @@ def load(token: str | None, now: datetime) -> AuthTransaction | None:
         transaction is None
         or transaction.state != TransactionState.PENDING
         or transaction.expires_at <= now
+        or transaction.factor != factor
     ):
         return None
     return transaction
@@ -99,184 +73,6 @@ def return_to_of(token: str | None) -> str | None:
     return db.session.scalar(
         select(AuthTransaction.return_to).where(AuthTransaction.token_hash == digest(token))
     )
-
-
-def send_pin(transaction: AuthTransaction, now: datetime) -> None:
-    """Creates a new PIN (older ones stop counting) and sends it. Raises PinCooldown within
-    the cooldown of the account's last PIN, having sent nothing; raises SendError, and then the
-    caller rolls back: no PIN exists that was not sent (and no cooldown runs)."""
-    claim_pin_slot(transaction, now)
-    pin = pins.new_pin()
-    challenge = PinChallenge(
-        transaction_id=transaction.id,
-        purpose=transaction.purpose,
-        pin_digest="",
-        created_at=now,
-        expires_at=now + timedelta(seconds=current_app.config["PIN_LIFETIME"]),
-    )
-    db.session.add(challenge)
-    db.session.flush()
-    challenge.pin_digest = pins.pin_digest(str(challenge.id), pin)
-    transaction.pins_sent = AuthTransaction.pins_sent + 1  # in SQL: no lost update
-    transaction.last_pin_sent_at = now
-    # Raises SmsRefused (a SendError) before the provider is called: pumping costs us nothing.
-    sms_guard.guard().reserve(transaction.user.phone, transaction.user.subject)
-    try:
-        receipt = send_sms(
-            Sms(
-                to=transaction.user.phone,
-                text=pins.sms_text(transaction.user, pin, transaction.purpose),
-            )
-        )
-    except SendError:
-        metrics.PIN_SEND_FAILURES.labels(purpose=transaction.purpose).inc()
-        raise
-    metrics.PINS_SENT.labels(purpose=transaction.purpose).inc()
-    metrics.record_sms_cost(receipt.price)
-    sms_guard.guard().record_cost(receipt.price)
-
-
-def send_first_pin(transaction: AuthTransaction, now: datetime, ip: str | None) -> None:
-    """The PIN of a new login or activation, unless the cooldown of the account's last PIN
-    holds it back (restarting is no way around the wait)."""
-    try:
-        send_pin(transaction, now)
-    except PinCooldown as cooldown:
-        audit.record(
-            "pin.held",
-            now=now,
-            actor="user",
-            user=transaction.user,
-            ip=ip,
-            purpose=str(transaction.purpose),
-            wait_seconds=cooldown.wait_seconds,
-        )
-        return
-    audit.record(
-        "pin.sent",
-        now=now,
-        actor="user",
-        user=transaction.user,
-        ip=ip,
-        purpose=str(transaction.purpose),
-    )
-
-
-def claim_pin_slot(transaction: AuthTransaction, now: datetime) -> None:
-    """Reserves the account's next PIN in one conditional UPDATE of its row: of parallel
-    requests only one passes, and a new login or activation within the cooldown of the
-    account's last PIN gets none, so that starting over is no way around the wait."""
-    cooldown_start = now - timedelta(seconds=current_app.config["PIN_RESEND_COOLDOWN"])
-    claimed = db.session.execute(
-        update(User)
-        .where(
-            User.id == transaction.user_id,
-            or_(User.last_pin_sent_at.is_(None), User.last_pin_sent_at <= cooldown_start),
-        )
-        .values(last_pin_sent_at=now)
-    ).rowcount
-    if claimed != 1:
-        raise PinCooldown(resend_wait(transaction, now))
-
-
-def resend_wait(transaction: AuthTransaction, now: datetime) -> int:
-    """Seconds until a new PIN may be sent (0: now), counted from the account's last PIN."""
-    last_sent = db.session.scalar(
-        select(User.last_pin_sent_at).where(User.id == transaction.user_id)
-    )
-    if last_sent is None:
-        return 0
-    ready = last_sent + timedelta(seconds=current_app.config["PIN_RESEND_COOLDOWN"])
-    return max(0, int((ready - now).total_seconds() + 0.999))
-
-
-def resend_pin(transaction: AuthTransaction, now: datetime) -> None:
-    """A new PIN on request. Raises ResendRefused: once the transaction is over, while wrong
-    PINs lock the account (its PINs are refused anyway: sending more would only cost money),
-    past PIN_MAX_RESENDS, or within the cooldown; SendError as send_pin."""
-    # The transaction's row before the account's, as a PIN try and its completion take them:
-    # a resend and a try at once then wait for each other instead of deadlocking.
-    state, pins_sent = db.session.execute(
-        select(AuthTransaction.state, AuthTransaction.pins_sent)
-        .where(AuthTransaction.id == transaction.id)
-        .with_for_update()
-    ).one()
-    if state != TransactionState.PENDING:
-        raise ResendRefused("limit")
-    if lockout.pins_locked_until(transaction.user_id, now) is not None:
-        raise ResendRefused("locked")
-    if pins_sent > current_app.config["PIN_MAX_RESENDS"]:
-        raise ResendRefused("limit")
-    send_pin(transaction, now)
-
-
-def verify(transaction: AuthTransaction, typed: str, now: datetime) -> PinResult:
-    """Checks one PIN try. The try is counted against the transaction and against the account
-    and committed before the PIN is compared, in conditional UPDATEs, so that parallel requests
-    never get more tries than allowed, on one open login or over all of them. Input that is no
-    PIN, and tries while wrong PINs lock the account, cost nothing. On OK the transaction is
-    claimed but not committed: the caller completes it and commits."""
-    pin = pins.normalize(typed)
-    if pin is None:
-        return PinResult.MALFORMED
-    challenge = db.session.scalar(
-        select(PinChallenge)
-        .where(PinChallenge.transaction_id == transaction.id)
-        .order_by(PinChallenge.id.desc())
-        .limit(1)
-    )
-    if challenge is None:
-        return PinResult.NOT_SENT
-    if challenge.expires_at <= now:
-        return _counted(transaction, PinResult.EXPIRED)
-
-    attempts = _claim_try(transaction, now)
-    if attempts is None:
-        return _counted(transaction, PinResult.ENDED)
-    try:
-        lockout.claim_pin_attempt(transaction.user_id, now)
-    except lockout.PinsLocked:
-        db.session.rollback()  # the transaction's try stays unused for after the lock
-        return _counted(transaction, PinResult.LOCKED)
-    db.session.commit()
-
-    if same(challenge.pin_digest, pins.pin_digest(str(challenge.id), pin)):
-        claimed = db.session.execute(
-            update(AuthTransaction)
-            .where(
-                AuthTransaction.id == transaction.id,
-                AuthTransaction.state == TransactionState.PENDING,
-            )
-            .values(state=TransactionState.COMPLETED, ended_at=now)
-        ).rowcount
-        return _counted(transaction, PinResult.OK if claimed == 1 else PinResult.ENDED)
-
-    result = PinResult.WRONG
-    if attempts >= current_app.config["PIN_MAX_ATTEMPTS"]:
-        end(transaction, now)
-        result = PinResult.ENDED
-    db.session.commit()
-    return _counted(transaction, result)
-
-
-def _claim_try(transaction: AuthTransaction, now: datetime) -> int | None:
-    """Counts one try of the transaction; its number, or None when none is left."""
-    return db.session.execute(
-        update(AuthTransaction)
-        .where(
-            AuthTransaction.id == transaction.id,
-            AuthTransaction.state == TransactionState.PENDING,
-            AuthTransaction.expires_at > now,
-            AuthTransaction.pin_attempts < current_app.config["PIN_MAX_ATTEMPTS"],
-        )
-        .values(pin_attempts=AuthTransaction.pin_attempts + 1)
-        .returning(AuthTransaction.pin_attempts)
-    ).scalar_one_or_none()
-
-
-def _counted(transaction: AuthTransaction, result: PinResult) -> PinResult:
-    metrics.PIN_CHECKS.labels(purpose=transaction.purpose, result=result.value).inc()
-    return result
 
 
 def end_pending(user: User, now: datetime) -> None:
@@ -301,11 +97,3 @@ def end(transaction: AuthTransaction, now: datetime) -> None:
         )
         .values(state=TransactionState.FAILED, ended_at=now)
     )
-
-
-def tries_left(transaction: AuthTransaction, now: datetime) -> int:
-    """The PINs that may still be tried, truthfully: the transaction's own tries, but no more
-    than the account takes before wrong PINs lock it."""
-    db.session.refresh(transaction)
-    own = max(0, current_app.config["PIN_MAX_ATTEMPTS"] - transaction.pin_attempts)
-    return min(own, lockout.pin_tries_before_lock(transaction.user_id, now))

@@ -111,6 +111,9 @@ def _fill_defaults(app: Flask) -> None:
     countries = app.config["SMS_ALLOWED_COUNTRIES"]
     if isinstance(countries, str):  # IDP_SMS_ALLOWED_COUNTRIES=DE,AT
         app.config["SMS_ALLOWED_COUNTRIES"] = [c.strip().upper() for c in countries.split(",")]
+    factors = app.config["SECOND_FACTORS"]
+    if isinstance(factors, str):  # IDP_SECOND_FACTORS=sms,passkey
+        app.config["SECOND_FACTORS"] = [f.strip() for f in factors.split(",") if f.strip()]
 
 
 def check_config(config: Mapping) -> None:

@@ -11,12 +11,12 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
 from idp.authn import sessions
-from idp.authn.factors.sms_guard import SmsRefused
 from idp.authn.models import Session, TransactionState
 from idp.oidc import authorizations
 from idp.oidc.models import PendingAuthorization
 from idp.platform import clock
 from idp.platform.secrets import digest
+from idp.senders.sms_guard import SmsRefused
 
 FLOW_TRANSACTION = "tx"
 

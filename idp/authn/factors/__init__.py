@@ -1,0 +1,98 @@
+"""Second factors: what confirms a login after the password.
+
+A factor is a module under idp/authn/factors/ (its views, templates and, when it stores
+something, its tables and migration) with an object that meets `Factor`; `create_app`
+registers it, and IDP_SECOND_FACTORS says which registered factors are offered, in order of
+preference. The login takes the first offered factor that the account can use, names it on
+the transaction, and sends the browser to the factor's page; only that page can confirm the
+transaction, and it hands the confirmed transaction to `idp.authn.confirmations`, which
+completes the login (or whatever the transaction's purpose is). The session's `amr` says
+`pwd`, then the factor's values, then `mfa`.
+
+The SMS PIN (idp.authn.factors.sms) is the first factor and the default."""
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Protocol
+
+from flask import Flask, current_app
+
+from idp.accounts.models import User
+from idp.authn.models import AuthTransaction
+from idp.platform.config import ConfigurationError
+
+
+class Verdict(Protocol):
+    """A factor's answer to one try: `ok` confirms the transaction (claimed, not committed)."""
+
+    @property
+    def ok(self) -> bool: ...
+
+
+class Factor(Protocol):
+    # As in IDP_SECOND_FACTORS and on the transactions that the factor confirms.
+    name: str
+    # What a login with it adds to the session's amr after "pwd" (RFC 8176 values).
+    amr: tuple[str, ...]
+    # The page (endpoint) where the person answers the challenge.
+    step_endpoint: str
+    # Every challenge costs money (an SMS): its sends are capped, and a login with a factor
+    # that does not is counted as a challenge saved.
+    paid_per_challenge: bool
+
+    def usable_by(self, user: User) -> bool:
+        """The account can confirm a login with this factor (it has what the factor needs)."""
+
+    def start(self, transaction: AuthTransaction, now: datetime, ip: str | None) -> None:
+        """Starts the challenge of a new transaction (sends the PIN). May raise PinsLocked or
+        SendError; the caller rolls back."""
+
+    def verify(self, transaction: AuthTransaction, answer: Mapping[str, str], now: datetime):
+        """One try with the form the person sent; returns a Verdict."""
+
+
+def register(app: Flask, factor: Factor) -> None:
+    app.extensions.setdefault("idp.factors", {})[factor.name] = factor
+
+
+def registered(app: Flask) -> dict[str, Factor]:
+    return app.extensions.get("idp.factors", {})
+
+
+def check_offered(app: Flask) -> None:
+    """IDP_SECOND_FACTORS names registered factors, at least one."""
+    names = app.config["SECOND_FACTORS"]
+    known = registered(app)
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ConfigurationError(
+            f"IDP_SECOND_FACTORS must be a non-empty JSON list of factor names, as "
+            f'["sms"]; use some of: {", ".join(known)}'
+        )
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigurationError(
+            f"IDP_SECOND_FACTORS names unknown factor {unknown[0]!r}: use some of: "
+            f"{', '.join(known)}"
+        )
+
+
+def offered() -> list[Factor]:
+    factors = registered(current_app)
+    return [factors[name] for name in current_app.config["SECOND_FACTORS"] if name in factors]
+
+
+def for_login(user: User) -> Factor:
+    """The offered factor the account's login goes to: the first it can use. The SMS PIN is
+    the last resort of every account (each one has a number); without it, the first."""
+    choices = offered()
+    usable = [factor for factor in choices if factor.usable_by(user)]
+    return (usable or choices)[0]
+
+
+def of(transaction: AuthTransaction) -> Factor:
+    """The factor that confirms the transaction (offered when it started)."""
+    return registered(current_app)[transaction.factor]
+
+
+def amr(factor: Factor) -> list[str]:
+    return ["pwd", *factor.amr, "mfa"]

@@ -2,16 +2,13 @@
 
 from typing import NamedTuple
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request
 
 from idp import audit
-from idp.accounts.invitations import LinkProblem
 from idp.accounts.users import masked_phone
-from idp.activation import service as activation
-from idp.activation.views import link_problem_page
-from idp.authn import lockout, login, transactions
-from idp.authn.models import TransactionPurpose
-from idp.authn.transactions import PinResult, ResendRefused
+from idp.authn import confirmations, lockout, transactions
+from idp.authn.factors.sms import SMS_PIN, challenges
+from idp.authn.factors.sms.challenges import PinResult, ResendRefused
 from idp.oidc import clients
 from idp.platform import clock
 from idp.platform.extensions import db
@@ -20,12 +17,9 @@ from idp.platform.web import (
     back_to_completed_authorization,
     cancellable,
     client_ip,
-    current_session,
     end_flow,
     flow_transaction_token,
-    set_session_cookie,
     sms_error,
-    user_agent,
     way_back_of,
 )
 from idp.senders import SendError
@@ -41,10 +35,10 @@ def pin_page(transaction, *, error=None, notice=None, status=200):
             purpose=transaction.purpose,
             phone=masked_phone(transaction.user.phone),
             pin_sent=transaction.pins_sent > 0,
-            resend_wait=transactions.resend_wait(transaction, now),
+            resend_wait=challenges.resend_wait(transaction, now),
             error=error,
             notice=notice,
-            tries_left=transactions.tries_left(transaction, now),
+            tries_left=challenges.tries_left(transaction, now),
             all_tries=current_app.config["PIN_MAX_ATTEMPTS"],
             locked_until=lockout.pins_locked_until(transaction.user_id, now),
             cancel=cancellable(way_back_of(transaction.return_to)),
@@ -107,7 +101,7 @@ NO_TRY = (PinResult.MALFORMED, PinResult.NOT_SENT)
 
 @bp.get("/pin")
 def form():
-    transaction = transactions.load(flow_transaction_token(), clock.now())
+    transaction = transactions.load(flow_transaction_token(), clock.now(), factor=SMS_PIN.name)
     if transaction is None:
         # The back button after a login that went on to a relying party: back there.
         back = back_to_completed_authorization()
@@ -118,14 +112,14 @@ def form():
 @bp.post("/pin")
 @limit_posts(per_ip="RATELIMIT_PIN_PER_IP")
 def submit():
-    transaction = transactions.load(flow_transaction_token(), clock.now())
+    transaction = transactions.load(flow_transaction_token(), clock.now(), factor=SMS_PIN.name)
     if transaction is None:
         return ended_flow_page()
     if "resend" in request.form:
         return resend(transaction)
-    result = transactions.verify(transaction, request.form.get("pin", ""), clock.now())
+    result = SMS_PIN.verify(transaction, request.form, clock.now())
     if result is PinResult.OK:
-        return complete(transaction)
+        return confirmations.finish(transaction)
     if result not in NO_TRY:
         audit.record(
             "pin.failed",
@@ -152,7 +146,7 @@ def submit():
 
 def resend(transaction):
     try:
-        transactions.resend_pin(transaction, clock.now())
+        challenges.resend_pin(transaction, clock.now())
     except ResendRefused as refused:
         db.session.rollback()
         return pin_page(transaction, error=f"resend_{refused.reason}", status=429)
@@ -172,31 +166,3 @@ def resend(transaction):
     )
     db.session.commit()
     return pin_page(transaction, notice="resent")
-
-
-def complete(transaction):
-    if transaction.purpose == TransactionPurpose.ACTIVATION:
-        try:
-            completed = activation.complete(transaction, clock.now(), client_ip())
-        except LinkProblem as problem:
-            db.session.rollback()
-            end_flow()
-            return link_problem_page(problem)
-        db.session.commit()
-        completed.after_commit.run()
-        end_flow()
-        return render_template(
-            "activation/done.html",
-            user=completed.user,
-            portal_url=current_app.config["PORTAL_URL"],
-        )
-    _, session_token, after_commit = login.complete(
-        transaction, clock.now(), client_ip(), user_agent(), current_session()
-    )
-    return_to = transaction.return_to or url_for("account.home")
-    db.session.commit()
-    after_commit.run()
-    end_flow()
-    response = redirect(return_to, code=303)
-    set_session_cookie(response, session_token)
-    return response
