@@ -642,7 +642,7 @@ def profiled_app(database: str = "sqlite") -> Iterator:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def profile_rows(args) -> list[Row]:
+def profile_rows(_args) -> list[Row]:
     """Profiles POST /login in-process."""
     with profiled_app() as (app, _):
         profiler = cProfile.Profile()

@@ -85,12 +85,15 @@ def _install_second_factors(app: Flask) -> None:
     """The factors that can confirm a login (IDP_SECOND_FACTORS picks among them), and what a
     confirmed transaction completes, by its purpose."""
     from idp.activation.views import finish_activation
-    from idp.authn import confirmations, factors
+    from idp.authn import confirmations, factors, way_back
     from idp.authn.factors.sms import SMS_PIN
     from idp.authn.login_views import finish_login
     from idp.authn.models import TransactionPurpose
+    from idp.oidc.way_back import WaitingRequests
 
     factors.register(app, SMS_PIN)
+    # A login goes back to the relying party's request that waits for it.
+    way_back.register(app, WaitingRequests())
     factors.check_offered(app)
     confirmations.register(app, TransactionPurpose.LOGIN, finish_login)
     confirmations.register(app, TransactionPurpose.STEP_UP, finish_login)
@@ -105,6 +108,7 @@ def _register_blueprints(app: Flask) -> None:
     from idp.oidc import server as oauth
     from idp.oidc import views as oidc
     from idp.platform import health, i18n
+    from idp.platform.error_pages import answer_errors_under
     from idp.scim import views as scim
     from idp.selfservice import views as account
 
@@ -116,6 +120,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(oidc.bp)
     app.register_blueprint(oidc.api)
     app.register_blueprint(scim.bp)
+    answer_errors_under(app, scim.bp.url_prefix + "/", scim.http_error)
     app.config["JSON_ERROR_BLUEPRINTS"] = (
         *app.config.get("JSON_ERROR_BLUEPRINTS", ()),
         "oidc_api",
@@ -163,8 +168,10 @@ def _configure_logging(app: Flask) -> None:
 
 
 def _configure_monitoring(app: Flask) -> None:
+    from idp.oidc import keys
     from idp.platform import metrics
-    from idp.platform.health import init_readiness
+    from idp.platform.health import init_readiness, register_readiness_check
 
     metrics.init_app(app)
     init_readiness(app)
+    register_readiness_check(app, "signing_key", keys.check_signing_key)

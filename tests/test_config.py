@@ -11,7 +11,7 @@ import pytest
 
 from idp import create_app
 from idp.cli import app_for_cli
-from idp.platform.config import ConfigurationError
+from idp.errors import ConfigurationError
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ def test_production_refuses_development_pages():
     import pytest
 
     from idp import create_app
-    from idp.platform.config import ConfigurationError
+    from idp.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="DEV_PAGES"):
         create_app(

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
+from idp.errors import SendError
 from idp.platform import metrics
-from idp.senders import SendError, SmsReceipt
+from idp.senders import SmsReceipt
 from tests.conftest import PASSWORD, activate, login, post_form
 from tests.test_health import unused_port
 

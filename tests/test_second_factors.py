@@ -16,8 +16,8 @@ from werkzeug.serving import make_server
 
 from idp.authn import confirmations, factors, transactions
 from idp.authn.models import AuthTransaction, TransactionState
+from idp.errors import ConfigurationError
 from idp.platform import clock
-from idp.platform.config import ConfigurationError
 from idp.platform.extensions import db
 from idp.platform.web import flow_transaction_token
 from tests.conftest import PASSWORD, activate, csrf_token

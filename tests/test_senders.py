@@ -13,9 +13,9 @@ from idp.accounts.models import Invitation, User
 from idp.audit.models import AuditEvent
 from idp.authn.factors.sms.models import PinChallenge
 from idp.authn.models import AuthTransaction, Session, TransactionState
-from idp.platform.config import ConfigurationError
+from idp.errors import ConfigurationError, SendError
 from idp.platform.extensions import db
-from idp.senders import Mail, SendError, Sms
+from idp.senders import Mail, Sms
 from tests.conftest import PASSWORD, csrf_token, path_of, post_form
 
 SECRET_IN_BODY = "https://localhost/activate/secret-link-7Qx9"

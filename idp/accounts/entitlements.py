@@ -6,8 +6,7 @@ from collections.abc import Iterable
 from flask import current_app
 
 from idp.accounts.models import User
-from idp.accounts.users import UserError
-from idp.oidc.models import Client
+from idp.errors import UserError
 
 
 def known() -> list[str]:
@@ -28,5 +27,7 @@ def of(user: User) -> list[str]:
     return list(user.entitlements or [])
 
 
-def admits(client: Client, user: User) -> bool:
-    return client.required_entitlement is None or client.required_entitlement in of(user)
+def admits(required: str | None, user: User) -> bool:
+    """Whether a relying party that serves only the product `required` (None: any) admits the
+    person."""
+    return required is None or required in of(user)

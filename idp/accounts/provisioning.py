@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from idp import audit
 from idp.accounts import entitlements, events, invitations, lifecycle, users
 from idp.accounts.models import InvitationPurpose, User, UserState
-from idp.accounts.users import UserError
+from idp.errors import UserError
 from idp.platform import hooks
 from idp.platform.extensions import db
 from idp.platform.hooks import AfterCommit

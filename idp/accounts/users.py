@@ -10,6 +10,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from idp.accounts.models import User, UserState
+from idp.errors import UserError, UsernameTaken
 from idp.platform.extensions import db
 from idp.senders.sms_guard import number_problem
 
@@ -20,14 +21,6 @@ MAX_NAME = 200
 # Characters that change how text around them is laid out (bidirectional embeddings,
 # overrides and isolates): in a name, they would make a mail say something else than it seems.
 BIDI_CONTROLS = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-class UserError(ValueError):
-    """Input an operator or a provisioning client must correct; the message says how."""
-
-
-class UsernameTaken(UserError):
-    """The username belongs to an account already."""
 
 
 def username_key(username: str) -> str:

@@ -11,6 +11,7 @@ from idp.accounts.passwords import PolicyViolation, check_policy, hashing
 from idp.authn import lockout, transactions
 from idp.authn.factors.sms import challenges
 from idp.authn.models import AuthTransaction, TransactionPurpose
+from idp.errors import LinkProblem
 from idp.platform import hooks
 from idp.platform.hooks import AfterCommit
 
@@ -53,7 +54,7 @@ def complete(transaction: AuthTransaction, now: datetime, ip: str | None) -> Com
     user = transaction.user
     invitation = transaction.invitation
     if invitation is None:
-        raise invitations.LinkProblem("used")
+        raise LinkProblem("used")
     invitations.consume(invitation.id, now)
     user.password_hash = transaction.pending_password_hash
     user.password_changed_at = now

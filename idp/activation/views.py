@@ -4,15 +4,14 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 
 from idp import audit
 from idp.accounts import invitations
-from idp.accounts.invitations import LinkProblem
 from idp.accounts.passwords import PolicyViolation
 from idp.activation import service as activation
-from idp.authn.lockout import PinsLocked
+from idp.authn.web import sms_error
+from idp.errors import LinkProblem, PinsLocked, SendError
 from idp.platform import clock
 from idp.platform.extensions import db
 from idp.platform.ratelimit import limit_posts
-from idp.platform.web import client_ip, end_flow, sms_error, start_flow
-from idp.senders import SendError
+from idp.platform.web import client_ip, end_flow, start_flow
 
 bp = Blueprint("activation", __name__)
 

@@ -6,14 +6,20 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import insert, select, update
 
-from idp.accounts.models import User
 from idp.audit.models import AuditChainHead, AuditEvent
 from idp.platform.extensions import db
 
 HEAD_ID = 1
+
+
+class Subject(Protocol):
+    """The account an event is about (an accounts.models.User): only its id is kept."""
+
+    id: int
 
 
 def record(
@@ -21,7 +27,7 @@ def record(
     *,
     now: datetime,
     actor: str,
-    user: User | None = None,
+    user: Subject | None = None,
     ip: str | None = None,
     **details,
 ) -> AuditEvent:

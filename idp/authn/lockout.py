@@ -11,16 +11,9 @@ from sqlalchemy import case, or_, select, update
 
 from idp.accounts.models import User
 from idp.authn.models import Session
+from idp.errors import PinsLocked
 from idp.platform.extensions import db
 from idp.platform.network import network_of
-
-
-class PinsLocked(Exception):
-    """Wrong PINs locked the account: no PIN is sent or compared before `until`."""
-
-    def __init__(self, until: datetime):
-        super().__init__(f"PIN entry locked until {until.isoformat()}")
-        self.until = until
 
 
 def is_locked(user: User, now: datetime) -> bool:

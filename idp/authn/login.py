@@ -7,22 +7,14 @@ from datetime import datetime
 from idp import audit
 from idp.accounts import users
 from idp.accounts.models import User, UserState
-from idp.accounts.passwords import HashingBusy, hashing
+from idp.accounts.passwords import hashing
 from idp.authn import factors, lockout, sessions, transactions
 from idp.authn.models import AuthTransaction, Session, TransactionPurpose
+from idp.errors import HashingBusy, LoginThrottled
 from idp.platform import metrics
 from idp.platform.hooks import AfterCommit
 from idp.platform.network import network_of
 from idp.platform.ratelimit import login_attempt_free_at, take_login_attempt
-
-
-class LoginThrottled(Exception):
-    """The name has used up its password attempts from this network: none is checked before
-    `until`. Raised for every name alike, known or not, so that it tells nothing about it."""
-
-    def __init__(self, until: datetime):
-        super().__init__(f"no password attempt before {until.isoformat()}")
-        self.until = until
 
 
 def check_password(username: str, password: str, now: datetime, ip: str | None) -> User | None:

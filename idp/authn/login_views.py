@@ -4,50 +4,34 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 
 from idp import audit
 from idp.accounts import users
-from idp.accounts.models import User
-from idp.authn import factors, login, sessions
-from idp.authn.lockout import PinsLocked
-from idp.authn.login import LoginThrottled
-from idp.authn.models import TransactionPurpose, TransactionState
-from idp.oidc import authorizations
+from idp.authn import factors, login, sessions, way_back
+from idp.authn.models import TransactionPurpose
+from idp.authn.way_back import WayBack
+from idp.authn.web import clear_session_cookie, current_session, set_session_cookie, sms_error
+from idp.errors import LoginThrottled, PinsLocked, SendError
 from idp.platform import clock
 from idp.platform.extensions import db
 from idp.platform.ratelimit import limit_posts
-from idp.platform.web import (
-    WayBack,
-    cancellable,
-    clear_session_cookie,
-    client_ip,
-    current_session,
-    end_flow,
-    set_session_cookie,
-    sms_error,
-    start_flow,
-    user_agent,
-    waiting_authorization,
-    way_back_of,
-)
-from idp.senders import SendError
+from idp.platform.web import client_ip, end_flow, start_flow, user_agent
 
 bp = Blueprint("login", __name__)
 
 
-def login_page(*, username="", way_back: WayBack | None = None, error=None, until=None, status=200):
-    step_up_user = _step_up_user(way_back)
+def login_page(*, username="", back: WayBack | None = None, error=None, until=None, status=200):
+    step_up_user = way_back.step_up_user(back)
     step_up = None
     if step_up_user is not None:
-        purpose = authorizations.purpose(way_back.authorization)
-        step_up = {"username": step_up_user.username, "purpose": purpose}
-    return_to = way_back.path if way_back else None
+        step_up = {"username": step_up_user.username, "purpose": back.waiting.purpose}
+    return_to = back.path if back else None
     return (
         render_template(
             "login/login.html",
             username=step_up["username"] if step_up else username,
             next=return_to,
             step_up=step_up,
-            cancel=cancellable(way_back),
-            # Without a way back: the request that waits, as a choice (see waiting_authorization).
-            waiting=None if way_back else waiting_authorization(),
+            cancel=way_back.cancellable(back),
+            # Without a way back: the request that waits, as a choice (see way_back.waiting).
+            waiting=None if back else way_back.waiting(),
             error=error,
             until=until,
             # The language switch on a page that answers a POST: the same form, by GET, with
@@ -58,26 +42,16 @@ def login_page(*, username="", way_back: WayBack | None = None, error=None, unti
     )
 
 
-def _step_up_user(way_back: WayBack | None) -> User | None:
-    """The account that must confirm the request the login goes back to, when that is a
-    step-up (a new login that a relying party asked for within a live session)."""
-    resumed = way_back.authorization if way_back else None
-    if resumed is None or resumed.state != TransactionState.PENDING:
-        return None
-    return resumed.user
-
-
 @bp.get("/login")
 def form():
-    way_back = way_back_of(request.args.get("next"))
+    back = way_back.of(request.args.get("next"))
     if current_session() is not None:
-        if way_back is None:
+        if back is None:
             return redirect(url_for("account.home"))
-        resumed = way_back.authorization
-        if resumed is not None and resumed.state != TransactionState.PENDING:
+        if back.waiting is not None and not back.waiting.is_pending:
             # The back button after the login: the resume address knows the way on.
-            return redirect(way_back.path)
-    return login_page(username=request.args.get("username", "")[:64], way_back=way_back)
+            return redirect(back.path)
+    return login_page(username=request.args.get("username", "")[:64], back=back)
 
 
 @bp.post("/login")
@@ -85,35 +59,35 @@ def form():
 def submit():
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
-    way_back = way_back_of(request.form.get("next"))
-    step_up_user = _step_up_user(way_back)
+    back = way_back.of(request.form.get("next"))
+    step_up_user = way_back.step_up_user(back)
     if step_up_user is not None and users.username_key(username) != step_up_user.username_key:
         # Refused before any password is checked: it tells nothing about the other account.
-        return login_page(way_back=way_back, error="step_up_account", status=422)
+        return login_page(back=back, error="step_up_account", status=422)
     try:
         user = login.check_password(username, password, clock.now(), client_ip())
     except LoginThrottled as throttled:
         db.session.commit()
         return login_page(
             username=username[:64],
-            way_back=way_back,
+            back=back,
             error="throttled",
             until=throttled.until,
             status=429,
         )
     if user is None:
         db.session.commit()
-        return login_page(username=username[:64], way_back=way_back, error="credentials")
+        return login_page(username=username[:64], back=back, error="credentials")
     purpose = TransactionPurpose.STEP_UP if step_up_user is not None else TransactionPurpose.LOGIN
     try:
         transaction, transaction_token = login.begin(
-            user, clock.now(), client_ip(), way_back.path if way_back else None, purpose
+            user, clock.now(), client_ip(), back.path if back else None, purpose
         )
     except PinsLocked as locked:
         db.session.commit()  # the right password settled its attempt
         return login_page(
             username=username[:64],
-            way_back=way_back,
+            back=back,
             error="pins_locked",
             until=locked.until,
             status=429,
@@ -122,7 +96,7 @@ def submit():
         db.session.rollback()
         current_app.logger.warning("PIN SMS for login not sent: %s", error)
         key, status = sms_error(error)
-        return login_page(username=username[:64], way_back=way_back, error=key, status=status)
+        return login_page(username=username[:64], back=back, error=key, status=status)
     db.session.commit()
     start_flow(transaction_token)
     return redirect(url_for(factors.of(transaction).step_endpoint), code=303)

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from idp.accounts.models import User
 from idp.authn import lockout
 from idp.authn.models import AuthTransaction, TransactionState
+from idp.errors import PinsLocked
 from idp.platform.extensions import db
 from idp.platform.secrets import digest, new_token
 
@@ -29,7 +30,7 @@ def start(
     paid for nothing)."""
     locked_until = lockout.pins_locked_until(user.id, now)
     if locked_until is not None:
-        raise lockout.PinsLocked(locked_until)
+        raise PinsLocked(locked_until)
     token = new_token()
     transaction = AuthTransaction(
         token_hash=digest(token),

@@ -11,7 +11,7 @@ from flask.cli import FlaskGroup, ScriptInfo
 
 from idp import create_app
 from idp.cli import errors as cli_errors
-from idp.platform.config import ConfigurationError
+from idp.errors import ConfigurationError
 
 
 def app_for_cli() -> Flask:

@@ -6,9 +6,8 @@ import os
 
 import click
 
-from idp.accounts.users import UserError
+from idp.errors import SendError, UserError
 from idp.platform.extensions import db
-from idp.senders import SendError
 
 
 def operator() -> str:

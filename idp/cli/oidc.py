@@ -5,7 +5,7 @@ import json
 import click
 from flask.cli import with_appcontext
 
-from idp import audit
+from idp import audit, policy
 from idp.cli.common import fail_on_user_error, operator
 from idp.oidc import clients, keys
 from idp.platform import clock
@@ -52,8 +52,8 @@ def _print_credentials(client_id: str, secret: str | None, as_json: bool) -> Non
 @click.option("--public", is_flag=True, help="No secret (browser or native app; PKCE only).")
 @click.option(
     "--id-token-alg",
-    type=click.Choice(keys.ALGORITHMS),
-    default=keys.DEFAULT_ALG,
+    type=click.Choice(policy.ALGORITHMS),
+    default=policy.DEFAULT_ALG,
     show_default=True,
     help="RS256 only for relying parties that cannot verify ES256.",
 )
@@ -84,34 +84,22 @@ def _print_credentials(client_id: str, secret: str | None, as_json: bool) -> Non
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @with_appcontext
 @fail_on_user_error
-def create(
-    name,
-    redirect_uris,
-    post_logout_uris,
-    backchannel_logout_uri,
-    public,
-    id_token_alg,
-    access_token_format,
-    grant_type,
-    scope,
-    required_entitlement,
-    as_json,
-):
+def create(name, as_json, **options):
     """Register a client; prints its client_id and, once, its secret."""
     moment = clock.now()
-    client, secret = clients.create(
+    spec = clients.ClientSpec(
         name,
-        redirect_uris=list(redirect_uris),
-        post_logout_redirect_uris=list(post_logout_uris),
-        backchannel_logout_uri=backchannel_logout_uri,
-        public=public,
-        alg=id_token_alg,
-        now=moment,
-        grant_type=grant_type,
-        scope=scope,
-        required_entitlement=required_entitlement,
-        access_token_format=access_token_format,
+        redirect_uris=list(options["redirect_uris"]),
+        post_logout_redirect_uris=list(options["post_logout_uris"]),
+        backchannel_logout_uri=options["backchannel_logout_uri"],
+        public=options["public"],
+        alg=options["id_token_alg"],
+        grant_type=options["grant_type"],
+        scope=options["scope"],
+        required_entitlement=options["required_entitlement"],
+        access_token_format=options["access_token_format"],
     )
+    client, secret = clients.create(spec, moment)
     audit.record("client.created", now=moment, actor=operator(), client_id=client.client_id)
     db.session.commit()
     _print_credentials(client.client_id, secret, as_json)
@@ -206,7 +194,7 @@ def list_keys(as_json):
 
 @keys_group.command("rotate")
 @click.option(
-    "--alg", type=click.Choice(keys.ALGORITHMS), default=keys.DEFAULT_ALG, show_default=True
+    "--alg", type=click.Choice(policy.ALGORITHMS), default=policy.DEFAULT_ALG, show_default=True
 )
 @with_appcontext
 @fail_on_user_error

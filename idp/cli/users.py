@@ -8,10 +8,10 @@ from flask.cli import with_appcontext
 from idp import audit
 from idp.accounts import invitations, lifecycle, provisioning, users
 from idp.accounts.models import InvitationPurpose, User, UserState
-from idp.accounts.users import UserError
 from idp.authn import account_limits, lockout
 from idp.cli import errors as cli_errors
 from idp.cli.common import fail_on_user_error, operator
+from idp.errors import UserError
 from idp.platform import clock
 from idp.platform.extensions import db
 

@@ -102,17 +102,16 @@ def register_relying_party(kind: str, base_url: str) -> tuple[str, str]:
     name = RELYING_PARTIES[kind]
     for old in db.session.scalars(select(Client).where(Client.name == name)):
         clients.delete(old)
-    client, secret = clients.create(
+    spec = clients.ClientSpec(
         name,
         redirect_uris=[f"{base_url}/callback"],
         # The first is where the back button after a login lands; the second says "signed out".
         post_logout_redirect_uris=[f"{base_url}/", f"{base_url}/signed-out"],
         backchannel_logout_uri=f"{base_url}/backchannel-logout",
-        public=False,
         alg="ES256",
-        now=clock.now(),
         required_entitlement=REQUIRED_ENTITLEMENT.get(kind),
     )
+    client, secret = clients.create(spec, clock.now())
     audit.record("client.created", now=clock.now(), actor="demo", client_id=client.client_id)
     db.session.commit()
     return client.client_id, secret

@@ -19,23 +19,18 @@ from werkzeug.wrappers import Response
 from idp import audit
 from idp.accounts import entitlements
 from idp.authn.models import Session
+from idp.authn.web import current_session
 from idp.oidc import authorizations, clients
 from idp.oidc import server as oauth
 from idp.oidc.id_token_hints import verified_claims
 from idp.oidc.models import Client, PendingAuthorization
+from idp.oidc.way_back import resume_path
 from idp.platform import clock, i18n, ratelimit
 from idp.platform.error_pages import error_page
 from idp.platform.extensions import db
-from idp.platform.web import (
-    browser_authorizations,
-    client_ip,
-    current_session,
-    remember_authorization,
-    resume_path,
-)
+from idp.platform.web import browser_authorizations, client_ip, remember_authorization
+from idp.policy import MAX_AGE_LIMIT_SECONDS
 
-# A larger max_age (about 31 years) means the same; timedelta overflows near 10**14 days.
-MAX_AGE_LIMIT = 10**9
 # Authorization responses go back in the query, and only there.
 RESPONSE_MODES = ("query",)
 
@@ -171,7 +166,7 @@ def check_prompt(req: Request):
 
 
 def check_entitlement(req: Request):
-    if entitlements.admits(req.client, req.session.user):
+    if entitlements.admits(req.client.required_entitlement, req.session.user):
         return None
     return _entitlement_missing(req.grant, req.client, req.session, req.status)
 
@@ -276,7 +271,7 @@ def _request_fingerprint(client_id: str) -> str:
 
 
 def _max_age() -> int | None:
-    """The max_age asked for in seconds, at most MAX_AGE_LIMIT; ValueError unless a
+    """The max_age asked for in seconds, at most MAX_AGE_LIMIT_SECONDS; ValueError unless a
     non-negative integer. Empty counts as absent (RFC 6749 3.1)."""
     value = request.values.get("max_age")
     if not value:
@@ -284,7 +279,7 @@ def _max_age() -> int | None:
     if not (value.isascii() and value.isdigit()):
         raise ValueError("max_age must be a non-negative integer")
     # Long digit strings are huge numbers: no need to parse them (int() refuses 4300 digits).
-    return MAX_AGE_LIMIT if len(value) > 10 else min(int(value), MAX_AGE_LIMIT)
+    return MAX_AGE_LIMIT_SECONDS if len(value) > 10 else min(int(value), MAX_AGE_LIMIT_SECONDS)
 
 
 # Why password and PIN must be asked (again) before a code is issued (as node-oidc-provider's

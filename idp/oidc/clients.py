@@ -5,18 +5,20 @@ slow hash)."""
 
 import ipaddress
 import secrets
+from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
+from idp import policy
 from idp.accounts import entitlements
-from idp.accounts.users import UserError
-from idp.oidc import keys
+from idp.errors import UserError
 from idp.oidc.models import Client
 from idp.platform import network
 from idp.platform.extensions import db
 from idp.platform.secrets import digest, new_token, same
+from idp.policy import SERVICE_SCOPES
 
 LOOPBACK_NAMES = ("localhost",)
 CODE_FLOW = "authorization_code"
@@ -26,7 +28,6 @@ GRANT_TYPES = (CODE_FLOW, CLIENT_CREDENTIALS)
 JWT, OPAQUE = "jwt", "opaque"
 ACCESS_TOKEN_FORMATS = (JWT, OPAQUE)
 # What a client_credentials client can be allowed: each scope opens one API and nothing else.
-SERVICE_SCOPES = ("scim",)
 
 
 def _is_loopback(host: str) -> bool:
@@ -75,22 +76,29 @@ def check_backchannel_uri(uri: str) -> str:
     return uri
 
 
-def create(
-    name: str,
-    *,
-    redirect_uris: list[str],
-    post_logout_redirect_uris: list[str],
-    backchannel_logout_uri: str | None,
-    public: bool,
-    alg: str,
-    now: datetime,
-    grant_type: str = CODE_FLOW,
-    scope: str | None = None,
-    required_entitlement: str | None = None,
-    access_token_format: str = JWT,
-) -> tuple[Client, str | None]:
+@dataclass(frozen=True)
+class ClientSpec:
+    """What an operator registers a client with (`idp clients create`)."""
+
+    name: str
+    redirect_uris: list[str] = field(default_factory=list)
+    post_logout_redirect_uris: list[str] = field(default_factory=list)
+    backchannel_logout_uri: str | None = None
+    public: bool = False
+    alg: str = policy.DEFAULT_ALG
+    grant_type: str = CODE_FLOW
+    scope: str | None = None
+    required_entitlement: str | None = None
+    access_token_format: str = JWT
+
+
+def create(spec: ClientSpec, now: datetime) -> tuple[Client, str | None]:
     """The new client and its secret (None for a public client): the secret is never stored."""
-    name = name.strip()
+    name = spec.name.strip()
+    redirect_uris, post_logout_redirect_uris = spec.redirect_uris, spec.post_logout_redirect_uris
+    backchannel_logout_uri, public, alg = spec.backchannel_logout_uri, spec.public, spec.alg
+    grant_type, scope = spec.grant_type, spec.scope
+    required_entitlement, access_token_format = spec.required_entitlement, spec.access_token_format
     if not name or len(name) > 200:
         raise UserError("a client needs a name of 1 to 200 characters")
     if grant_type == CLIENT_CREDENTIALS:
@@ -112,8 +120,8 @@ def create(
             entitlements.check_known([required_entitlement])
     else:
         raise UserError(f"unsupported grant {grant_type!r}: use one of {', '.join(GRANT_TYPES)}")
-    if alg not in keys.ALGORITHMS:
-        raise UserError(f"unsupported algorithm {alg!r}: use one of {', '.join(keys.ALGORITHMS)}")
+    if alg not in policy.ALGORITHMS:
+        raise UserError(f"unsupported algorithm {alg!r}: use one of {', '.join(policy.ALGORITHMS)}")
     if grant_type == CLIENT_CREDENTIALS and access_token_format != JWT:
         # A service's token is checked by the API it calls, by signature (see scim).
         raise UserError("--access-token-format opaque is for relying parties, not services")

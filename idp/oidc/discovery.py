@@ -3,7 +3,7 @@ once per process since it depends on configuration only."""
 
 import json
 
-from idp.oidc import keys, token_claims
+from idp import policy
 from idp.oidc import server as oauth
 from idp.oidc.authorization import RESPONSE_MODES
 
@@ -19,12 +19,12 @@ def discovery_document(config) -> dict:
         "revocation_endpoint": f"{issuer}/revoke",
         "introspection_endpoint": f"{issuer}/introspect",
         "end_session_endpoint": f"{issuer}/end_session",
-        "scopes_supported": list(token_claims.SCOPES),
+        "scopes_supported": list(policy.SCOPES),
         "response_types_supported": ["code"],
         "response_modes_supported": list(RESPONSE_MODES),
         "grant_types_supported": list(oauth.GRANT_TYPES),
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": list(keys.ALGORITHMS),
+        "id_token_signing_alg_values_supported": list(policy.ALGORITHMS),
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": oauth.TOKEN_AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": oauth.TOKEN_AUTH_METHODS,
@@ -42,12 +42,12 @@ def discovery_document(config) -> dict:
             "sid",
             "azp",
             "at_hash",
-            *[claim for claims in token_claims.CLAIMS_BY_SCOPE.values() for claim in claims],
+            *[claim for claims in policy.CLAIMS_BY_SCOPE.values() for claim in claims],
         ],
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
-        "acr_values_supported": [token_claims.ACR],
+        "acr_values_supported": [policy.ACR],
         "prompt_values_supported": ["none", "login"],
         "ui_locales_supported": list(config["LANGUAGES"]),
         "authorization_response_iss_parameter_supported": True,

@@ -27,12 +27,13 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 from sqlalchemy import func, or_, select
 
-from idp.accounts.users import UserError
+from idp.errors import UserError
 from idp.oidc.models import SigningKey
+from idp.platform import clock
 from idp.platform.extensions import db
+from idp.platform.health import NotReady
+from idp.policy import ALGORITHMS, DEFAULT_ALG
 
-DEFAULT_ALG = "ES256"
-ALGORITHMS = ("ES256", "RS256")
 KEY_TYPES = {"ES256": (ECKey, "P-256"), "RS256": (RSAKey, 2048)}
 
 # Loading a PEM and decrypting it on every signature would cost more than the signature.
@@ -341,3 +342,16 @@ def half_hash(value: str) -> str:
     """at_hash: the left half of the token's SHA-256, the hash of both ES256 and RS256."""
     digest = hashlib.sha256(value.encode()).digest()
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
+
+
+def check_signing_key() -> None:
+    """Readiness: a key signs. It exists (or is made now, as on first use) and decrypts with
+    our secret."""
+    try:
+        sign({"purpose": "readiness"}, alg=DEFAULT_ALG, now=clock.now())
+    except UndecryptableKeys as error:
+        # Instances with another secret (one pod changed, one not) split: those that can
+        # decrypt stay in traffic, this one leaves it, and its log says why.
+        raise NotReady(
+            f"this instance cannot sign: {error} (every instance needs the same secret)"
+        ) from None

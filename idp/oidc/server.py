@@ -18,6 +18,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import OpenIDCode
 from flask import Flask, Response, current_app, g, redirect, request
 
+from idp import policy
 from idp.oidc import clients, token_claims, token_store, tokens
 from idp.oidc.models import Client, TokenKind
 from idp.oidc.token_store import ClientRecord, CodeRecord, GrantRecord, TokenRecord
@@ -51,7 +52,7 @@ class ClientAdapter(ClientMixin):
     def get_allowed_scope(self, scope):
         if not clients.signs_people_in(self.row):
             return " ".join(clients.service_scopes(self.row))
-        return " ".join(s for s in (scope or "").split() if s in token_claims.SCOPES)
+        return " ".join(s for s in (scope or "").split() if s in policy.SCOPES)
 
     def check_redirect_uri(self, redirect_uri):
         return clients.redirect_uri_registered(self.row, redirect_uri)

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from flask import current_app
 
+from idp import policy
 from idp.accounts import entitlements
 from idp.oidc import clients, keys
 from idp.oidc.token_store import (
@@ -18,19 +19,7 @@ from idp.oidc.token_store import (
     find_client,
 )
 from idp.platform.secrets import new_token
-
-# What the login proves: a password and a possession factor (the SMS PIN).
-ACR = "https://refeds.org/profile/mfa"
-SCOPES = ("openid", "profile", "email", "phone", "entitlements", "offline_access")
-CLAIMS_BY_SCOPE = {
-    "profile": ("name", "preferred_username"),
-    "email": ("email", "email_verified"),
-    "phone": ("phone_number", "phone_number_verified"),
-    "entitlements": ("entitlements",),
-}
-# Claims that the ID token carries too, not only userinfo: a relying party that admits only
-# one product decides at sign-in.
-ID_TOKEN_SCOPED_CLAIMS = ("entitlements",)
+from idp.policy import CLAIMS_BY_SCOPE, ID_TOKEN_SCOPED_CLAIMS
 
 
 def epoch(moment: datetime) -> int:
@@ -58,7 +47,7 @@ def access_token(grant: GrantRecord, scope: str, now: datetime) -> tuple[str, in
         "amr": grant.amr,
         "sid": grant.sid,
     }
-    return keys.sign(claims, alg=keys.DEFAULT_ALG, now=now, typ="at+jwt"), lifetime
+    return keys.sign(claims, alg=policy.DEFAULT_ALG, now=now, typ="at+jwt"), lifetime
 
 
 def service_access_token(client: ClientRecord, scope: str, audience: str, now: datetime):
@@ -76,7 +65,7 @@ def service_access_token(client: ClientRecord, scope: str, audience: str, now: d
         "exp": epoch(now) + lifetime,
         "jti": secrets.token_urlsafe(16),
     }
-    return keys.sign(claims, alg=keys.DEFAULT_ALG, now=now, typ="at+jwt"), lifetime
+    return keys.sign(claims, alg=policy.DEFAULT_ALG, now=now, typ="at+jwt"), lifetime
 
 
 def authenticate_service_token(

@@ -16,9 +16,9 @@ from idp.accounts.models import UserState
 from idp.authn.models import Session
 from idp.oidc import clients, keys, token_store
 from idp.oidc.models import Client, TokenKind
-from idp.oidc.token_claims import ACR
 from idp.oidc.token_store import ClientRecord, CodeRecord, GrantRecord, NewToken, TokenRecord
 from idp.platform.secrets import new_token
+from idp.policy import ACR
 
 
 def _seconds(setting: str) -> timedelta:
@@ -89,7 +89,8 @@ def grant_is_usable(grant: GrantRecord) -> bool:
 def account_admits(grant: GrantRecord) -> bool:
     """The account active, and the product the client serves still under contract. What a
     redeemed code still needs: its claim required the grant unrevoked (see claim_code)."""
-    return grant.user.state == UserState.ACTIVE and entitlements.admits(grant.client, grant.user)
+    required = grant.client.required_entitlement
+    return grant.user.state == UserState.ACTIVE and entitlements.admits(required, grant.user)
 
 
 def is_active(token: TokenRecord, now: datetime) -> bool:

@@ -20,6 +20,7 @@ from idp.oidc import keys, token_store
 from idp.oidc.models import Client
 from idp.oidc.token_claims import epoch
 from idp.platform import network
+from idp.policy import LOGOUT_TOKEN_LIFETIME_SECONDS
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 ATTEMPTS = 2
@@ -32,7 +33,7 @@ def logout_token(client: Client, session: Session, now: datetime) -> str:
         "sub": session.user.subject,
         "aud": client.client_id,
         "iat": epoch(now),
-        "exp": epoch(now) + 120,
+        "exp": epoch(now) + LOGOUT_TOKEN_LIFETIME_SECONDS,
         "jti": secrets.token_urlsafe(16),
         "sid": session.sid,
         "events": {BACKCHANNEL_EVENT: {}},

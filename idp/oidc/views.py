@@ -17,31 +17,21 @@ from flask import (
 )
 
 from idp import audit
-from idp.authn import sessions, transactions
+from idp.authn import sessions, transactions, way_back
 from idp.authn.models import TransactionState
+from idp.authn.web import clear_session_cookie, current_session
 from idp.oidc import authorization, authorizations, clients, keys, token_claims, tokens
 from idp.oidc import server as oauth
 from idp.oidc.authorization import invalid_request_page
 from idp.oidc.id_token_hints import hinted_client
 from idp.platform import clock
 from idp.platform.extensions import csrf, db
-from idp.platform.web import (
-    browser_authorizations,
-    cancellable,
-    clear_session_cookie,
-    client_ip,
-    current_session,
-    end_flow,
-    flow_transaction_token,
-    way_back_of,
-)
+from idp.platform.web import browser_authorizations, client_ip, end_flow, flow_transaction_token
+from idp.policy import DISCOVERY_MAX_AGE_SECONDS, JWKS_MAX_AGE_SECONDS
 
 bp = Blueprint("oidc", __name__)
 api = Blueprint("oidc_api", __name__)
 csrf.exempt(api)
-
-DISCOVERY_MAX_AGE = 3600
-JWKS_MAX_AGE = 300
 
 
 def _public_json(body: bytes, max_age: int) -> Response:
@@ -53,13 +43,13 @@ def _public_json(body: bytes, max_age: int) -> Response:
 
 @api.get("/.well-known/openid-configuration")
 def discovery():
-    return _public_json(current_app.extensions["idp.discovery"], DISCOVERY_MAX_AGE)
+    return _public_json(current_app.extensions["idp.discovery"], DISCOVERY_MAX_AGE_SECONDS)
 
 
 @api.get("/jwks.json")
 def jwks():
     # The first key is made on first use; publish it before anything needs it.
-    return _public_json(keys.jwks_document(clock.now()), JWKS_MAX_AGE)
+    return _public_json(keys.jwks_document(clock.now()), JWKS_MAX_AGE_SECONDS)
 
 
 # --- Authorization -----------------------------------------------------------------------------
@@ -92,8 +82,8 @@ def cancel():
     state and our issuer (RFC 9207), as Keycloak's cancel does. A POST with the CSRF token,
     for a request that this very browser holds and that still waits; each request once. Its
     redirect URI was checked when the request was made, and is checked again."""
-    way_back = way_back_of(request.form.get("next"))
-    row = way_back.authorization if cancellable(way_back) else None
+    back = way_back.of(request.form.get("next"))
+    row = back.waiting.row if way_back.cancellable(back) else None
     if row is None or not authorizations.cancel(row, clock.now()):
         db.session.rollback()
         return redirect(url_for("login.form"), code=303)
@@ -102,7 +92,7 @@ def cancel():
         db.session.rollback()
         return invalid_request_page("redirect_uri")
     db.session.commit()
-    if transactions.return_to_of(flow_transaction_token()) == way_back.path:
+    if transactions.return_to_of(flow_transaction_token()) == back.path:
         end_flow()  # the password or PIN step of that login ends with it
     denied = oauth.AuthorizationDenied(
         params["redirect_uri"], "access_denied", None, params.get("state")

@@ -10,15 +10,12 @@ from urllib.parse import urlsplit
 
 from flask import Config, Flask
 
+from idp.errors import ConfigurationError
 from idp.platform import network
 from idp.platform.resources import resource_dir
 
 ENVIRONMENTS = ("development", "testing", "production")
 DEV_SENDERS = ("console", "file")
-
-
-class ConfigurationError(RuntimeError):
-    """The configuration cannot run safely; the message says which setting to fix."""
 
 
 def load_config(app: Flask, environment: str, overrides: Mapping | None) -> None:
@@ -126,8 +123,12 @@ def check_config(config: Mapping) -> None:
         if not config.get(setting):
             raise ConfigurationError(f"IDP_{setting} is not set: {PUBLIC_URLS[setting]}")
     check_issuer(str(config["ISSUER"]))
-    if config["ENVIRONMENT"] != "production":
-        return
+    if config["ENVIRONMENT"] == "production":
+        check_production(config)
+
+
+def check_production(config: Mapping) -> None:
+    """What production refuses that development and testing allow."""
     if len(str(config["SECRET_KEY"])) < 32:
         raise ConfigurationError("IDP_SECRET_KEY must be at least 32 characters in production")
     for setting in ("MAIL_BACKEND", "SMS_BACKEND"):

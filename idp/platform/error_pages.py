@@ -4,17 +4,15 @@ from flask import Flask, current_app, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from idp.accounts.passwords import HashingBusy
+from idp.errors import HashingBusy
 from idp.platform.extensions import db
 from idp.platform.logging_setup import loggable_path
+from idp.policy import BUSY_RETRY_AFTER_SECONDS
 
 # Paths that relying parties call: errors there are JSON even when no route matched (a 404 or
 # 405 has no blueprint), since a client library parses the answer instead of showing it.
 PROTOCOL_PATHS = ("/token", "/userinfo", "/revoke", "/introspect", "/jwks.json", "/.well-known")
 JSON_ERRORS = {404: "not_found", 405: "method_not_allowed"}
-SCIM_PATH = "/scim/v2/"
-# When a password check found every argon2 slot taken: long enough for a burst to drain.
-BUSY_RETRY_AFTER_SECONDS = 5
 
 
 def is_protocol_path(path: str) -> bool:
@@ -34,13 +32,19 @@ def error_page(status: int, kind: str | None = None):
     return render_template("errors/error.html", status=status, kind=kind), status
 
 
+def answer_errors_under(app: Flask, prefix: str, answer) -> None:
+    """HTTP errors under `prefix` (404 and 405 too, which no blueprint sees) are answered by
+    `answer`, in the format that the clients of that API parse (SCIM's, say)."""
+    app.extensions.setdefault("idp.path_errors", {})[prefix] = answer
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
-    def csrf_failed(error):
+    def csrf_failed(_error):
         return error_page(400, "csrf")
 
     @app.errorhandler(HashingBusy)
-    def hashing_busy(error):
+    def hashing_busy(_error):
         # Raised before anything was counted or written; the person just tries again.
         db.session.rollback()
         page, status = error_page(503, "busy")
@@ -50,12 +54,11 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(error: HTTPException):
         if error.code is None or error.code < 400:
             return error
-        if request.path.startswith(SCIM_PATH):
-            # No route matched, so the SCIM blueprint's handler was not asked: SCIM clients
-            # still parse SCIM's error format.
-            from idp.scim import views as scim
-
-            return scim.http_error(error)
+        for prefix, answer in app.extensions.get("idp.path_errors", {}).items():
+            if request.path.startswith(prefix):
+                # No route matched, so the blueprint's own handler was not asked: its clients
+                # still parse its error format.
+                return answer(error)
         response = error.get_response()
         page, status = error_page(error.code)
         if isinstance(page, str):
@@ -66,7 +69,7 @@ def register_error_handlers(app: Flask) -> None:
         return page, status, [(k, v) for k, v in response.headers if k.lower() == "allow"]
 
     @app.errorhandler(Exception)
-    def unexpected(error: Exception):
+    def unexpected(_error: Exception):
         db.session.rollback()
         current_app.logger.exception(
             "unhandled error on %s %s", request.method, loggable_path(request.path)

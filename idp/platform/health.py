@@ -1,8 +1,9 @@
 """Liveness (/healthz: the process answers) and readiness (/readyz: it can serve a login).
 
-Readiness runs named checks (database, signing_key, redis when configured); each returns
-nothing or raises. Other parts of the app add theirs with `register_readiness_check`. A failing
-check is named in the answer but its error text never is: it may carry a host, a user or a URL.
+Readiness runs named checks (database, redis when configured, and those that other parts of
+the app add with `register_readiness_check`: signing_key by idp.oidc.keys); each returns
+nothing or raises. A failing check is named in the answer but its error text never is: it may
+carry a host, a user or a URL.
 """
 
 from collections.abc import Callable
@@ -58,7 +59,6 @@ def readiness_checks(app: Flask) -> dict[str, ReadinessCheck]:
 
 def init_readiness(app: Flask) -> None:
     register_readiness_check(app, "database", check_database)
-    register_readiness_check(app, "signing_key", check_signing_key)
     if app.config["REDIS_URL"]:
         register_readiness_check(app, "redis", check_redis)
 
@@ -78,18 +78,3 @@ def check_redis() -> None:
         client.ping()
     finally:
         client.close()
-
-
-def check_signing_key() -> None:
-    """A key signs: it exists (or is made now, as on first use) and decrypts with our secret."""
-    from idp.oidc import keys
-    from idp.platform import clock
-
-    try:
-        keys.sign({"purpose": "readiness"}, alg=keys.DEFAULT_ALG, now=clock.now())
-    except keys.UndecryptableKeys as error:
-        # Instances with another secret (one pod changed, one not) split: those that can
-        # decrypt stay in traffic, this one leaves it, and its log says why.
-        raise NotReady(
-            f"this instance cannot sign: {error} (every instance needs the same secret)"
-        ) from None

@@ -14,7 +14,7 @@ from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from redis.exceptions import RedisError
 
-from idp.platform.config import ConfigurationError
+from idp.errors import ConfigurationError
 from idp.platform.network import network_of
 
 

@@ -41,7 +41,8 @@ from idp.accounts import entitlements
 from idp.accounts.models import User as Account
 from idp.accounts.models import UserState
 from idp.accounts.provisioning import AccountData
-from idp.accounts.users import UserError, username_key
+from idp.accounts.users import username_key
+from idp.errors import UserError
 
 CORE_USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 CUSTOMER_SCHEMA = "urn:ecotel:params:scim:schemas:extension:customer:2.0:User"
@@ -280,10 +281,10 @@ class _SqlFilter(FilterVisitor):
         joined = and_ if node.op == LogicalOperator.and_ else or_
         return joined(*(self.visit(term) for term in node.terms))
 
-    def visit_not(self, node):
+    def visit_not(self, _node):
         raise InvalidFilterException(detail="'not' is not supported")
 
-    def visit_present(self, node):
+    def visit_present(self, _node):
         raise InvalidFilterException(detail="'pr' is not supported")
 
 

@@ -28,14 +28,13 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, Unsupporte
 
 from idp.accounts import provisioning
 from idp.accounts.provisioning import Conflict, DisabledByOperator
-from idp.accounts.users import UserError
+from idp.errors import SendError, UserError
 from idp.oidc import server as oauth
 from idp.oidc import token_claims
 from idp.platform import clock
 from idp.platform.extensions import csrf, db
 from idp.platform.logging_setup import loggable_path
 from idp.scim import schema as scim
-from idp.senders import SendError
 
 bp = Blueprint("scim_api", __name__, url_prefix="/scim/v2")
 csrf.exempt(bp)
@@ -97,7 +96,7 @@ def invalid_value(error: UserError):
 
 
 @bp.errorhandler(SendError)
-def mail_failed(error: SendError):
+def mail_failed(_error: SendError):
     db.session.rollback()
     return _error(503, "the activation mail could not be sent; nothing was changed")
 
@@ -111,7 +110,7 @@ def http_error(error: HTTPException):
 
 
 @bp.errorhandler(Exception)
-def unexpected(error: Exception):
+def unexpected(_error: Exception):
     db.session.rollback()
     current_app.logger.exception(
         "unhandled error on %s %s", request.method, loggable_path(request.path)

@@ -2,7 +2,7 @@
 
 from flask import Blueprint, current_app, redirect, render_template, url_for
 
-from idp.platform.web import current_session
+from idp.authn.web import current_session
 
 bp = Blueprint("account", __name__)
 

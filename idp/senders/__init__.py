@@ -1,43 +1,20 @@
 """Mail and SMS senders, chosen by name from the configuration (IDP_MAIL_BACKEND,
-IDP_SMS_BACKEND). Every implementation keeps one contract: `send(message)` delivers or raises
-SendError, and never logs the message body (it carries links and PINs)."""
-
-from dataclasses import dataclass, field
+IDP_SMS_BACKEND): smtp and vonage for production, console and file for development. What they
+carry and the contract they keep are in idp.senders.messages."""
 
 from flask import Flask, current_app
 
+from idp.senders import mail, sms
+from idp.senders.messages import Mail, Mailer, Sms, SmsReceipt, SmsSender
 
-class SendError(RuntimeError):
-    """The message could not be handed over; nothing about it may be assumed delivered."""
-
-
-@dataclass(frozen=True)
-class Mail:
-    to: str
-    subject: str
-    text: str
-    html: str | None = None
-
-
-@dataclass(frozen=True)
-class Sms:
-    to: str  # E.164
-    text: str
-
-
-@dataclass(frozen=True)
-class SmsReceipt:
-    message_id: str | None = None
-    # What the provider charged, in its currency (Vonage reports EUR), when it says.
-    price: str | None = None
-    extra: dict = field(default_factory=dict)
+__all__ = ["Mail", "Sms", "SmsReceipt", "init_senders", "send_mail", "send_sms"]
 
 
 def init_senders(app: Flask) -> None:
-    from idp.senders import mail, sms
-
-    app.extensions["idp.mailer"] = mail.build(app.config)
-    app.extensions["idp.sms"] = sms.build(app.config)
+    mailer: Mailer = mail.build(app.config)
+    sms_sender: SmsSender = sms.build(app.config)
+    app.extensions["idp.mailer"] = mailer
+    app.extensions["idp.sms"] = sms_sender
 
 
 def send_mail(message: Mail) -> None:

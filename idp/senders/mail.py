@@ -8,8 +8,8 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from idp.platform.config import ConfigurationError
-from idp.senders import Mail, SendError
+from idp.errors import ConfigurationError, SendError
+from idp.senders.messages import Mail
 from idp.senders.outbox import FileOutbox, print_loudly
 
 

@@ -2,8 +2,8 @@
 
 import logging
 
-from idp.platform.config import ConfigurationError
-from idp.senders import SendError, Sms, SmsReceipt
+from idp.errors import ConfigurationError, SendError
+from idp.senders.messages import Sms, SmsReceipt
 from idp.senders.outbox import FileOutbox, print_loudly
 
 # The SDK logs request bodies (the PIN, the API secret) at DEBUG and error bodies at WARNING.

@@ -14,7 +14,7 @@ from limits import parse
 from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
 
-from idp.senders import SendError
+from idp.errors import SendError
 
 MOBILE_TYPES = (
     phonenumbers.PhoneNumberType.MOBILE,

@@ -19,7 +19,8 @@ from flask import Flask, current_app
 
 from idp.accounts.models import User
 from idp.authn.models import AuthTransaction
-from idp.platform.config import ConfigurationError
+from idp.errors import ConfigurationError
+from idp.policy import AMR_MULTIPLE_FACTORS, AMR_PASSWORD
 
 
 class Verdict(Protocol):
@@ -95,4 +96,4 @@ def of(transaction: AuthTransaction) -> Factor:
 
 
 def amr(factor: Factor) -> list[str]:
-    return ["pwd", *factor.amr, "mfa"]
+    return [AMR_PASSWORD, *factor.amr, AMR_MULTIPLE_FACTORS]

@@ -14,10 +14,11 @@ from idp.authn import lockout, transactions
 from idp.authn.factors.sms import pins
 from idp.authn.factors.sms.models import PinChallenge
 from idp.authn.models import AuthTransaction, TransactionState
+from idp.errors import PinsLocked, SendError
 from idp.platform import metrics
 from idp.platform.extensions import db
 from idp.platform.secrets import same
-from idp.senders import SendError, Sms, send_sms, sms_guard
+from idp.senders import Sms, send_sms, sms_guard
 
 
 class PinResult(enum.Enum):
@@ -184,7 +185,7 @@ def verify(transaction: AuthTransaction, typed: str, now: datetime) -> PinResult
         return _counted(transaction, PinResult.ENDED)
     try:
         lockout.claim_pin_attempt(transaction.user_id, now)
-    except lockout.PinsLocked:
+    except PinsLocked:
         db.session.rollback()  # the transaction's try stays unused for after the lock
         return _counted(transaction, PinResult.LOCKED)
     db.session.commit()

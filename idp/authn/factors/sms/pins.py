@@ -12,8 +12,8 @@ from flask_babel import force_locale, get_locale
 from idp.accounts import users
 from idp.accounts.models import User
 from idp.platform.secrets import keyed_digest
+from idp.policy import PIN_LENGTH
 
-PIN_LENGTH = 6
 # What people put between the digits: spaces (as when copying "123 456") and hyphens.
 PIN_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015]")
 PIN_DIGITS = re.compile(rf"[0-9]{{{PIN_LENGTH}}}")

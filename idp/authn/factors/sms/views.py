@@ -6,23 +6,15 @@ from flask import Blueprint, current_app, redirect, render_template, request
 
 from idp import audit
 from idp.accounts.users import masked_phone
-from idp.authn import confirmations, lockout, transactions
+from idp.authn import confirmations, lockout, transactions, way_back
 from idp.authn.factors.sms import SMS_PIN, challenges
 from idp.authn.factors.sms.challenges import PinResult, ResendRefused
-from idp.oidc import clients
+from idp.authn.web import sms_error
+from idp.errors import SendError
 from idp.platform import clock
 from idp.platform.extensions import db
 from idp.platform.ratelimit import limit_posts
-from idp.platform.web import (
-    back_to_completed_authorization,
-    cancellable,
-    client_ip,
-    end_flow,
-    flow_transaction_token,
-    sms_error,
-    way_back_of,
-)
-from idp.senders import SendError
+from idp.platform.web import client_ip, end_flow, flow_transaction_token
 
 bp = Blueprint("pin", __name__)
 
@@ -41,7 +33,7 @@ def pin_page(transaction, *, error=None, notice=None, status=200):
             tries_left=challenges.tries_left(transaction, now),
             all_tries=current_app.config["PIN_MAX_ATTEMPTS"],
             locked_until=lockout.pins_locked_until(transaction.user_id, now),
-            cancel=cancellable(way_back_of(transaction.return_to)),
+            cancel=way_back.cancellable(way_back.of(transaction.return_to)),
         ),
         status,
     )
@@ -55,11 +47,10 @@ class WayOut(NamedTuple):
 def way_out(return_to: str | None) -> WayOut:
     """Where a person goes who cannot sign in before a lock ends: the page of the relying party
     that the login was for, else the portal."""
-    way_back = way_back_of(return_to)
-    client = way_back.authorization.client if way_back and way_back.authorization else None
-    landing = clients.landing_uri(client) if client else None
-    if landing:
-        return WayOut(landing, client.name)
+    back = way_back.of(return_to)
+    waiting = back.waiting if back else None
+    if waiting is not None and waiting.landing_uri:
+        return WayOut(waiting.landing_uri, waiting.client_name)
     return WayOut(current_app.config["PORTAL_URL"], current_app.config["PRODUCT_NAME"])
 
 
@@ -104,7 +95,7 @@ def form():
     transaction = transactions.load(flow_transaction_token(), clock.now(), factor=SMS_PIN.name)
     if transaction is None:
         # The back button after a login that went on to a relying party: back there.
-        back = back_to_completed_authorization()
+        back = way_back.back_to_completed()
         return redirect(back) if back else ended_flow_page()
     return pin_page(transaction)
 
