@@ -6,7 +6,7 @@ the capabilities above accounts is announced through idp.accounts.events."""
 from datetime import datetime
 
 from idp import audit
-from idp.accounts import events, invitations, users
+from idp.accounts import events, invitations, notifications, users
 from idp.accounts.models import InvitationPurpose, User, UserState
 from idp.errors import UserError
 from idp.platform import hooks
@@ -36,9 +36,12 @@ def enable(user: User, now: datetime, *, actor: str) -> None:
     audit.record("user.enabled", now=now, actor=actor, user=user)
 
 
-def change_phone(user: User, phone: str, now: datetime, *, actor: str) -> AfterCommit:
+def change_phone(
+    user: User, phone: str, now: datetime, *, actor: str, ip: str | None = None
+) -> AfterCommit:
     """The number that receives the PINs, checked as at the invitation. Logins and activations
-    waiting for a PIN end: the PIN went to the old number, which may be why it changes."""
+    waiting for a PIN end: the PIN went to the old number, which may be why it changes. She is
+    told by mail (ip: where she changed it herself; None: an operator did)."""
     old = user.phone
     user.phone = users.check_phone(phone)
     audit.record(
@@ -49,7 +52,13 @@ def change_phone(user: User, phone: str, now: datetime, *, actor: str) -> AfterC
         old=users.masked_phone(old),
         new=users.masked_phone(user.phone),
     )
-    return hooks.fire(events.PHONE_CHANGED, user, now)
+    after_commit = hooks.fire(events.PHONE_CHANGED, user, now)
+    after_commit.append(
+        notifications.after_commit(
+            user, "phone_changed", now=now, ip=ip, phone=users.masked_phone(user.phone)
+        )
+    )
+    return after_commit
 
 
 def send_password_link(user: User, now: datetime, *, actor: str) -> None:

@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from idp import audit
-from idp.accounts import events, invitations
+from idp.accounts import events, invitations, notifications
 from idp.accounts.models import Invitation, InvitationPurpose, User, UserState
 from idp.accounts.passwords import PolicyViolation, check_policy, hashing
 from idp.authn import lockout, transactions
@@ -66,6 +66,7 @@ def complete(transaction: AuthTransaction, now: datetime, ip: str | None) -> Com
         # A new password ends every session that the old one opened, the access and refresh
         # tokens its relying parties hold, and tells those relying parties (back-channel).
         after_commit = hooks.fire(events.PASSWORD_RESET, user, now)
+        after_commit.append(notifications.after_commit(user, "password_reset", now=now, ip=ip))
         audit.record("password.reset", now=now, actor="user", user=user, ip=ip)
     else:
         audit.record("user.activated", now=now, actor="user", user=user, ip=ip)
