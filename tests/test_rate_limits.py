@@ -271,7 +271,8 @@ def test_restarting_the_login_is_no_way_around_the_resend_cooldown(app, outbox, 
         if restart:
             assert "No PIN has been sent for this attempt yet" in page.text
             wait = int(re.search(r"ask for a new PIN in (\d+) seconds", page.text).group(1))
-            assert wait == cooldown - 2 * restart
+            # The test's clock runs on with the real one: a loaded machine may take a second.
+            assert cooldown - 2 * restart - 1 <= wait <= cooldown - 2 * restart
         frozen_clock.advance(seconds=2)
     assert len(outbox.sms()) == sent + 1
     # The last one asks for its PIN once the wait is over, and signs in with it.

@@ -367,6 +367,9 @@ def bad_links(app, outbox) -> dict[str, str]:
         "wrong shape": wrong_shape,
         "not a list": not_a_list,
         "junk": "%ff%fe..;'\"<script>",
+        # Base64 skips what is not in its alphabet: the real link with junk is no link.
+        "junk appended": token + "%C2%80",
+        "junk inside": token[:10] + "%21" + token[10:],
     }
 
 

@@ -1,10 +1,14 @@
 """Signed links: itsdangerous signs (with a salt per purpose) what the database makes
 single-use (a nonce whose digest is stored)."""
 
+import re
+
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 SET_PASSWORD_SALT = "idp.link.set-password"  # noqa: S105 (a salt, not a secret)
+# What itsdangerous's URL-safe tokens are made of: base64url parts joined by dots.
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)+")
 
 
 class LinkInvalid(Exception):
@@ -24,6 +28,10 @@ def sign(salt: str, payload: list) -> str:
 
 
 def unsign(salt: str, token: str, max_age: int) -> list:
+    # Base64 decoding skips characters outside its alphabet: a link with junk appended would
+    # pass as the link itself. Only the link exactly as we sent it is one.
+    if not TOKEN_SHAPE.fullmatch(token):
+        raise LinkInvalid()
     try:
         payload = _serializer(salt).loads(token, max_age=max_age)
     except SignatureExpired:
