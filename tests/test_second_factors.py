@@ -11,14 +11,11 @@ from urllib.parse import urljoin
 import pytest
 import requests
 from flask import Blueprint, render_template_string, request
-from sqlalchemy import update
 from werkzeug.serving import make_server
 
 from idp.authn import confirmations, factors, transactions
-from idp.authn.models import AuthTransaction, TransactionState
 from idp.errors import ConfigurationError
 from idp.platform import clock
-from idp.platform.extensions import db
 from idp.platform.web import flow_transaction_token
 from tests.conftest import PASSWORD, activate, csrf_token
 from tests.oidc_fixtures import HOST, LiveIdp, RelyingParty
@@ -52,15 +49,7 @@ class SecretWord:
     def verify(self, transaction, answer, now: datetime) -> Verdict:
         if answer.get("word") != SECRET_WORD:
             return Verdict(False)
-        claimed = db.session.execute(
-            update(AuthTransaction)
-            .where(
-                AuthTransaction.id == transaction.id,
-                AuthTransaction.state == TransactionState.PENDING,
-            )
-            .values(state=TransactionState.COMPLETED, ended_at=now)
-        ).rowcount
-        return Verdict(claimed == 1)
+        return Verdict(transactions.claim(transaction, now))
 
 
 SECRET_WORD_PAGE = """{% extends "base.html" %}{% block content %}

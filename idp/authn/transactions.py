@@ -76,6 +76,22 @@ def return_to_of(token: str | None) -> str | None:
     )
 
 
+def claim(transaction: AuthTransaction, now: datetime) -> bool:
+    """Marks the transaction completed, in one conditional UPDATE: of parallel confirmations
+    only one gets True. Not committed: the caller completes what it confirms, then commits."""
+    return (
+        db.session.execute(
+            update(AuthTransaction)
+            .where(
+                AuthTransaction.id == transaction.id,
+                AuthTransaction.state == TransactionState.PENDING,
+            )
+            .values(state=TransactionState.COMPLETED, ended_at=now)
+        ).rowcount
+        == 1
+    )
+
+
 def end_pending(user: User, now: datetime) -> None:
     """Ends the user's open logins and activations: after the account changes (disabled, new
     phone, new password) none that began before the change may complete."""

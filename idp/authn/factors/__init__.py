@@ -49,7 +49,8 @@ class Factor(Protocol):
         SendError; the caller rolls back."""
 
     def verify(self, transaction: AuthTransaction, answer: Mapping[str, str], now: datetime):
-        """One try with the form the person sent; returns a Verdict."""
+        """One try with the form the person sent; returns a Verdict. A right answer claims the
+        transaction (transactions.claim), so that parallel tries confirm it once."""
 
 
 def register(app: Flask, factor: Factor) -> None:

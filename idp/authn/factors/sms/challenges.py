@@ -191,15 +191,8 @@ def verify(transaction: AuthTransaction, typed: str, now: datetime) -> PinResult
     db.session.commit()
 
     if same(challenge.pin_digest, pins.pin_digest(str(challenge.id), pin)):
-        claimed = db.session.execute(
-            update(AuthTransaction)
-            .where(
-                AuthTransaction.id == transaction.id,
-                AuthTransaction.state == TransactionState.PENDING,
-            )
-            .values(state=TransactionState.COMPLETED, ended_at=now)
-        ).rowcount
-        return _counted(transaction, PinResult.OK if claimed == 1 else PinResult.ENDED)
+        claimed = transactions.claim(transaction, now)
+        return _counted(transaction, PinResult.OK if claimed else PinResult.ENDED)
 
     result = PinResult.WRONG
     if attempts >= current_app.config["PIN_MAX_ATTEMPTS"]:
