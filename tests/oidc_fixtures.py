@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -45,17 +46,29 @@ class LiveIdp:
         return json.loads(result.output)
 
 
-@pytest.fixture
-def idp(app, make_app):
-    """The app served by werkzeug in a thread; `app` (the conftest's) cleans the tables."""
+@contextmanager
+def serving(make_app, prepare=None):
+    """An app served by werkzeug in a thread on a free port; `prepare(app)` runs before the
+    first request (to register what a test adds)."""
     port = free_port()
     live = make_app(ISSUER=f"http://{HOST}:{port}")
+    if prepare is not None:
+        prepare(live)
     server = make_server(HOST, port, live, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield LiveIdp(live, f"http://{HOST}:{port}")
-    server.shutdown()
-    thread.join(5)
+    try:
+        yield LiveIdp(live, f"http://{HOST}:{port}")
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+@pytest.fixture
+def idp(app, make_app):
+    """The app served by werkzeug in a thread; `app` (the conftest's) cleans the tables."""
+    with serving(make_app) as live:
+        yield live
 
 
 @pytest.fixture

@@ -4,21 +4,19 @@ same login page, transaction and confirmation as the SMS PIN, and the ID token's
 it. Each factor's page confirms only the transactions that it was chosen for."""
 
 import re
-import threading
 from datetime import datetime
 from urllib.parse import urljoin
 
 import pytest
 import requests
 from flask import Blueprint, render_template_string, request
-from werkzeug.serving import make_server
 
 from idp.authn import confirmations, factors, transactions
 from idp.errors import ConfigurationError
 from idp.platform import clock
 from idp.platform.web import flow_transaction_token
 from tests.conftest import PASSWORD, activate, csrf_token
-from tests.oidc_fixtures import HOST, LiveIdp, RelyingParty
+from tests.oidc_fixtures import HOST, LiveIdp, RelyingParty, serving
 from tests.servers import free_port
 
 SECRET_WORD = "swordfish"
@@ -86,17 +84,14 @@ def word_factor():
 @pytest.fixture
 def word_idp(app, make_app, word_factor):
     """A live IdP that offers the test factor before the SMS PIN."""
-    port = free_port()
-    live = make_app(ISSUER=f"http://{HOST}:{port}")
-    factors.register(live, word_factor)
-    live.register_blueprint(secret_word_blueprint(word_factor))
-    live.config["SECOND_FACTORS"] = ["word", "sms"]
-    server = make_server(HOST, port, live, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield LiveIdp(live, f"http://{HOST}:{port}")
-    server.shutdown()
-    thread.join(5)
+
+    def offer_the_word_first(live):
+        factors.register(live, word_factor)
+        live.register_blueprint(secret_word_blueprint(word_factor))
+        live.config["SECOND_FACTORS"] = ["word", "sms"]
+
+    with serving(make_app, offer_the_word_first) as live:
+        yield live
 
 
 def sign_in_with_word(http: requests.Session, idp: LiveIdp, start_url: str, word: str):

@@ -109,3 +109,11 @@ def complete(
     audit.record("login.succeeded", now=now, actor="user", user=user, ip=ip, sid=session.sid)
     metrics.LOGINS.labels(result="ok").inc()
     return session, token, after_commit
+
+
+def log_out(session: Session, now: datetime, *, actor: str, ip: str | None) -> AfterCommit:
+    """Ends the session (and its tokens, telling its relying parties once committed) and puts
+    the logout on record. The caller commits, then runs what is returned."""
+    after_commit = sessions.end(session, now)
+    audit.record("logout", now=now, actor=actor, user=session.user, ip=ip, sid=session.sid)
+    return after_commit

@@ -2,9 +2,8 @@
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
-from idp import audit
 from idp.accounts import users
-from idp.authn import factors, login, sessions, way_back
+from idp.authn import factors, login, way_back
 from idp.authn.models import TransactionPurpose
 from idp.authn.way_back import WayBack
 from idp.authn.web import clear_session_cookie, current_session, set_session_cookie, sms_error
@@ -111,15 +110,7 @@ def confirm_logout():
 def logout():
     session = current_session()
     if session is not None:
-        after_commit = sessions.end(session, clock.now())
-        audit.record(
-            "logout",
-            now=clock.now(),
-            actor="user",
-            user=session.user,
-            ip=client_ip(),
-            sid=session.sid,
-        )
+        after_commit = login.log_out(session, clock.now(), actor="user", ip=client_ip())
         db.session.commit()
         after_commit.run()
     end_flow(keep_authorizations=False)

@@ -16,8 +16,7 @@ from flask import (
     url_for,
 )
 
-from idp import audit
-from idp.authn import sessions, transactions, way_back
+from idp.authn import login, transactions, way_back
 from idp.authn.models import TransactionState
 from idp.authn.web import clear_session_cookie, current_session
 from idp.oidc import authorization, authorizations, clients, keys, token_claims, tokens
@@ -163,15 +162,8 @@ def end_session():
         # Without proof that the relying party speaks for this very session, the person decides.
         return redirect(url_for("login.confirm_logout"))
     if session is not None:
-        after_commit = sessions.end(session, clock.now())
-        audit.record(
-            "logout",
-            now=clock.now(),
-            actor=f"client:{client.client_id}",
-            user=session.user,
-            ip=client_ip(),
-            sid=session.sid,
-        )
+        actor = f"client:{client.client_id}"
+        after_commit = login.log_out(session, clock.now(), actor=actor, ip=client_ip())
         db.session.commit()
         after_commit.run()
     end_flow(keep_authorizations=False)
