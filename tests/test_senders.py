@@ -16,6 +16,7 @@ from idp.authn.models import AuthTransaction, Session, TransactionState
 from idp.errors import ConfigurationError, SendError
 from idp.platform.extensions import db
 from idp.senders import Mail, Sms
+from idp.senders.messages import Mailer, SmsSender
 from tests.conftest import PASSWORD, csrf_token, path_of, post_form
 
 SECRET_IN_BODY = "https://localhost/activate/secret-link-7Qx9"
@@ -77,6 +78,7 @@ MAIL_SENDERS = {
 @pytest.mark.parametrize("backend", list(MAIL_SENDERS))
 def test_mail_sender_contract_delivers_without_logging_the_body(backend, request, make_app, caplog):
     app, delivered = MAIL_SENDERS[backend](request, make_app)
+    assert isinstance(app.extensions["idp.mailer"], Mailer)
     caplog.set_level(logging.DEBUG)
     with app.app_context():
         result = app.extensions["idp.mailer"].send(
@@ -262,6 +264,7 @@ SMS_SENDERS = {"vonage": vonage_sms, "console": console_sms, "file": file_sms}
 @pytest.mark.parametrize("backend", list(SMS_SENDERS))
 def test_sms_sender_contract_delivers_without_logging_the_body(backend, request, make_app, caplog):
     app, delivered = SMS_SENDERS[backend](request, make_app)
+    assert isinstance(app.extensions["idp.sms"], SmsSender)
     caplog.set_level(logging.DEBUG)
     with app.app_context():
         receipt = app.extensions["idp.sms"].send(Sms(to="+4915112345678", text=PIN_IN_BODY))

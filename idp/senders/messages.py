@@ -3,7 +3,7 @@ raises SendError (idp.errors), and never logs the message body (it carries links
 tests/test_senders.py runs one contract suite over every implementation."""
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,11 @@ class SmsReceipt:
     extra: dict = field(default_factory=dict)
 
 
+@runtime_checkable
 class Mailer(Protocol):
     def send(self, message: Mail) -> None: ...
 
 
+@runtime_checkable
 class SmsSender(Protocol):
     def send(self, message: Sms) -> SmsReceipt: ...
