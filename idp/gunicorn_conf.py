@@ -3,6 +3,7 @@
 Environment: GUNICORN_BIND (default 127.0.0.1:8000; 0.0.0.0:8000 in a container),
 GUNICORN_WORKERS (default 1), GUNICORN_THREADS (default 4),
 GUNICORN_CONTROL_SOCKET (unset: no control socket; a path of this instance's own for gunicornc),
+IDP_DRAIN_FILE (a path whose existence drains the instance before it stops: idp.platform.drain),
 IDP_LOG_LEVEL, and the IDP_METRICS_* settings documented in config/default.py.
 """
 
@@ -67,10 +68,22 @@ def on_starting(server):
             "several workers need IDP_REDIS_URL for shared rate limits: "
             "set it, or run one worker (GUNICORN_WORKERS=1)"
         )
+    from idp.platform import drain
+
+    drain.forget_earlier_drain()
     # Values of processes from an earlier run (a restarted container) must not count again.
     METRICS_DIR.mkdir(parents=True, exist_ok=True)
     for stale in METRICS_DIR.glob("*.db"):
         stale.unlink()
+
+
+def pre_request(worker, req):
+    # While the instance drains (idp.platform.drain), each response closes its connection:
+    # gunicorn drops a Connection header set by the app, so the request is marked here.
+    from idp.platform import drain
+
+    if drain.draining():
+        req.must_close = True
 
 
 def when_ready(server):

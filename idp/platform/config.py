@@ -51,6 +51,9 @@ NOT_SETTINGS = frozenset(
         # The PostgreSQL database of the test suite (tests/conftest.py, `./dev test`): set in the
         # environment of the pytest process, and so of every app the tests build.
         "IDP_TEST_DATABASE_URI",
+        # The drain file (idp.platform.drain), read by gunicorn's hooks and /readyz alike;
+        # set by the Helm chart.
+        "IDP_DRAIN_FILE",
     }
 )
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from flask import Blueprint, Flask, current_app
 from sqlalchemy import text
 
+from idp.platform import drain
 from idp.platform.extensions import db
 
 bp = Blueprint("health", __name__)
@@ -30,6 +31,9 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
+    if drain.draining():
+        # Out of the balancer first, then stopped: see idp.platform.drain.
+        return {"status": "draining"}, 503
     results = {}
     for name, check in readiness_checks(current_app).items():
         try:
