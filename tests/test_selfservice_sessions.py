@@ -558,3 +558,19 @@ def test_activity_names_security_events_newest_first_and_only_the_newest(
         ["Sign-in refused: too many attempts from this network", "192.0.2.0/24"],
     ]
     assert "root" not in laptop.get(PAGE).text
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "english", "german"),
+    [
+        (FIREFOX, "Firefox 125 on Windows 10", "Firefox 125 unter Windows 10"),
+        (IPHONE, "Mobile Safari 17 on iOS 17", "Mobile Safari 17 unter iOS 17"),
+        ("curl/8.5.0", "curl 8", "curl 8"),
+        (None, "Unknown browser", "Unbekannter Browser"),
+        ("\x00<script>" * 30, "Unknown browser", "Unbekannter Browser"),
+    ],
+)
+def test_the_browser_and_system_are_named_from_the_user_agent(app, user_agent, english, german):
+    for language, expected in (("en", english), ("de", german)):
+        with app.test_request_context(headers={"Accept-Language": language}):
+            assert activity.describe_agent(user_agent) == expected

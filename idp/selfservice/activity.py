@@ -14,7 +14,7 @@ import ua_parser
 from flask import current_app
 from flask_babel import format_date, format_time, gettext
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select, update
+from sqlalchemy import case, func, select, update
 
 from idp import audit
 from idp.accounts.models import User
@@ -70,10 +70,15 @@ def _live(user: User, now: datetime):
 def live_sessions(current: Session, now: datetime) -> tuple[list[SessionEntry], int]:
     """The account's live sessions, this browser's first, then the most recently used; and
     how many more there are than are listed."""
+    live = _live(current.user, now)
     rows = db.session.scalars(
-        _live(current.user, now).order_by(Session.last_seen_at.desc(), Session.id.desc())
+        live.order_by(
+            case((Session.id == current.id, 0), else_=1),
+            Session.last_seen_at.desc(),
+            Session.id.desc(),
+        ).limit(MAX_LISTED)
     ).all()
-    rows = sorted(rows, key=lambda row: row.id != current.id)  # stable: the order stays
+    count = db.session.scalar(select(func.count()).select_from(live.subquery()))
     entries = [
         SessionEntry(
             handle=handle_of(row),
@@ -83,9 +88,9 @@ def live_sessions(current: Session, now: datetime) -> tuple[list[SessionEntry], 
             last_used=row.last_seen_at,
             current=row.id == current.id,
         )
-        for row in rows[:MAX_LISTED]
+        for row in rows
     ]
-    return entries, max(0, len(rows) - MAX_LISTED)
+    return entries, max(0, count - len(rows))
 
 
 def find_own(user: User, handle: str, now: datetime) -> Session | None:
@@ -244,7 +249,7 @@ def recent_events(user: User, limit: int = RECENT_EVENTS) -> list[ActivityEntry]
     and with the network of each, never the address."""
     rows = db.session.scalars(
         select(AuditEvent)
-        .where(AuditEvent.user_id == user.id, AuditEvent.event.in_(SHOWN))
+        .where(AuditEvent.user_id == user.id, AuditEvent.event.in_(list(SHOWN)))
         .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
         .limit(limit)
     ).all()
