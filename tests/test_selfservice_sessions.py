@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 from authlib.integrations.base_client import OAuthError
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
@@ -441,6 +443,27 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(app, client, outbox):
         assert state(app) == before, case
     assert len(entries(laptop.get(PAGE).text)) == 2
     assert other.get("/", headers=EN).status_code == 200
+
+
+def test_any_other_values_are_a_4xx_and_end_nothing(app, client, outbox):
+    activate(app, client, outbox)
+    laptop = signed_in(app, outbox)
+    token = csrf_token(laptop.get(PAGE).text)
+    before = state(app)
+    values = st.one_of(
+        st.none(), st.text(max_size=200), st.text("0123456789abcdef", min_size=32, max_size=32)
+    )
+
+    @settings(max_examples=40, deadline=None, database=None)
+    @given(end=values, end_all=values)
+    def post(end, end_all):
+        assume(not (end is None and end_all in ("", "1")))  # "end all" itself
+        data = {"csrf_token": token, "end": end, "end-all": end_all}
+        response = laptop.post(PAGE, data={k: v for k, v in data.items() if v is not None})
+        assert response.status_code in (400, 404)
+        assert state(app) == before
+
+    post()
 
 
 def test_a_non_utf8_body_is_a_clear_400(app, client, outbox):
