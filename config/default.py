@@ -164,6 +164,8 @@ RATELIMIT_LOGIN_PER_IP = "30 per minute; 300 per hour"
 RATELIMIT_LOGIN_PER_NETWORK = "100 per minute"
 RATELIMIT_PIN_PER_IP = "30 per minute"
 RATELIMIT_ACTIVATION_PER_IP = "20 per minute"
+# Sessions ended on the sessions page (/account/sessions), by address.
+RATELIMIT_ACCOUNT_SESSIONS_PER_IP = "30 per minute"
 # Password attempts for one account from one network (/24, /64), counted before the password
 # is checked. Exhausting it blocks only that network for that account; the login page says
 # until when, for every name alike (known or not).
