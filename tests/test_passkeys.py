@@ -282,3 +282,28 @@ def test_with_the_default_policy_no_passkey_appears_anywhere(app, client, outbox
     assert "passkey" not in client.get("/").text.lower()
     discovery = client.get("/.well-known/openid-configuration").json
     assert "passkey" not in json.dumps(discovery)
+
+
+def test_operators_list_and_remove_passkeys(passkey_app, signed_in, outbox):
+    register(signed_in, SoftAuthenticator("localhost", "http://localhost"), name="Phone")
+    register(signed_in, SoftAuthenticator("localhost", "http://localhost"), name="Key")
+    runner = passkey_app.test_cli_runner()
+    shown = json.loads(runner.invoke(args=["users", "show", "anna"]).output)
+    assert [p["name"] for p in shown["passkeys"]] == ["Phone", "Key"]
+    mails_before = len(outbox.mails())
+
+    one = runner.invoke(
+        args=["users", "passkeys", "remove", "anna", str(shown["passkeys"][0]["id"])]
+    )
+    assert one.exit_code == 0, one.output
+    assert [
+        p["name"]
+        for p in json.loads(runner.invoke(args=["users", "show", "anna"]).output)["passkeys"]
+    ] == ["Key"]
+    rest = runner.invoke(args=["users", "passkeys", "remove", "anna"])
+    assert rest.exit_code == 0, rest.output
+    assert runner.invoke(args=["users", "passkeys", "remove", "anna", "999"]).exit_code != 0
+    with passkey_app.app_context():
+        assert count(Passkey) == 0
+        assert events("passkey.removed") == 2
+    assert len(outbox.mails()) == mails_before + 2
