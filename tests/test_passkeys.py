@@ -307,3 +307,65 @@ def test_operators_list_and_remove_passkeys(passkey_app, signed_in, outbox):
         assert count(Passkey) == 0
         assert events("passkey.removed") == 2
     assert len(outbox.mails()) == mails_before + 2
+
+
+def test_id_token_and_step_up_with_the_passkey_at_a_relying_party(make_app, app, outbox):
+    from urllib.parse import urljoin
+
+    import requests
+
+    from tests.oidc_fixtures import HOST, RelyingParty, serving
+    from tests.servers import free_port
+
+    def allow(live):
+        live.config["SECOND_FACTORS"] = ["sms", "passkey"]
+
+    with serving(make_app, allow) as idp:
+        client = idp.app.test_client()
+        activate(idp.app, client, outbox)
+        login(client, outbox)
+        authenticator = SoftAuthenticator(HOST, idp.issuer)
+        assert register(client, authenticator).status_code == 303
+        redirect_uri = f"http://{HOST}:{free_port()}/callback"
+        created = idp.create_client(redirect_uri=redirect_uri)
+        rp = RelyingParty(idp, created["client_id"], created["client_secret"], redirect_uri)
+        http = requests.Session()
+
+        def sign_in(**params):
+            response = http.get(rp.authorization_url(**params), timeout=10)
+            assert "/login" in response.url, response.url
+            next_path = re.search(r'name="next" value="([^"]+)"', response.text).group(1)
+            form = {
+                "csrf_token": csrf_token(response.text),
+                "username": "anna",
+                "password": PASSWORD,
+                "next": html.unescape(next_path),
+            }
+            step = http.post(idp.url("/login"), data=form, allow_redirects=False, timeout=10)
+            assert step.headers["Location"].endswith("/login/passkey")
+            page = http.get(idp.url("/login/passkey"), timeout=10)
+            answer = http.post(
+                idp.url("/login/passkey"),
+                data={
+                    "csrf_token": csrf_token(page.text),
+                    "passkey": "1",
+                    "credential": authenticator.sign(options_of(page.text)),
+                },
+                allow_redirects=False,
+                timeout=10,
+            )
+            while answer.is_redirect:
+                target = urljoin(answer.url, answer.headers["Location"])
+                if target.startswith(redirect_uri):
+                    return rp.verify_id_token(rp.redeem(target)["id_token"])
+                answer = http.get(target, allow_redirects=False, timeout=10)
+            raise AssertionError(answer.text)
+
+        sms_before = len(outbox.sms())
+        first = sign_in()
+        assert first["amr"] == ["pwd", "hwk", "mfa"]
+        assert first["acr"] == "https://refeds.org/profile/mfa"
+        again = sign_in(prompt="login")
+        assert again["amr"] == ["pwd", "hwk", "mfa"]
+        assert again["auth_time"] >= first["auth_time"]
+        assert len(outbox.sms()) == sms_before
