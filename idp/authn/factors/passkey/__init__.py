@@ -14,6 +14,7 @@ from idp.authn import transactions
 from idp.authn.factors.passkey import ceremonies
 from idp.authn.factors.passkey.models import Passkey, PasskeyChallenge
 from idp.authn.models import AuthTransaction
+from idp.platform.extensions import db
 
 NAME = "passkey"
 # RFC 8176: hwk, a key bound to hardware; swk, a key in software (a synced passkey).
@@ -39,8 +40,6 @@ class PasskeyFactor:
     paid_per_challenge = False
 
     def usable_by(self, user: User) -> bool:
-        from idp.platform.extensions import db
-
         return (
             db.session.scalar(select(Passkey.id).where(Passkey.user_id == user.id).limit(1))
             is not None
@@ -64,8 +63,6 @@ class PasskeyFactor:
 
     def amr_for(self, transaction: AuthTransaction) -> tuple[str, ...]:
         """hwk for a device-bound passkey, swk for a synced one (its backup flags)."""
-        from idp.platform.extensions import db
-
         passkey = db.session.scalar(
             select(Passkey)
             .join(PasskeyChallenge, PasskeyChallenge.passkey_id == Passkey.id)
