@@ -130,9 +130,14 @@ INVITATION_LIFETIME = 72 * 3600
 
 # --- Second factors ---------------------------------------------------------------------------
 # Which second factors confirm a login after the password, in order of preference: an account
-# goes to the first one it can use. "sms" (the PIN by SMS to the phone on record) is the
-# leaflet's rule and every account can use it.
+# goes to the first one it can use, one free per challenge before the SMS. "sms" (the PIN by
+# SMS to the phone on record) is the leaflet's rule and every account can use it;
+# ["sms", "passkey"] lets an account that registered a passkey confirm with it instead
+# (the SMS stays on the same page) and shows the page {ISSUER}/account/passkeys.
 SECOND_FACTORS = ["sms"]
+# Seconds after a login with password and SMS PIN within which its session may add or remove a
+# passkey; later, a new login (a step-up) comes first.
+PASSKEY_FRESH_LOGIN_SECONDS = 300
 
 # --- SMS PIN ----------------------------------------------------------------------------------
 # Seconds a PIN stays valid.

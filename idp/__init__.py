@@ -86,12 +86,14 @@ def _install_second_factors(app: Flask) -> None:
     confirmed transaction completes, by its purpose."""
     from idp.activation.views import finish_activation
     from idp.authn import confirmations, factors, way_back
+    from idp.authn.factors.passkey import PASSKEY
     from idp.authn.factors.sms import SMS_PIN
     from idp.authn.login_views import finish_login
     from idp.authn.models import TransactionPurpose
     from idp.oidc.way_back import WaitingRequests
 
     factors.register(app, SMS_PIN)
+    factors.register(app, PASSKEY)
     # A login goes back to the relying party's request that waits for it.
     way_back.register(app, WaitingRequests())
     factors.check_offered(app)
@@ -103,6 +105,7 @@ def _install_second_factors(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     from idp.activation import views as activation
     from idp.authn import login_views as login
+    from idp.authn.factors.passkey import views as passkey
     from idp.authn.factors.sms import views as pin
     from idp.oidc import discovery
     from idp.oidc import server as oauth
@@ -111,11 +114,14 @@ def _register_blueprints(app: Flask) -> None:
     from idp.platform.error_pages import answer_errors_under
     from idp.scim import views as scim
     from idp.selfservice import sessions_views as account_sessions
+    from idp.selfservice import passkeys_views
     from idp.selfservice import views as account
 
     for blueprint in (account.bp, activation.bp, pin.bp, login.bp, health.bp, i18n.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(account_sessions.bp)
+    app.register_blueprint(passkey.bp)
+    app.register_blueprint(passkeys_views.bp)
 
     oauth.init_app(app)
     discovery.precompute_discovery(app)

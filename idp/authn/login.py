@@ -95,7 +95,8 @@ def complete(
     sign-on and
     logout still span every relying party; a session of another user ends."""
     user = transaction.user
-    amr = factors.amr(factors.of(transaction))
+    factor = factors.of(transaction)
+    amr = factors.amr(factor, transaction)
     lockout.reset(user)
     user.last_login_at = now
     after_commit = AfterCommit()
@@ -108,6 +109,7 @@ def complete(
         session, token = sessions.create(user, amr=amr, now=now, ip=ip, user_agent=user_agent)
     audit.record("login.succeeded", now=now, actor="user", user=user, ip=ip, sid=session.sid)
     metrics.LOGINS.labels(result="ok").inc()
+    metrics.count_second_factor(factor.name, paid=factor.paid_per_challenge)
     return session, token, after_commit
 
 

@@ -11,6 +11,7 @@ from idp.accounts.models import InvitationPurpose, User, UserState
 from idp.authn import account_limits, lockout
 from idp.cli import errors as cli_errors
 from idp.cli.common import fail_on_user_error, operator
+from idp.cli.passkeys import passkeys_group, passkeys_summary
 from idp.errors import UserError
 from idp.platform import clock
 from idp.platform.extensions import db
@@ -33,6 +34,9 @@ def user_summary(user: User) -> dict:
 @click.group("users", help="Accounts of portal administrators.")
 def users_group():
     pass
+
+
+users_group.add_command(passkeys_group)
 
 
 @users_group.command("invite")
@@ -139,6 +143,7 @@ def show(username):
         if invitation
         else None
     )
+    summary["passkeys"] = passkeys_summary(user)
     summary["disabled"] = (
         {
             "at": user.disabled_at.isoformat() if user.disabled_at else None,

@@ -27,6 +27,15 @@ LOGINS = Counter(
     "password attempts of the account from that network used up: not checked).",
     ["result"],
 )
+SECOND_FACTOR_LOGINS = Counter(
+    "idp_second_factor_logins_total",
+    "Logins confirmed, by the second factor that confirmed them (sms, passkey).",
+    ["factor"],
+)
+SMS_SAVED = Counter(
+    "idp_sms_saved_total",
+    "Logins confirmed by a factor that costs nothing per challenge (a passkey): an SMS saved.",
+)
 PIN_CHECKS = Counter(
     "idp_pin_checks_total",
     "PIN tries by purpose and result (ok, wrong, expired, ended, locked).",
@@ -50,6 +59,14 @@ TOKENS_ISSUED = Counter(
     "Successful token responses by grant type (authorization_code, refresh_token, ...).",
     ["grant"],
 )
+
+
+def count_second_factor(factor: str, *, paid: bool) -> None:
+    SECOND_FACTOR_LOGINS.labels(factor=factor).inc()
+    if not paid:
+        SMS_SAVED.inc()
+
+
 REQUEST_DURATION = Histogram(
     "idp_request_duration_seconds",
     "Time to answer a request, by endpoint (the route's name, never the path).",

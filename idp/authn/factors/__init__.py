@@ -84,10 +84,13 @@ def offered() -> list[Factor]:
 
 
 def for_login(user: User) -> Factor:
-    """The offered factor the account's login goes to: the first it can use. The SMS PIN is
-    the last resort of every account (each one has a number); without it, the first."""
+    """The offered factor the account's login goes to: the first it can use, one that costs
+    nothing per challenge (a passkey) before one that does (the SMS PIN, which then stays the
+    fallback on the factor's page). The SMS PIN is the last resort of every account (each one
+    has a number); without it, the first."""
     choices = offered()
     usable = [factor for factor in choices if factor.usable_by(user)]
+    usable.sort(key=lambda factor: factor.paid_per_challenge)
     return (usable or choices)[0]
 
 
@@ -96,5 +99,10 @@ def of(transaction: AuthTransaction) -> Factor:
     return registered(current_app)[transaction.factor]
 
 
-def amr(factor: Factor) -> list[str]:
-    return [AMR_PASSWORD, *factor.amr, AMR_MULTIPLE_FACTORS]
+def amr(factor: Factor, transaction: AuthTransaction | None = None) -> list[str]:
+    """What the login adds to the session's amr: the factor's `amr`, or, when the factor has
+    `amr_for(transaction)`, what the confirmed transaction used (a passkey's values depend on
+    the passkey)."""
+    amr_for = getattr(factor, "amr_for", None)
+    values = amr_for(transaction) if amr_for is not None and transaction is not None else factor.amr
+    return [AMR_PASSWORD, *values, AMR_MULTIPLE_FACTORS]
