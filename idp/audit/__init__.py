@@ -103,6 +103,7 @@ def verify_chain(batch: int = 1000, anchor: keyed.Anchor | None = None) -> Chain
     head = db.session.get(AuditChainHead, HEAD_ID)
     # No head, or one without a start: every event must carry the keyed HMAC.
     keyed_from = head.keyed_from if head is not None else None
+    anchored = anchor.last_event_id if anchor is not None else None
     if anchor is not None and anchor.events and anchor.keyed_from != keyed_from:
         return ChainCheck(
             0,
@@ -112,9 +113,8 @@ def verify_chain(batch: int = 1000, anchor: keyed.Anchor | None = None) -> Chain
     previous_hash, checked, last_id, head_hash = None, 0, None, None
     head_event = head.last_event_id if head is not None else None
     for entry in _all_events(batch):
-        if anchor is not None and anchor.last_event_id is not None:
-            if (last_id or 0) < anchor.last_event_id < entry.id:
-                return ChainCheck(checked, anchor.last_event_id, "the anchored event is missing")
+        if anchored is not None and (last_id or 0) < anchored < entry.id:
+            return ChainCheck(checked, anchored, "the anchored event is missing")
         unkeyed = keyed_from is not None and entry.id < keyed_from
         if entry.hash != chain_hash(entry, unkeyed=unkeyed):
             problem = "the row was changed" if unkeyed else "the row was changed or re-chained"
@@ -125,23 +125,27 @@ def verify_chain(batch: int = 1000, anchor: keyed.Anchor | None = None) -> Chain
         checked += 1
         if entry.id == head_event:
             head_hash = entry.hash
-        if anchor is not None and entry.id == anchor.last_event_id:
-            if entry.hash != anchor.head:
-                return ChainCheck(checked, entry.id, "the event differs from the anchor")
-            if checked != anchor.events:
-                return ChainCheck(checked, entry.id, "events before it differ from the anchor")
-    if anchor is not None and anchor.last_event_id is not None:
-        if last_id is None or last_id < anchor.last_event_id:
-            return ChainCheck(
-                checked,
-                (last_id or 0) + 1,
-                f"the trail ends before the anchor's event {anchor.last_event_id} "
-                f"({checked} events, the anchor has {anchor.events})",
-            )
+        if entry.id == anchored and (problem := _against_anchor(entry, checked, anchor)):
+            return ChainCheck(checked, entry.id, problem)
+    if anchored is not None and (last_id or 0) < anchored:
+        return ChainCheck(
+            checked,
+            (last_id or 0) + 1,
+            f"the trail ends before the anchor's event {anchored} "
+            f"({checked} events, the anchor has {anchor.events})",
+        )
     # The head was read first: events appended since are newer than its event, not missing.
-    if head is not None and head.last_event_id is not None and head_hash != head.last_hash:
-        return ChainCheck(checked, head.last_event_id, "the newest rows were removed")
+    if head_event is not None and head_hash != head.last_hash:
+        return ChainCheck(checked, head_event, "the newest rows were removed")
     return ChainCheck(checked, last_event_id=last_id, head=previous_hash, keyed_from=keyed_from)
+
+
+def _against_anchor(entry: AuditEvent, checked: int, anchor: keyed.Anchor) -> str | None:
+    if entry.hash != anchor.head:
+        return "the event differs from the anchor"
+    if checked != anchor.events:
+        return "events before it differ from the anchor"
+    return None
 
 
 def anchor_of(check: ChainCheck) -> keyed.Anchor:

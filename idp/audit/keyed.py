@@ -83,7 +83,8 @@ def read_anchor(path: str | os.PathLike) -> Anchor:
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise AnchorError(f"cannot read the anchor file: {getattr(error, 'strerror', error)}")
+        reason = getattr(error, "strerror", None) or "not JSON"
+        raise AnchorError(f"cannot read the anchor file: {reason}") from None
     if not isinstance(document, dict):
         raise AnchorError("the anchor file is not an audit anchor")
     mac = document.pop("mac", None)
