@@ -34,9 +34,7 @@ def grant_running_role(connection: Connection, running_uri: str) -> str | None:
     quote = connection.dialect.identifier_preparer.quote
     schema = connection.execute(text("SELECT current_schema()")).scalar_one()
     owned = connection.execute(
-        text(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = :schema AND tableowner = :role"
-        ),
+        text("SELECT count(*) FROM pg_tables WHERE schemaname = :schema AND tableowner = :role"),
         {"schema": schema, "role": role},
     ).scalar_one()
     if owned:
