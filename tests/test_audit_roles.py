@@ -124,6 +124,19 @@ def test_the_owner_migrates_and_the_app_role_only_appends(installed, roles):
         execute(roles["owner"], "DELETE FROM audit_events")
 
 
+def test_the_upgrade_refuses_an_app_role_that_owns_tables(installed, roles, capfd):
+    app_role = make_url(roles["app"]).username
+    execute(
+        roles["superuser"],
+        f"CREATE TABLE {SCHEMA}.stray (id integer)",
+        f"ALTER TABLE {SCHEMA}.stray OWNER TO {app_role}",
+    )
+    # Flask-Migrate logs a failed migration's message in one line and exits 1.
+    with installed.app_context(), pytest.raises(SystemExit):
+        upgrade()
+    assert f"REASSIGN OWNED BY {app_role} TO" in capfd.readouterr().err
+
+
 def test_a_superuser_changing_an_event_is_named(installed, roles):
     execute(
         roles["superuser"],

@@ -2,6 +2,7 @@
 (MIGRATION_DATABASE_URI) and grants the role the app runs as (SQLALCHEMY_DATABASE_URI) what it
 needs; on the audit trail that is adding and reading, never rewriting."""
 
+from alembic.util.exc import CommandError
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine, make_url
 
@@ -13,8 +14,9 @@ AUDIT_TABLES = {
 }
 
 
-class RoleError(RuntimeError):
-    """The running role cannot be confined (it owns the tables)."""
+class RoleError(CommandError):
+    """The running role cannot be confined (it owns the tables): the upgrade is rolled back,
+    and the command says so in one line, as of any failed migration."""
 
 
 def migration_engine(config) -> Engine | None:
