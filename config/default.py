@@ -17,6 +17,12 @@ in that environment; IDP_CONFIG chooses one of them (default: production).
 SECRET_KEY = None
 # Database URL. Unset: SQLite in the instance folder. Production: postgresql+psycopg://...
 SQLALCHEMY_DATABASE_URI = None
+# Database URL of the owner role that `idp db upgrade` connects as (unset: the one above); the
+# upgrade then grants the role above what the app needs, on the audit tables no rewriting.
+MIGRATION_DATABASE_URI = None
+# Secret (32 characters or more) that keys the audit chain (HMAC) and signs `idp audit anchor`
+# files; never stored in the database, never logged. Required in production; keep it with backups.
+AUDIT_KEY = None
 # A pooled server connection idle this many seconds is checked before it is reused (and
 # replaced when the server dropped it); one used more recently is reused unchecked.
 DATABASE_PING_AFTER_IDLE_SECONDS = 1.0

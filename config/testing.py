@@ -2,6 +2,7 @@
 
 TESTING = True
 SECRET_KEY = "testing-secret"  # noqa: S105
+AUDIT_KEY = "testing-audit-key-not-for-production-use"
 MAIL_BACKEND = "file"
 SMS_BACKEND = "file"
 ARGON2_TIME_COST = 1

@@ -101,13 +101,23 @@ def run_migrations_online():
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
 
-    connectable = get_engine()
+    from idp.platform import dbroles
+
+    # IDP_MIGRATION_DATABASE_URI: the owner role migrates and then grants the running role.
+    owner = dbroles.migration_engine(current_app.config)
+    connectable = owner or get_engine()
 
     with connectable.connect() as connection:
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
         with context.begin_transaction():
             context.run_migrations()
+            if owner is not None:
+                dbroles.grant_running_role(
+                    connection, current_app.config["SQLALCHEMY_DATABASE_URI"]
+                )
+    if owner is not None:
+        owner.dispose()
 
 
 if context.is_offline_mode():

@@ -152,6 +152,7 @@ def run_in(work: Path, python: str) -> None:
         env |= {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_COMPILE": "1"}
         test_bed = {
             "IDP_SECRET_KEY": secrets.token_urlsafe(32),
+            "IDP_AUDIT_KEY": secrets.token_urlsafe(32),
             "IDP_SQLALCHEMY_DATABASE_URI": database,
             "IDP_MAIL_SERVER": HOST,
             "IDP_VONAGE_API_KEY": "quickstart-key",

@@ -28,6 +28,7 @@ def clean_env(monkeypatch):
 def production_settings(tmp_path, **changes):
     settings = {
         "SECRET_KEY": "s" * 40,
+        "AUDIT_KEY": "a" * 40,
         "ISSUER": "https://login.example.com",
         "PORTAL_URL": "https://portal.example.com/",
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'prod.sqlite3'}",
@@ -97,6 +98,8 @@ def test_production_starts_with_a_safe_configuration(clean_env, tmp_path):
         ({"VONAGE_API_SECRET": None}, "IDP_VONAGE_API_SECRET"),
         ({"MAIL_USE_SSL": True}, "IDP_MAIL_USE_SSL"),
         ({"DEV_PAGES": True}, "IDP_DEV_PAGES"),
+        ({"AUDIT_KEY": None}, "IDP_AUDIT_KEY is not set"),
+        ({"AUDIT_KEY": "a" * 31}, "IDP_AUDIT_KEY must be at least 32 characters"),
     ],
 )
 def test_production_refuses_unsafe_settings(clean_env, tmp_path, changes, complaint):
@@ -154,6 +157,7 @@ def test_unknown_environment_is_refused(clean_env):
 
 def test_environment_variables_override_the_files(clean_env, tmp_path):
     clean_env.setenv("IDP_SECRET_KEY", "e" * 40)
+    clean_env.setenv("IDP_AUDIT_KEY", "k" * 40)
     clean_env.setenv("IDP_ISSUER", "https://sso.example.net/")
     clean_env.setenv("IDP_PORTAL_URL", "https://portal.example.net/")
     clean_env.setenv("IDP_SQLALCHEMY_DATABASE_URI", f"sqlite:///{tmp_path / 'env.sqlite3'}")

@@ -36,6 +36,7 @@ def test_production_refuses_development_pages():
             "production",
             {
                 "SECRET_KEY": "x" * 40,
+                "AUDIT_KEY": "k" * 40,
                 "ISSUER": "https://login.example.com",
                 "PORTAL_URL": "https://portal.example.com/",
                 "ALLOW_SQLITE": True,

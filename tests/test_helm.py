@@ -147,6 +147,7 @@ def test_credentials_come_from_the_existing_secret_only():
         env = {item["name"]: item for item in pod["containers"][0]["env"]}
         for name in (
             "IDP_SECRET_KEY",
+            "IDP_AUDIT_KEY",
             "IDP_SQLALCHEMY_DATABASE_URI",
             "IDP_VONAGE_API_KEY",
             "IDP_VONAGE_API_SECRET",
@@ -160,6 +161,16 @@ def test_credentials_come_from_the_existing_secret_only():
         assert env["IDP_ISSUER"]["value"] == VALUES["config"]["issuer"]
         # Production refuses to start without it (the activation mail's link to e:service).
         assert env["IDP_PORTAL_URL"]["value"] == VALUES["config"]["portalUrl"]
+
+
+def test_only_the_migration_job_gets_the_owner_role():
+    documents = by_kind(render({}))
+    job = documents["Job"]["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item for item in job["env"]}
+    reference = env["IDP_MIGRATION_DATABASE_URI"]["valueFrom"]["secretKeyRef"]
+    assert reference == {"name": "idp", "key": "migration-database-url", "optional": True}
+    app = documents["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert "IDP_MIGRATION_DATABASE_URI" not in {item["name"] for item in app["env"]}
 
 
 def redis_key_reference(values: dict) -> dict:

@@ -42,7 +42,11 @@ def test_the_whole_journey_logs_no_secret(make_app, outbox, collected_logs):
     app = make_app()
     root.setLevel(logging.DEBUG)  # after the app set its level: every record, all levels
     client = app.test_client()
-    secrets = {"SECRET_KEY": app.config["SECRET_KEY"], "password": PASSWORD}
+    secrets = {
+        "SECRET_KEY": app.config["SECRET_KEY"],
+        "AUDIT_KEY": app.config["AUDIT_KEY"],
+        "password": PASSWORD,
+    }
 
     invite(app)
     link = path_of(outbox.last_link())

@@ -92,6 +92,7 @@ def test_production_argon2_is_at_least_owasp_minimum(tmp_path, monkeypatch):
         "production",
         {
             "SECRET_KEY": "s" * 40,
+            "AUDIT_KEY": "k" * 40,
             "ISSUER": "https://login.example.com",
             "PORTAL_URL": "https://portal.example.com/",
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'p.sqlite3'}",

@@ -36,6 +36,7 @@ def test_every_placeholder_of_the_exports_gets_a_value_and_production_its_urls()
     [export] = [command for command in COMMANDS if command.startswith("export ")]
     test_bed = {
         "IDP_SECRET_KEY": "s",
+        "IDP_AUDIT_KEY": "a",
         "IDP_VONAGE_API_KEY": "k",
         "IDP_VONAGE_API_SECRET": "v",
     }
@@ -54,7 +55,13 @@ def test_the_exports_name_the_mail_port_and_tls_with_their_defaults():
 
     [export] = [command for command in COMMANDS if command.startswith("export ")]
     values = exported(
-        export, {"IDP_SECRET_KEY": "s", "IDP_VONAGE_API_KEY": "k", "IDP_VONAGE_API_SECRET": "v"}
+        export,
+        {
+            "IDP_SECRET_KEY": "s",
+            "IDP_AUDIT_KEY": "a",
+            "IDP_VONAGE_API_KEY": "k",
+            "IDP_VONAGE_API_SECRET": "v",
+        },
     )
     defaults = create_app("testing").config
     assert int(values["IDP_MAIL_PORT"]) == defaults["MAIL_PORT"] == 587

@@ -184,6 +184,7 @@ def production_app(make_app, database_uri, smtp_server, vonage, certificates):
     make_app()  # empties the shared database after the test
     settings = {
         "SECRET_KEY": "p" * 40,
+        "AUDIT_KEY": "k" * 40,
         "ISSUER": "https://login.example.com",
         "PORTAL_URL": "https://portal.example.com/",
         "SQLALCHEMY_DATABASE_URI": database_uri,

@@ -82,7 +82,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - name: IDP_TRUSTED_PROXIES
   value: {{ .Values.config.trustedProxies | quote }}
 {{ include "idp.secretEnv" (dict "name" "IDP_SECRET_KEY" "secret" $secret "key" $keys.secretKey) }}
+{{ include "idp.secretEnv" (dict "name" "IDP_AUDIT_KEY" "secret" $secret "key" $keys.auditKey) }}
 {{ include "idp.secretEnv" (dict "name" "IDP_SQLALCHEMY_DATABASE_URI" "secret" $secret "key" $keys.databaseUrl) }}
+{{- /* The owner role's credentials reach the migration Job, never the app's pods. */}}
+{{- if .forMigrationJob }}
+{{ include "idp.secretEnv" (dict "name" "IDP_MIGRATION_DATABASE_URI" "secret" $secret "key" $keys.migrationDatabaseUrl "optional" true) }}
+{{- end }}
 {{ include "idp.secretEnv" (dict "name" "IDP_VONAGE_API_KEY" "secret" $secret "key" $keys.vonageApiKey) }}
 {{ include "idp.secretEnv" (dict "name" "IDP_VONAGE_API_SECRET" "secret" $secret "key" $keys.vonageApiSecret) }}
 {{ include "idp.secretEnv" (dict "name" "IDP_MAIL_USERNAME" "secret" $secret "key" $keys.mailUsername "optional" true) }}

@@ -41,3 +41,6 @@ class AuditChainHead(db.Model):
     events: Mapped[int] = mapped_column(default=0)
     last_event_id: Mapped[int | None] = mapped_column()
     last_hash: Mapped[str | None] = mapped_column(String(64))
+    # The first event whose hash is an HMAC under AUDIT_KEY; those before it (written before
+    # the chain was keyed) carry plain SHA-256. Anchors record it, so it cannot be moved.
+    keyed_from: Mapped[int | None] = mapped_column()

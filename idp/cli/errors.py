@@ -30,6 +30,7 @@ def first_line(error: BaseException) -> str:
 # (the configuration files in the package set none).
 CREDENTIAL_URL_SETTINGS = (
     "IDP_SQLALCHEMY_DATABASE_URI",
+    "IDP_MIGRATION_DATABASE_URI",
     "IDP_REDIS_URL",
     "IDP_RATELIMIT_STORAGE_URI",
 )

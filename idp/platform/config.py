@@ -134,6 +134,12 @@ def check_production(config: Mapping) -> None:
     """What production refuses that development and testing allow."""
     if len(str(config["SECRET_KEY"])) < 32:
         raise ConfigurationError("IDP_SECRET_KEY must be at least 32 characters in production")
+    if not config.get("AUDIT_KEY"):
+        raise ConfigurationError(
+            "IDP_AUDIT_KEY is not set: refusing to start without the key of the audit trail"
+        )
+    if len(str(config["AUDIT_KEY"])) < 32:
+        raise ConfigurationError("IDP_AUDIT_KEY must be at least 32 characters in production")
     for setting in ("MAIL_BACKEND", "SMS_BACKEND"):
         if config[setting] in DEV_SENDERS:
             raise ConfigurationError(
