@@ -113,8 +113,8 @@ def _register_blueprints(app: Flask) -> None:
     from idp.platform import health, i18n
     from idp.platform.error_pages import answer_errors_under
     from idp.scim import views as scim
-    from idp.selfservice import sessions_views as account_sessions
     from idp.selfservice import passkeys_views
+    from idp.selfservice import sessions_views as account_sessions
     from idp.selfservice import views as account
 
     for blueprint in (account.bp, activation.bp, pin.bp, login.bp, health.bp, i18n.bp):

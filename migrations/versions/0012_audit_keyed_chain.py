@@ -1,7 +1,7 @@
 """audit chain keyed: where the HMAC chain starts; TRUNCATE refused
 
 Revision ID: b3d7062c5a65
-Revises: 5b8e1f3a9c42
+Revises: 7c2d94e1b6fa
 Create Date: 2026-12-02 13:15:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'b3d7062c5a65'
-down_revision = '5b8e1f3a9c42'
+down_revision = '7c2d94e1b6fa'
 branch_labels = None
 depends_on = None
 
