@@ -279,10 +279,13 @@ def _new_token_rows(count: int):
 
 def _claim_and_insert(count: int):
     """_CLAIM_REFRESH and, only if it claimed the token, the INSERT of `count` rows, in one
-    statement (PostgreSQL: a data-modifying WITH). Its row count is the number stored."""
+    statement (PostgreSQL: a data-modifying WITH). It returns the ids stored: the driver's row
+    count of such a statement is not to be trusted (psycopg has reported -1 for it, which read
+    as a successful claim and let parallel refreshes with one token all succeed)."""
     claimed = _CLAIM_REFRESH.returning(_TOKENS.c.id).cte("claimed")
     new = select(_new_token_rows(count).subquery("new")).where(exists(select(claimed.c.id)))
-    return insert(_TOKENS).from_select(_NEW_TOKEN_COLUMNS, new).add_cte(claimed)
+    stored = insert(_TOKENS).from_select(_NEW_TOKEN_COLUMNS, new).add_cte(claimed)
+    return stored.returning(_TOKENS.c.id)
 
 
 _INSERT_TOKENS = {
@@ -325,7 +328,7 @@ def rotate_refresh_token(
     if claims_in_one_statement(connection):
         # No row is stored if the claim failed.
         statement = _CLAIM_AND_INSERT_TOKENS[len(tokens)]
-        if connection.execute(statement, parameters | claim).rowcount == 0:
+        if not connection.execute(statement, parameters | claim).all():
             return False
     elif connection.execute(_CLAIM_REFRESH, claim).rowcount == 1:
         # The claimed row stays locked until the commit: a parallel claim waits, then fails.
