@@ -51,6 +51,8 @@ NOT_SETTINGS = frozenset(
         # The PostgreSQL database of the test suite (tests/conftest.py, `./dev test`): set in the
         # environment of the pytest process, and so of every app the tests build.
         "IDP_TEST_DATABASE_URI",
+        # How many test processes `./dev test` runs (pytest-xdist; default 2).
+        "IDP_TEST_PROCESSES",
         # The drain file (idp.platform.drain), read by gunicorn's hooks and /readyz alike;
         # set by the Helm chart.
         "IDP_DRAIN_FILE",
