@@ -13,9 +13,11 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
+from idp import create_app
 from idp.audit.models import AuditEvent
 from idp.authn import sessions
 from idp.authn.models import Session
+from idp.errors import ConfigurationError
 from idp.gunicorn_conf import post_worker_init
 from idp.oidc import logout_outbox
 from idp.oidc.logout_poller import LogoutPoller
@@ -110,7 +112,7 @@ def counted(result: str) -> float:
 
 
 def test_a_relying_party_that_was_down_gets_the_logout_once_it_is_back(
-    idp, browser, make_rp, endpoint, frozen_clock
+    idp, browser, make_rp, endpoint, frozen_clock, caplog
 ):
     rp = make_rp("--backchannel-logout-uri", endpoint.uri, name="cloud.phone")
     token = rp.sign_in(browser)
@@ -140,6 +142,26 @@ def test_a_relying_party_that_was_down_gets_the_logout_once_it_is_back(
     frozen_clock.advance(hours=2)
     assert deliver(idp.app) == "0 tried, 0 delivered, 0 owed"
     assert len(endpoint.tokens) == 1
+    # The failures were logged, and never with the token (a credential until it expires).
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("idp"))
+    assert "back-channel logout to" in ours
+    assert received.split(".")[2] not in caplog.text and "eyJ" not in ours
+
+
+def test_a_relying_party_that_answers_slowly_is_given_up_on_after_the_timeout(idp, endpoint):
+    endpoint.delay = 3
+    endpoint.up()
+    idp.app.config["BACKCHANNEL_LOGOUT_TIMEOUT"] = 0.5
+    created = idp.create_client("--backchannel-logout-uri", endpoint.uri)
+    with idp.app.app_context():
+        client = db.session.scalar(select(Client).where(Client.client_id == created["client_id"]))
+        fake = SimpleNamespace(sid="s" * 43, user=SimpleNamespace(subject="s"), user_id=None)
+        logout_outbox.enqueue(fake, [client], clock.now())
+        db.session.commit()
+        started = time.monotonic()
+        assert logout_outbox.deliver_due(clock.now()) == (1, 0)
+        assert time.monotonic() - started < 2
+    assert deliveries(idp.app)[0].last_problem == "ReadTimeout"
 
 
 def test_each_try_carries_a_freshly_signed_token(idp, browser, make_rp, endpoint, frozen_clock):
@@ -177,6 +199,7 @@ def test_a_logout_not_taken_within_a_day_is_given_up_audited_and_counted(
     while (row := deliveries(idp.app)[0]).state == "pending":
         assert row.next_attempt_at <= ended + timedelta(days=1)
         frozen_clock.offset += row.next_attempt_at - clock.now() + timedelta(seconds=0.5)
+        assert tries < 60, "never given up"
         deliver(idp.app)
         tries += 1
     assert row.state == "given_up"
@@ -324,3 +347,19 @@ def test_a_poller_survives_a_failing_database_look(app, monkeypatch, caplog):
     monkeypatch.setattr(logout_outbox, "deliver_due", failing)
     LogoutPoller(app, 1).poll_once()
     assert "logout poller: delivery failed" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"LOGOUT_RETRY_FIRST_DELAY": 0},
+        {"LOGOUT_RETRY_FIRST_DELAY": 7200},  # more than the largest pause
+        {"LOGOUT_GIVE_UP_AFTER": 0},
+        {"LOGOUT_POLL_INTERVAL": -1},
+        {"LOGOUT_RETRY_MAX_DELAY": "an hour"},
+    ],
+)
+def test_a_schedule_that_cannot_work_stops_the_start(database_uri, changes):
+    with pytest.raises(ConfigurationError) as refused:
+        create_app("testing", {"SQLALCHEMY_DATABASE_URI": database_uri, **changes})
+    assert "IDP_LOGOUT_" in str(refused.value)
