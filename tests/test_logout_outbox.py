@@ -1,11 +1,17 @@
 """Back-channel logouts that are never lost: the logout outbox (idp.oidc.logout_outbox), its
 pollers and `idp logout deliver`, against relying parties that are down, slow or flaky."""
 
+import base64
+import json
+import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlencode
 
@@ -27,6 +33,8 @@ from idp.platform.extensions import db
 from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 from tests.servers import HOST, free_port
 from tests.test_oidc_logout import logout_claims
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class RelyingPartyEndpoint:
@@ -332,6 +340,57 @@ def test_the_poller_of_a_gunicorn_worker_delivers_when_the_relying_party_is_back
     finally:
         poller.stop()
     assert deliveries(idp.app)[0].state == "delivered"
+
+
+def test_every_gunicorn_worker_polls_the_outbox(app, database_uri, endpoint, tmp_path):
+    """As production runs it (gthread workers): a logout owed, and nobody else delivering."""
+    endpoint.up()
+    created = app.test_cli_runner().invoke(
+        args=[
+            "clients",
+            "create",
+            "Portal",
+            "--json",
+            "--redirect-uri",
+            f"http://{HOST}:9/cb",
+            "--backchannel-logout-uri",
+            endpoint.uri,
+        ]
+    )
+    assert created.exit_code == 0, created.output
+    with app.app_context():
+        client = db.session.scalar(select(Client))
+        fake = SimpleNamespace(sid="g" * 43, user=SimpleNamespace(subject="s"), user_id=None)
+        logout_outbox.enqueue(fake, [client], clock.now())
+        db.session.commit()
+    port = free_port()
+    env = {
+        **os.environ,
+        "IDP_CONFIG": "testing",
+        "IDP_SQLALCHEMY_DATABASE_URI": database_uri,
+        "IDP_INSTANCE_PATH": str(tmp_path / "instance"),
+        "IDP_LOGOUT_POLL_INTERVAL": "0.2",
+        "GUNICORN_BIND": f"{HOST}:{port}",
+        "GUNICORN_WORKERS": "2",
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    gunicorn = [sys.executable, "-m", "gunicorn", "-c", "python:idp.gunicorn_conf", "idp.wsgi:app"]
+    process = subprocess.Popen(
+        gunicorn, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_until(lambda: endpoint.tokens, timeout=30)
+        time.sleep(1)  # the other worker looks too, and finds nothing left
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert [logout_claims_offline(t)["sid"] for t in endpoint.tokens] == ["g" * 43]
+
+
+def logout_claims_offline(token: str) -> dict:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
 def test_a_command_line_run_starts_no_poller(app):
