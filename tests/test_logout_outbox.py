@@ -305,6 +305,27 @@ def test_two_deliverers_at_once_deliver_each_logout_exactly_once(idp, make_app, 
     assert {r.state for r in deliveries(idp.app)} == {LogoutDeliveryState.DELIVERED}
 
 
+def test_finished_deliveries_are_forgotten_a_week_after_they_ended(
+    idp, browser, make_rp, endpoint, frozen_clock
+):
+    endpoint.up()
+    portal = make_rp("--backchannel-logout-uri", endpoint.uri, name="e:service")
+    log_out(idp, browser, portal.sign_in(browser))
+    wait_until(lambda: endpoint.tokens)
+    wait_until(lambda: deliveries(idp.app)[0].state == "delivered")
+    endpoint.down()
+    phone = make_rp("--backchannel-logout-uri", endpoint.uri, name="cloud.phone")
+    log_out(idp, browser, phone.sign_in(browser))
+    first_try_made(idp)
+
+    frozen_clock.advance(days=6, hours=23)
+    deliver(idp.app)  # cloud.phone's is given up now (a day late), and kept from now on
+    assert [r.state for r in deliveries(idp.app)] == ["delivered", "given_up"]
+    frozen_clock.advance(hours=2)
+    deliver(idp.app)
+    assert [r.state for r in deliveries(idp.app)] == ["given_up"]
+
+
 def test_a_deliverer_that_died_mid_try_leaves_the_row_to_another_after_its_lease(
     idp, make_rp, browser, endpoint, frozen_clock
 ):

@@ -23,4 +23,5 @@ def deliver():
         tried, delivered = tried + batch, delivered + taken
         if batch < logout_outbox.CLAIM_BATCH:
             break
+    logout_outbox.forget_finished(clock.now())
     click.echo(f"{tried} tried, {delivered} delivered, {logout_outbox.pending_count()} owed")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from idp import audit
@@ -35,6 +35,9 @@ from idp.policy import LOGOUT_TOKEN_LIFETIME_SECONDS
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 # Rows one deliverer claims at a time: a few, so that others share a long queue.
 CLAIM_BATCH = 20
+# Delivered and given-up rows are kept this long (to answer "was it sent?"), then removed, so
+# that the table holds about a week of logouts rather than every one ever.
+FINISHED_KEPT = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,18 @@ def _claims(ids: list[int]) -> list[Claim]:
         Claim(row.id, row.attempts, row.created_at, row.client, row.sid, row.subject, row.user_id)
         for row in rows
     ]
+
+
+def forget_finished(now: datetime) -> int:
+    """Removes the rows that ended more than FINISHED_KEPT ago; commits."""
+    removed = db.session.execute(
+        delete(LogoutDelivery).where(
+            LogoutDelivery.state != LogoutDeliveryState.PENDING,
+            LogoutDelivery.ended_at < now - FINISHED_KEPT,
+        )
+    ).rowcount
+    db.session.commit()
+    return removed
 
 
 def pending_count() -> int:

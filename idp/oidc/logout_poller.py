@@ -43,6 +43,7 @@ class LogoutPoller:
                     tried, _ = logout_outbox.deliver_due(clock.now())
                     if tried < logout_outbox.CLAIM_BATCH:
                         break
+                logout_outbox.forget_finished(clock.now())
             except Exception:  # the database away for a moment, say: the next look retries
                 self.app.logger.exception("logout poller: delivery failed")
 
