@@ -246,6 +246,18 @@ KEY_ENCRYPTION_SECRET = None
 # Seconds to wait for a relying party's back-channel logout endpoint. Deliveries connect directly
 # (HTTP(S)_PROXY does not apply) and never to link-local or cloud metadata addresses.
 BACKCHANNEL_LOGOUT_TIMEOUT = 3
+# Back-channel logouts wait in the database (the logout outbox) until their relying party takes
+# them, from whichever instance gets to them first. A failed try is repeated after this many
+# seconds, doubled after each further failure up to the largest pause; a logout not taken within
+# LOGOUT_GIVE_UP_AFTER seconds of the session's end is given up (an audit event, and
+# idp_logout_deliveries_total{result="given_up"} to alert on).
+LOGOUT_RETRY_FIRST_DELAY = 5
+LOGOUT_RETRY_MAX_DELAY = 3600
+LOGOUT_GIVE_UP_AFTER = 86400
+# Seconds between two looks of each gunicorn worker's poller for logouts that are due (a logout
+# is tried at once after the session ends; the poller does the retries). 0: no poller (then
+# run `idp logout deliver`, from cron say).
+LOGOUT_POLL_INTERVAL = 5
 # Seconds an access token of the client credentials grant (the ordering system's) is valid.
 SERVICE_TOKEN_LIFETIME = 300
 

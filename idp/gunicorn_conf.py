@@ -98,6 +98,16 @@ def when_ready(server):
     start_metrics_server_from_environment()
 
 
+def post_worker_init(worker):
+    # In the worker, after the fork: each worker polls the logout outbox (idp.oidc.logout_poller).
+    from flask import Flask
+
+    from idp.oidc import logout_poller
+
+    if isinstance(worker.wsgi, Flask):
+        logout_poller.start(worker.wsgi)
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 
