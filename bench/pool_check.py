@@ -6,7 +6,8 @@ has): SQLAlchemy's pool_pre_ping (a round trip on every checkout), our idle chec
     BENCH_DATABASE_URI=postgresql+psycopg://postgres@127.0.0.1:5432/idp_bench \\
         .venv/bin/python -m bench.pool_check
 
-The database must be migrated (`idp db upgrade`). Prints µs per read, the median of 5 runs taken in turns."""
+The database must be migrated (`idp db upgrade`). Prints µs per read, the median of 5 runs
+taken in turns."""
 
 import os
 import statistics

@@ -15,7 +15,7 @@ from flask_migrate import upgrade
 
 from idp import create_app
 from idp.platform.extensions import db
-from tests.conftest import POSTGRES_URI
+from tests.conftest import PASSWORD, POSTGRES_URI, activate, csrf_token, login, post_form
 from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 from tests.outage_servers import OwnPostgres, OwnRedis, need
 from tests.scim_fixtures import service_client, service_token
@@ -56,14 +56,15 @@ def database_uri(own_postgres):
 
 @pytest.fixture
 def make_app(make_app, own_redis, own_postgres):
-    """conftest's apps, with this module's own Redis for the counters; both servers up again
-    after each test, whatever it did to them."""
+    """conftest's apps, with this module's own Redis for the counters and the request rate
+    limits on, as in production (the limits on /login and /pin count there too); both
+    servers up again after each test, whatever it did to them."""
     import redis
 
     redis.Redis.from_url(own_redis.url).flushdb()
 
     def build(**settings):
-        return make_app(**{"REDIS_URL": own_redis.url, **settings})
+        return make_app(**{"REDIS_URL": own_redis.url, "RATELIMIT_ENABLED": True, **settings})
 
     yield build
     if own_redis.process is None:
@@ -307,3 +308,91 @@ def test_a_statement_that_runs_too_long_is_cancelled_by_the_server(make_app):
             db.session.execute(text("SELECT pg_sleep(3)"))
         assert time.monotonic() - started < 2
         db.session.rollback()
+
+
+# --- Redis away -----------------------------------------------------------------------------------
+
+SIGN_IN_NOT_POSSIBLE = {
+    "de": "Die Anmeldung ist gerade nicht möglich",
+    "en": "Signing in is not possible right now",
+}
+
+
+def assert_sign_in_not_possible(response, language: str) -> None:
+    assert response.status_code == 503, (response.status_code, response.text[:300])
+    assert SIGN_IN_NOT_POSSIBLE[language] in response.text
+    assert int(response.headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_while_redis_is_down_the_password_step_says_so_and_checks_and_sends_nothing(
+    app, outbox, own_redis, language
+):
+    """Without the shared counters no password attempt can be counted: none is checked (fail
+    closed) and no PIN is sent; the person reads that signing in is not possible right now
+    and to try again in a moment, not an error 500."""
+    client = app.test_client()
+    activate(app, client, outbox)
+    sent = len(outbox.sms())
+    own_redis.stop()
+
+    page = client.get("/login", headers={"Accept-Language": language})
+    response = client.post(
+        "/login",
+        data={"csrf_token": csrf_token(page.text), "username": "anna", "password": PASSWORD},
+        headers={"Accept-Language": language},
+    )
+
+    assert_sign_in_not_possible(response, language)
+    assert len(outbox.sms()) == sent
+    own_redis.start()
+    started = time.monotonic()
+    login(client, outbox)
+    print(f"\nsigned in {time.monotonic() - started:.3f} s after Redis was back")
+
+
+def test_while_redis_is_down_the_pin_step_neither_resends_nor_confirms(
+    app, outbox, own_redis, frozen_clock
+):
+    """A login at its PIN step when Redis goes: "send a new PIN" sends none, and the right
+    PIN is not compared (the PIN attempts are counted there too); both say so with a 503.
+    The login is kept: once Redis is back, the same PIN completes it."""
+    client = app.test_client()
+    activate(app, client, outbox)
+    response = post_form(client, "/login", {"username": "anna", "password": PASSWORD})
+    assert response.status_code == 303
+    pin = outbox.last_pin()
+    sent = len(outbox.sms())
+    frozen_clock.advance(seconds=app.config["PIN_RESEND_COOLDOWN"] + 1)
+    own_redis.stop()
+
+    headers = {"Accept-Language": "en"}
+    assert_sign_in_not_possible(post_form(client, "/pin", {"resend": "1"}, headers=headers), "en")
+    assert_sign_in_not_possible(post_form(client, "/pin", {"pin": pin}, headers=headers), "en")
+    assert len(outbox.sms()) == sent
+
+    own_redis.start()
+    assert post_form(client, "/pin", {"pin": pin}).status_code == 303
+
+
+def test_while_redis_is_down_relying_parties_are_served(idp, browser, rp, own_redis):
+    """Discovery, JWKS, refresh grants and userinfo need no counter: they go on, and /readyz
+    keeps the instance in the Service ("degraded": it cannot sign in users)."""
+    token = rp.sign_in(browser)
+    own_redis.stop()
+
+    assert requests.get(idp.url("/.well-known/openid-configuration"), timeout=10).ok
+    assert requests.get(idp.url("/jwks.json"), timeout=10).ok
+    refreshed = post_refresh(idp, rp, token["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    userinfo = requests.get(
+        idp.url("/userinfo"), headers=bearer(refreshed.json()["access_token"]), timeout=10
+    )
+    assert userinfo.status_code == 200
+    ready = requests.get(idp.url("/readyz"), timeout=10)
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "degraded"
+    assert ready.json()["cannot"] == ["sign in users"]
+
+    own_redis.start()
+    assert requests.get(idp.url("/readyz"), timeout=10).json()["status"] == "ready"
