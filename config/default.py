@@ -96,6 +96,8 @@ METRICS_ADDRESS = "127.0.0.1"
 # --- Shared state -----------------------------------------------------------------------------
 # Redis URL for state shared by several workers and hosts (rate limits). Unset: in-process.
 REDIS_URL = None
+# Seconds to wait for Redis to connect or answer; then sign-in answers 503 (fail closed).
+REDIS_TIMEOUT = 2.0
 # Where rate-limit and SMS counters live. Unset: IDP_REDIS_URL, else this process's memory.
 RATELIMIT_STORAGE_URI = None
 # How many reverse proxies of ours (ingress, load balancer) stand before the app. Only then is

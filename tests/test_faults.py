@@ -351,6 +351,36 @@ def test_while_redis_is_down_the_password_step_says_so_and_checks_and_sends_noth
     print(f"\nsigned in {time.monotonic() - started:.3f} s after Redis was back")
 
 
+def test_a_redis_that_does_not_answer_fails_the_sign_in_within_the_redis_timeout(make_app, outbox):
+    """A Redis that accepts connections and never replies (unreachable behind a proxy, stuck):
+    the password step answers its 503 after REDIS_TIMEOUT, and the worker thread is free;
+    without the timeout it would wait for good."""
+    import socket
+
+    app = make_app()
+    activate(app, app.test_client(), outbox)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    stuck = make_app(REDIS_URL=f"redis://127.0.0.1:{silent.getsockname()[1]}/0", REDIS_TIMEOUT=0.5)
+    client = stuck.test_client()
+    page = client.get("/login")
+    answers = []
+
+    def sign_in():
+        form = {"csrf_token": csrf_token(page.text), "username": "anna", "password": PASSWORD}
+        answers.append(client.post("/login", data=form, headers={"Accept-Language": "en"}))
+
+    started = time.monotonic()
+    asking = threading.Thread(target=sign_in, daemon=True)
+    asking.start()
+    asking.join(10)
+    silent.close()
+    assert answers, "the request hangs"
+    assert_sign_in_not_possible(answers[0], "en")
+    assert time.monotonic() - started < 5
+
+
 def test_while_redis_is_down_the_pin_step_neither_resends_nor_confirms(
     app, outbox, own_redis, frozen_clock
 ):

@@ -100,8 +100,10 @@ def check_database() -> None:
 def check_redis() -> None:
     import redis
 
+    from idp.platform.ratelimit import redis_timeouts
+
     client = redis.Redis.from_url(
-        current_app.config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=2
+        current_app.config["REDIS_URL"], **redis_timeouts(current_app.config)
     )
     try:
         client.ping()
