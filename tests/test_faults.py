@@ -31,9 +31,10 @@ SERVED_AGAIN_WITHIN_SECONDS = 2.0
 def own_postgres():
     cluster = OwnPostgres()
     need(cluster.bin, "PostgreSQL (initdb)")
-    cluster.create()
-    yield cluster
-    cluster.destroy()
+    try:
+        yield cluster.create()
+    finally:
+        cluster.destroy()
 
 
 @pytest.fixture(scope="module")
