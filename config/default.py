@@ -26,6 +26,12 @@ AUDIT_KEY = None
 # A pooled server connection idle this many seconds is checked before it is reused (and
 # replaced when the server dropped it); one used more recently is reused unchecked.
 DATABASE_PING_AFTER_IDLE_SECONDS = 1.0
+# Seconds to wait for a new database connection (libpq's connect_timeout, whole seconds, at
+# least 1): a server that is down or unreachable fails a request with 503 after this, not hangs.
+DATABASE_CONNECT_TIMEOUT = 3
+# Seconds a statement may run before the server cancels it (the request gets a 503); below
+# gunicorn's worker timeout (30). 0: no limit. `idp db upgrade` runs without it.
+DATABASE_STATEMENT_TIMEOUT = 20
 # Production refuses SQLite unless this is true (a single-host installation that knows the cost).
 ALLOW_SQLITE = False
 # The issuer URL. Discovery lives under it, and every link in a mail is built from it, never from
@@ -90,6 +96,8 @@ METRICS_ADDRESS = "127.0.0.1"
 # --- Shared state -----------------------------------------------------------------------------
 # Redis URL for state shared by several workers and hosts (rate limits). Unset: in-process.
 REDIS_URL = None
+# Seconds to wait for Redis to connect or answer; then sign-in answers 503 (fail closed).
+REDIS_TIMEOUT = 2.0
 # Where rate-limit and SMS counters live. Unset: IDP_REDIS_URL, else this process's memory.
 RATELIMIT_STORAGE_URI = None
 # How many reverse proxies of ours (ingress, load balancer) stand before the app. Only then is
