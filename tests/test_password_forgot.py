@@ -4,19 +4,30 @@ every session and token of the account ended, its relying parties told, and a ma
 
 import re
 import threading
+import time
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
 from idp.accounts import password_reset, users
 from idp.accounts.passwords import hashing
 from idp.audit.models import AuditEvent
+from idp.authn.models import AuthTransaction, TransactionPurpose, TransactionState
 from idp.platform import background, clock
 from idp.platform.extensions import db
-from tests.conftest import PASSWORD, activate, csrf_token, invite, login, path_of, post_form
+from tests.conftest import (
+    PASSWORD,
+    POSTGRES_URI,
+    activate,
+    csrf_token,
+    invite,
+    login,
+    path_of,
+    post_form,
+)
 from tests.oidc_fixtures import *  # noqa: F403 (fixtures: idp, browser, make_rp, backchannel)
 from tests.test_oidc_way_back import assert_back_at_the_rp_with_a_code, follow, link, submit
 from tests.test_senders import newest_pin
@@ -424,3 +435,58 @@ def test_without_a_waiting_request_the_finished_page_leads_to_the_portal(app, cl
     forgot(app, client, "anna")
     done = set_new_password(app.test_client(), outbox)
     assert f'href="{app.config["PORTAL_URL"]}"' in done.text
+
+
+# --- Parallel requests -------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not POSTGRES_URI, reason="the row locks of PostgreSQL")
+def test_a_reset_and_a_login_confirmed_meanwhile_do_not_deadlock(app, client, outbox, frozen_clock):
+    activate(app, client, outbox)
+    other_browser = app.test_client()
+    post_form(other_browser, "/login", {"username": "anna", "password": PASSWORD})
+    forgot(app, client, "anna")
+    frozen_clock.advance(seconds=app.config["PIN_RESEND_COOLDOWN"] + 1)
+    person = app.test_client()
+    link = path_of(outbox.last_link())
+    post_form(person, link, {"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD})
+    pin, token = outbox.last_pin(), csrf_token(person.get("/pin").text)
+    with app.app_context():
+        user_id = users.find_by_username("anna").id
+        waiting_login = db.session.scalar(
+            select(AuthTransaction.id).where(
+                AuthTransaction.purpose == TransactionPurpose.LOGIN,
+                AuthTransaction.state == TransactionState.PENDING,
+            )
+        )
+        db.session.remove()
+
+    # The login's confirmation, held between its two writes: its transaction's row, then the
+    # account's (as login.complete takes them).
+    engine = create_engine(POSTGRES_URI)
+    with engine.connect() as login_side, engine.connect() as observer:
+        login_side.execute(text("SET lock_timeout = '10s'"))
+        login_side.execute(
+            text("UPDATE auth_transactions SET state = 'completed' WHERE id = :id"),
+            {"id": waiting_login},
+        )
+        answers = []
+        reset = threading.Thread(
+            target=lambda: answers.append(
+                person.post("/pin", data={"csrf_token": token, "pin": pin}).status_code
+            )
+        )
+        reset.start()
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        for _ in range(100):
+            if observer.execute(text(waiting)).scalar():
+                break
+            time.sleep(0.05)
+        login_side.execute(
+            text("UPDATE users SET last_login_at = now() WHERE id = :id"), {"id": user_id}
+        )
+        login_side.commit()
+        reset.join(15)
+    engine.dispose()
+    assert answers == [200]
+    assert password_works(app, NEW_PASSWORD)
