@@ -223,6 +223,22 @@ def test_a_reset_link_works_once_and_needs_the_pin(app, client, outbox):
     assert "password.reset_requested" in events and "password.reset" in events
 
 
+def test_the_request_and_the_reset_are_audited_with_the_network(app, client, outbox):
+    activate(app, client, outbox)
+    forgot(app, client, "anna")
+    set_new_password(app.test_client(), outbox)
+    with app.app_context():
+        rows = db.session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.event.in_(["password.reset_requested", "password.reset"])
+            )
+        ).all()
+        assert [(row.event, row.actor, row.ip) for row in rows] == [
+            ("password.reset_requested", "user", "127.0.0.1"),
+            ("password.reset", "user", "127.0.0.1"),
+        ]
+
+
 def test_a_second_request_kills_the_first_link(app, client, outbox):
     activate(app, client, outbox)
     forgot(app, client, "anna")
