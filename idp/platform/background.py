@@ -45,7 +45,7 @@ class Background:
             self.pending.discard(future)
 
     def wait(self, timeout: float = 10) -> None:
-        """Until the work submitted so far is done (tests, and a worker's shutdown)."""
+        """Until the work submitted so far is done (the tests wait for it)."""
         with self.lock:
             futures = list(self.pending)
         wait_for(futures, timeout)
