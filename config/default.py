@@ -139,8 +139,16 @@ PASSWORD_MAX_LENGTH = 256
 PASSWORD_MAX_BYTES = 1024
 
 # --- Activation links ------------------------------------------------------------------------
-# Lifetime of an activation or password-reset link, in seconds (72 hours).
+# Lifetime of an activation link, and of a reset link that an operator sends, in seconds
+# (72 hours).
 INVITATION_LIFETIME = 72 * 3600
+# Lifetime of the set-password link that the forgotten-password page (/password/forgot) mails,
+# in seconds (1 hour): whoever asked is at her desk now, and a short link is a small target.
+PASSWORD_RESET_LIFETIME = 3600
+# Forgotten-password requests per account (the username typed, known or not: counting only
+# known ones would tell which exist), after which no further link is mailed for a while. The
+# page answers the same whether or not a mail goes out.
+PASSWORD_RESET_PER_ACCOUNT = "3 per hour; 10 per day"  # noqa: S105 (a limit)
 
 # --- Second factors ---------------------------------------------------------------------------
 # Which second factors confirm a login after the password, in order of preference: an account
@@ -183,6 +191,10 @@ RATELIMIT_LOGIN_PER_IP = "30 per minute; 300 per hour"
 RATELIMIT_LOGIN_PER_NETWORK = "100 per minute"
 RATELIMIT_PIN_PER_IP = "30 per minute"
 RATELIMIT_ACTIVATION_PER_IP = "20 per minute"
+# The forgotten-password form's POSTs, by address and by network (/24, /64); counted for every
+# username alike, so that which one runs out first tells nothing.
+RATELIMIT_PASSWORD_FORGOT_PER_IP = "10 per minute; 50 per hour"  # noqa: S105 (a limit)
+RATELIMIT_PASSWORD_FORGOT_PER_NETWORK = "30 per minute; 200 per hour"  # noqa: S105 (a limit)
 # Sessions ended on the sessions page (/account/sessions), by address.
 RATELIMIT_ACCOUNT_SESSIONS_PER_IP = "30 per minute"
 # Password attempts for one account from one network (/24, /64), counted before the password

@@ -162,6 +162,16 @@ def take_pending_authorization(ip: str | None) -> int | None:
     return None
 
 
+def take_password_reset(account: str) -> bool:
+    """Counts a forgotten-password request for the account named (PASSWORD_RESET_PER_ACCOUNT);
+    False once it has used up its requests. The caller counts every name alike, known or not."""
+    strategy = MovingWindowRateLimiter(counters())
+    return all(
+        strategy.hit(limit, "password-reset", account)
+        for limit in parse_many(current_app.config["PASSWORD_RESET_PER_ACCOUNT"])
+    )
+
+
 # Longer than any sensible window of LOGIN_ATTEMPTS_PER_ACCOUNT_AND_NETWORK: when an epoch
 # expires and starts again at 0, the counters of that epoch are long gone.
 EPOCH_LIFETIME = 7 * 24 * 3600
