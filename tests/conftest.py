@@ -16,6 +16,10 @@ from idp.platform.database import dispose_autocommit_pool
 from idp.platform.extensions import db
 from idp.senders.outbox import read_outbox
 
+# Fixtures of the live identity provider (idp, browser, rp, ...) and of the SCIM ordering
+# system, for every test file by name; the modules stay importable for their helpers.
+pytest_plugins = ["tests.oidc_fixtures", "tests.scim_fixtures"]
+
 POSTGRES_URI = os.environ.get("IDP_TEST_DATABASE_URI")
 PASSWORD = "correct horse battery staple"
 

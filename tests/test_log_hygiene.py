@@ -12,7 +12,6 @@ import requests
 
 from idp.platform.logging_setup import GunicornLogger, JsonFormatter, loggable_path
 from tests.conftest import PASSWORD, invite, path_of, post_form
-from tests.oidc_fixtures import *  # noqa: F403 (fixtures: idp, browser, rp)
 from tests.test_metrics import fetch, gunicorn
 
 

@@ -9,7 +9,6 @@ import requests
 from prometheus_client import REGISTRY
 
 from idp.oidc import keys
-from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 
 GERMAN = {"Accept-Language": "de"}
 

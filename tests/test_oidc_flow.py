@@ -7,7 +7,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 from tests.oidc_fixtures import SCOPE
 
 

@@ -10,7 +10,6 @@ from joserfc.jwk import KeySet
 
 from idp.oidc import tokens_logout
 from idp.platform import network
-from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
 

@@ -12,7 +12,6 @@ from joserfc import jwt
 from joserfc.jwk import OctKey
 
 from idp.oidc import token_store
-from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 from tests.oidc_fixtures import HOST
 
 

@@ -15,7 +15,6 @@ from joserfc import jwt
 from idp.oidc import keys
 from idp.platform import clock
 from idp.platform.extensions import db
-from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 from tests.oidc_fixtures import Browser
 
 # --- L5: max_age -------------------------------------------------------------------------------

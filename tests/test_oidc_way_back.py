@@ -16,7 +16,6 @@ from idp.oidc.models import PendingAuthorization
 from idp.platform.extensions import db
 from idp.platform.web import MAX_BROWSER_AUTHORIZATIONS
 from tests.conftest import PASSWORD, activate, invite, path_of
-from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 from tests.oidc_fixtures import Browser, _csrf
 from tests.servers import HOST, free_port
 

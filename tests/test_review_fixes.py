@@ -20,7 +20,6 @@ from idp.accounts import invitations, provisioning
 from idp.audit.models import AuditEvent
 from idp.platform.extensions import db
 from tests.conftest import invite, path_of, post_form
-from tests.scim_fixtures import *  # noqa: F403 (fixtures: idp, browser, make_rp, ordering, ...)
 from tests.scim_fixtures import new_user, stored_user
 
 NEW_PASSWORD = "a completely different passphrase 42"

@@ -13,7 +13,6 @@ from scim2_tester import Status, check_server
 from idp.accounts import users
 from idp.accounts.models import User
 from idp.audit.models import AuditEvent
-from tests.scim_fixtures import *  # noqa: F403 (fixtures)
 from tests.scim_fixtures import (
     CUSTOMER,
     audit_events,

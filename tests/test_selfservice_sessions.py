@@ -24,7 +24,6 @@ from idp.platform import clock
 from idp.platform.extensions import db
 from idp.selfservice import activity
 from tests.conftest import PASSWORD, activate, csrf_token, login, post_form
-from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 from tests.oidc_fixtures import Browser
 
 PAGE = "/account/sessions"
