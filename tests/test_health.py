@@ -2,6 +2,7 @@
 
 import socket
 
+from idp.oidc import keys
 from idp.platform.health import register_readiness_check
 
 
@@ -73,3 +74,24 @@ def test_readyz_logs_why_the_signing_key_cannot_sign(make_app, caplog):
         "`idp keys rotate` (every instance needs the same secret)"
     ) in caplog.text
     assert "another secret" not in caplog.text + response.text
+
+
+# --- The signing key -----------------------------------------------------------------------------
+
+
+def test_readiness_checks_the_signing_key(make_app):
+    app = make_app()
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 200
+    assert response.json["checks"]["signing_key"] == "ok"
+
+
+def test_readiness_fails_when_the_signing_key_cannot_be_decrypted(make_app, monkeypatch):
+    first = make_app()
+    assert first.test_client().get("/readyz").status_code == 200
+    # Another secret (a misconfigured deployment) cannot decrypt the stored key.
+    monkeypatch.setattr(keys, "_private_keys", {})
+    other = make_app(SECRET_KEY="another secret", KEY_ENCRYPTION_SECRET="another key secret")
+    response = other.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json["failing"] == ["signing_key"]

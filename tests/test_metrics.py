@@ -10,6 +10,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+import requests
 from prometheus_client import REGISTRY
 
 from idp.errors import SendError
@@ -99,6 +100,34 @@ def test_a_failed_pin_sms_is_counted(make_app, outbox):
     response = post_form(client, "/login", {"username": "anna", "password": PASSWORD})
     assert response.status_code == 503
     assert sample("idp_pin_send_failures_total", purpose="login") == failures + 1
+
+
+def test_tokens_issued_are_counted_by_grant(idp, browser, rp):
+    before = {
+        grant: sample("idp_tokens_issued_total", grant=grant)
+        for grant in ("authorization_code", "refresh_token")
+    }
+    token = rp.sign_in(browser)
+    refreshed = requests.post(
+        idp.url("/token"),
+        data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
+        auth=(rp.client_id, rp.client_secret),
+        timeout=5,
+    )
+    assert refreshed.status_code == 200
+    # A refused grant counts nothing.
+    again = requests.post(
+        idp.url("/token"),
+        data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
+        auth=(rp.client_id, rp.client_secret),
+        timeout=5,
+    )
+    assert again.status_code == 400
+    assert (
+        sample("idp_tokens_issued_total", grant="authorization_code")
+        == before["authorization_code"] + 1
+    )
+    assert sample("idp_tokens_issued_total", grant="refresh_token") == before["refresh_token"] + 1
 
 
 def test_metrics_port_serves_the_registry(make_app):
