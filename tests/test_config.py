@@ -299,7 +299,7 @@ def postgres_uri_with_the_password_for_the_user() -> str | None:
 
 
 def broken_surroundings(tmp_path) -> dict:
-    from tests.servers import free_port
+    from idp.demo.servers import free_port
 
     closed = free_port()
     return {
@@ -419,8 +419,8 @@ def test_redis_down_under_a_command_is_one_line(clean_env, tmp_path, capsys):
     from flask.cli import with_appcontext
 
     from idp.cli import operator_group
+    from idp.demo.servers import free_port
     from idp.platform.ratelimit import counters
-    from tests.servers import free_port
 
     settings = production_settings(tmp_path, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     for name, value in settings.items():

@@ -28,10 +28,11 @@ from idp.demo import (
     serve_demo,
 )
 from idp.demo.relying_party import create_relying_party
+from idp.demo.servers import free_port
 from idp.oidc.models import Client
 from idp.platform.extensions import db
 from tests.conftest import PASSWORD, csrf_token, path_of, post_form
-from tests.servers import HOST, free_port
+from tests.servers import HOST
 
 ROOT = Path(__file__).resolve().parent.parent
 

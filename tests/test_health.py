@@ -1,15 +1,8 @@
 """Liveness and readiness: /readyz names the check that fails and never its error text."""
 
-import socket
-
+from idp.demo.servers import free_port
 from idp.oidc import keys
 from idp.platform.health import register_readiness_check
-
-
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_healthz_answers(client):
@@ -29,7 +22,7 @@ def test_readyz_is_ready_with_a_reachable_database(client):
 
 def test_readyz_fails_when_the_database_is_unreachable(make_app, database_uri):
     make_app()  # the fixture's first app owns the shared test database
-    unreachable = f"postgresql+psycopg://idp:s3cret-pw@127.0.0.1:{unused_port()}/idp"
+    unreachable = f"postgresql+psycopg://idp:s3cret-pw@127.0.0.1:{free_port()}/idp"
     app = make_app(SQLALCHEMY_DATABASE_URI=unreachable)
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
@@ -40,7 +33,7 @@ def test_readyz_fails_when_the_database_is_unreachable(make_app, database_uri):
 
 
 def test_readyz_checks_redis_when_configured(make_app):
-    app = make_app(REDIS_URL=f"redis://127.0.0.1:{unused_port()}/0")
+    app = make_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.json == {

@@ -13,11 +13,11 @@ from pathlib import Path
 import requests
 from prometheus_client import REGISTRY
 
+from idp.demo.servers import free_port
 from idp.errors import SendError
 from idp.platform import metrics
 from idp.senders import SmsReceipt
 from tests.conftest import PASSWORD, activate, login, post_form
-from tests.test_health import unused_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,7 +131,7 @@ def test_tokens_issued_are_counted_by_grant(idp, browser, rp):
 
 
 def test_metrics_port_serves_the_registry(make_app):
-    port = unused_port()
+    port = free_port()
     server, thread = metrics.start_metrics_server(
         {"METRICS_ENABLED": True, "METRICS_PORT": port, "METRICS_ADDRESS": "127.0.0.1"}
     )
@@ -166,7 +166,7 @@ def test_multiprocess_mode_sums_what_every_process_counted(tmp_path):
 @contextmanager
 def gunicorn(tmp_path: Path, database_uri: str, **settings):
     """gunicorn with gunicorn.conf.py on 127.0.0.1, two workers; yields (base URL, log lines)."""
-    port = unused_port()
+    port = free_port()
     env = {
         **os.environ,
         "IDP_CONFIG": "testing",
@@ -215,7 +215,7 @@ def fetch(url: str) -> tuple[int, str]:
 
 
 def test_under_gunicorn_the_metrics_port_sums_all_workers(tmp_path, database_uri):
-    metrics_port = unused_port()
+    metrics_port = free_port()
     settings = {"IDP_METRICS_ENABLED": "true", "IDP_METRICS_PORT": str(metrics_port)}
     with gunicorn(tmp_path, database_uri, **settings) as (base, _):
         for _ in range(20):
