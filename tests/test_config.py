@@ -49,7 +49,7 @@ def test_production_starts_with_a_safe_configuration(clean_env, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "changes,complaint",
+    ("changes", "complaint"),
     [
         ({"SECRET_KEY": None}, "IDP_SECRET_KEY"),
         ({"SECRET_KEY": "too short"}, "IDP_SECRET_KEY"),
@@ -443,7 +443,7 @@ def test_redis_down_under_a_command_is_one_line(clean_env, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "variable,complaint",
+    ("variable", "complaint"),
     [
         ("IDP_MAIL_PROT=25", "Error: IDP_MAIL_PROT names no setting: did you mean IDP_MAIL_PORT?"),
         ("IDP_SECRETKEY=x", "Error: IDP_SECRETKEY names no setting: did you mean IDP_SECRET_KEY?"),

@@ -115,7 +115,7 @@ def test_a_taken_port_stops_the_demo_before_it_changes_anything(app, tmp_path):
     with socket.socket() as holder:
         holder.bind((HOST, ports.cloudphone))
         holder.listen()
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match="in use"):
             serve_demo(ports, demo_settings(app))
     with app.app_context():
         assert db.session.scalars(db.select(Client)).all() == []

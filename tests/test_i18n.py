@@ -78,7 +78,7 @@ def test_placeholders_survive_translation():
 
 
 @pytest.mark.parametrize(
-    "header,lang,title",
+    ("header", "lang", "title"),
     [
         (None, "de", "Anmelden"),
         ("en", "en", "Sign in"),

@@ -186,7 +186,7 @@ def test_smtp_login_happens_over_tls_with_the_configured_name(
 
 
 @pytest.mark.parametrize(
-    "configured,name",
+    ("configured", "name"),
     [
         ("e:service <no-reply@example.com>", "e:service"),
         ("ecotel, Kundenservice <no-reply@example.com>", "ecotel, Kundenservice"),

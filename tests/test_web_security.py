@@ -314,7 +314,7 @@ def test_missing_fields_are_no_500(app, client, outbox):
 
 
 @pytest.mark.parametrize(
-    "method,path,status",
+    ("method", "path", "status"),
     [
         ("GET", "/no/such/page", 404),
         ("GET", "/activate/", 404),
@@ -518,7 +518,7 @@ def test_junk_urls_are_no_500(client, path):
 
 
 @pytest.mark.parametrize(
-    "content_type,body",
+    ("content_type", "body"),
     [
         ("multipart/form-data; boundary=zz", b"\xff\xfe"),
         ("application/json", b"{not json"),
