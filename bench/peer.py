@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from idp.demo.servers import free_port
+
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache" / "peer"
 PACKAGE = "oidc-provider"
@@ -65,12 +67,6 @@ def install() -> Path:
 def installed_version(name: str) -> str | None:
     package = CACHE / "node_modules" / name / "package.json"
     return json.loads(package.read_text())["version"] if package.exists() else None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextlib.contextmanager

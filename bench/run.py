@@ -29,7 +29,6 @@ import os
 import pstats
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ import requests
 from argon2 import PasswordHasher
 
 from bench import load, peer
+from idp.demo.servers import free_port
 from tests import haproxy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,12 +167,6 @@ def argon2_rows(args) -> list[Row]:
 
 
 # --- a real server -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 def newest_pin(outbox: Path, phone: str) -> str:

@@ -38,6 +38,11 @@ if os.environ.get("IDP_TEST_DATABASE_URI") and os.environ.get("PYTEST_XDIST_WORK
     os.environ["IDP_TEST_DATABASE_URI"] = worker_database(
         os.environ["IDP_TEST_DATABASE_URI"], os.environ["PYTEST_XDIST_WORKER"]
     )
+
+# Fixtures of the live identity provider (idp, browser, rp, ...) and of the SCIM ordering
+# system, for every test file by name; the modules stay importable for their helpers.
+pytest_plugins = ["tests.oidc_fixtures", "tests.scim_fixtures"]
+
 POSTGRES_URI = os.environ.get("IDP_TEST_DATABASE_URI")
 PASSWORD = "correct horse battery staple"
 

@@ -17,7 +17,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.servers import HOST, free_port
+from idp.demo.servers import free_port
+from tests.servers import HOST
 
 # Where Debian puts it; /usr/sbin is not on every user's PATH.
 DEBIAN_BINARY = Path("/usr/sbin/haproxy")

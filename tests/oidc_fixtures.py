@@ -20,9 +20,10 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from werkzeug.serving import make_server
 
+from idp.demo.servers import free_port
 from idp.platform import network
 from tests.conftest import PASSWORD, activate
-from tests.servers import HOST, free_port
+from tests.servers import HOST
 
 SCOPE = "openid profile email phone entitlements offline_access"
 

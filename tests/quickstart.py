@@ -23,6 +23,8 @@ from pathlib import Path
 
 import psycopg
 
+from idp.demo.servers import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -48,12 +50,6 @@ def exported(command: str, test_bed: dict[str, str]) -> dict[str, str]:
         if values[name] == "...":
             raise SystemExit(f"quick start: no test value for the placeholder {name}=...")
     return values
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 def wait_for_port(port: int, process: subprocess.Popen, log: Path) -> None:

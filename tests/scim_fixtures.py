@@ -8,8 +8,6 @@ import pytest
 import requests
 from scim2_client.engines.httpx2 import SyncSCIMClient
 
-from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
-
 CUSTOMER = "urn:ecotel:params:scim:schemas:extension:customer:2.0:User"
 
 

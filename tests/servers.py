@@ -6,7 +6,6 @@ import email
 import email.policy
 import json
 import logging
-import socket
 import ssl
 import threading
 import uuid
@@ -19,16 +18,13 @@ from urllib.parse import parse_qs
 import trustme
 from aiosmtpd.controller import Controller
 
+# The one free-port helper; here too, for the tests that import it with the servers.
+from idp.demo.servers import free_port
+
 HOST = "127.0.0.1"
 
 # aiosmtpd logs every line it receives; the tests look for message bodies in the product's logs.
 logging.getLogger("mail.log").setLevel(logging.WARNING)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

@@ -8,12 +8,15 @@ import stat
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 
 from idp import audit
+from idp.accounts import invitations
 from idp.audit.models import AuditChainHead, AuditEvent
 from idp.platform.extensions import db
-from tests.conftest import activate, login
+from tests.conftest import activate, invite, login
+from tests.scim_fixtures import new_user
 
 
 @pytest.fixture
@@ -269,3 +272,57 @@ def test_export_rejects_a_bad_date(app):
     result = run(app, "export", "--since", "yesterday")
     assert result.exit_code != 0
     assert "ISO date" in result.stderr
+
+
+# --- Mail leaves before the audit chain head is locked ------------------------------------------
+
+
+@pytest.fixture
+def mail_moments(monkeypatch):
+    """Wraps the mail sender: notes, at the moment each mail leaves, the audit events that the
+    sending transaction sees and whether another connection can lock the chain head."""
+    moments = []
+    original = invitations.send_mail
+
+    def observed(mail):
+        seen = db.session.scalars(select(AuditEvent.event).order_by(AuditEvent.id)).all()
+        head_free = True
+        with db.engine.connect() as other:
+            if other.dialect.name == "postgresql":
+                other.execute(text("SET LOCAL lock_timeout = '200ms'"))
+                try:
+                    other.execute(text("SELECT 1 FROM audit_chain_head FOR UPDATE"))
+                except OperationalError:  # the lock timeout: the head is held
+                    head_free = False
+                other.rollback()
+        moments.append((mail.to, seen, head_free))
+        return original(mail)
+
+    monkeypatch.setattr(invitations, "send_mail", observed)
+    return moments
+
+
+def test_cli_mails_are_sent_before_the_audit_event(app, outbox, mail_moments):
+    invite(app)
+    result = app.test_cli_runner().invoke(args=["users", "reset-password", "anna"])
+    assert result.exit_code == 0, result.output
+    assert mail_moments == [
+        ("anna@example.com", [], True),
+        ("anna@example.com", ["user.invited"], True),
+    ]
+    with app.app_context():
+        events = db.session.scalars(select(AuditEvent.event).order_by(AuditEvent.id)).all()
+    assert events == ["user.invited", "password.reset_requested"]
+    assert len(outbox.mails()) == 2
+
+
+def test_provisioning_mail_is_sent_before_the_audit_event(idp, ordering, outbox, mail_moments):
+    created = ordering.scim.create(new_user(ordering))
+    assert created.id
+    [(to, seen, head_free)] = mail_moments
+    assert to == "anna@example.com" and head_free
+    assert "user.provisioned" not in seen
+    assert len(outbox.mails()) == 1
+    with idp.app.app_context():
+        events = db.session.scalars(select(AuditEvent.event)).all()
+    assert events.count("user.provisioned") == 1

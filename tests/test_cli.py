@@ -348,7 +348,7 @@ SHARED = ("login_attempts", "sms_per_account", "sms_per_number")
 @pytest.fixture
 def redis_down(make_app):
     """An app of the same database whose Redis does not answer (an incident)."""
-    from tests.servers import free_port
+    from idp.demo.servers import free_port
 
     def build():
         return make_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")

@@ -49,7 +49,7 @@ def test_production_starts_with_a_safe_configuration(clean_env, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "changes,complaint",
+    ("changes", "complaint"),
     [
         ({"SECRET_KEY": None}, "IDP_SECRET_KEY"),
         ({"SECRET_KEY": "too short"}, "IDP_SECRET_KEY"),
@@ -300,7 +300,7 @@ def postgres_uri_with_the_password_for_the_user() -> str | None:
 
 
 def broken_surroundings(tmp_path) -> dict:
-    from tests.servers import free_port
+    from idp.demo.servers import free_port
 
     closed = free_port()
     return {
@@ -420,8 +420,8 @@ def test_redis_down_under_a_command_is_one_line(clean_env, tmp_path, capsys):
     from flask.cli import with_appcontext
 
     from idp.cli import operator_group
+    from idp.demo.servers import free_port
     from idp.platform.ratelimit import counters
-    from tests.servers import free_port
 
     settings = production_settings(tmp_path, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     for name, value in settings.items():
@@ -444,7 +444,7 @@ def test_redis_down_under_a_command_is_one_line(clean_env, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "variable,complaint",
+    ("variable", "complaint"),
     [
         ("IDP_MAIL_PROT=25", "Error: IDP_MAIL_PROT names no setting: did you mean IDP_MAIL_PORT?"),
         ("IDP_SECRETKEY=x", "Error: IDP_SECRETKEY names no setting: did you mean IDP_SECRET_KEY?"),

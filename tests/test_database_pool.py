@@ -8,7 +8,6 @@ from sqlalchemy import create_engine, text
 
 from idp.platform.extensions import db
 from tests.conftest import POSTGRES_URI
-from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URI, reason="a server connection: PostgreSQL only")
 

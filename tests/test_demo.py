@@ -28,10 +28,11 @@ from idp.demo import (
     serve_demo,
 )
 from idp.demo.relying_party import create_relying_party
+from idp.demo.servers import free_port
 from idp.oidc.models import Client
 from idp.platform.extensions import db
 from tests.conftest import PASSWORD, csrf_token, path_of, post_form
-from tests.servers import HOST, free_port
+from tests.servers import HOST
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,7 +115,7 @@ def test_a_taken_port_stops_the_demo_before_it_changes_anything(app, tmp_path):
     with socket.socket() as holder:
         holder.bind((HOST, ports.cloudphone))
         holder.listen()
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match="in use"):
             serve_demo(ports, demo_settings(app))
     with app.app_context():
         assert db.session.scalars(db.select(Client)).all() == []

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import HOST, free_port
+from idp.demo.servers import free_port
+from tests.servers import HOST
 
 ROOT = Path(__file__).resolve().parents[1]
 

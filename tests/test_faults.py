@@ -154,7 +154,7 @@ def test_while_postgresql_is_down_scim_answers_503_in_its_own_format(idp, own_po
 
 
 @pytest.mark.parametrize(
-    "language,text",
+    ("language", "text"),
     [("de", "Einen Moment, bitte"), ("en", "One moment, please")],
 )
 def test_while_postgresql_is_down_people_see_a_page_that_asks_them_to_try_again(

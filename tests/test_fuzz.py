@@ -919,7 +919,7 @@ def test_scim_without_valid_token(world):
 
 
 @pytest.mark.parametrize(
-    "method,path",
+    ("method", "path"),
     [
         ("PUT", "/scim/v2/Users"),
         ("PATCH", "/scim/v2/Users"),

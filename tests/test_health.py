@@ -1,14 +1,8 @@
 """Liveness and readiness: /readyz names the check that fails and never its error text."""
 
-import socket
-
+from idp.demo.servers import free_port
+from idp.oidc import keys
 from idp.platform.health import register_readiness_check
-
-
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_healthz_answers(client):
@@ -28,7 +22,7 @@ def test_readyz_is_ready_with_a_reachable_database(client):
 
 def test_readyz_fails_when_the_database_is_unreachable(make_app, database_uri):
     make_app()  # the fixture's first app owns the shared test database
-    unreachable = f"postgresql+psycopg://idp:s3cret-pw@127.0.0.1:{unused_port()}/idp"
+    unreachable = f"postgresql+psycopg://idp:s3cret-pw@127.0.0.1:{free_port()}/idp"
     app = make_app(SQLALCHEMY_DATABASE_URI=unreachable)
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
@@ -42,7 +36,7 @@ def test_readyz_with_redis_down_says_it_cannot_sign_in_users_and_stays_ready(mak
     """Every instance shares Redis: taking them all out of the Service for it would stop
     tokens, userinfo and discovery too, which work without it. So the chart's probe sees 200,
     and an operator's monitoring sees "degraded" and what the instance cannot do."""
-    app = make_app(REDIS_URL=f"redis://127.0.0.1:{unused_port()}/0")
+    app = make_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     response = app.test_client().get("/readyz")
     assert response.status_code == 200
     assert response.json == {
@@ -58,8 +52,8 @@ def test_readyz_without_the_database_is_unavailable_even_if_only_redis_is_degrad
 ):
     make_app()  # the fixture's first app owns the shared test database
     app = make_app(
-        SQLALCHEMY_DATABASE_URI=f"postgresql+psycopg://idp@127.0.0.1:{unused_port()}/idp",
-        REDIS_URL=f"redis://127.0.0.1:{unused_port()}/0",
+        SQLALCHEMY_DATABASE_URI=f"postgresql+psycopg://idp@127.0.0.1:{free_port()}/idp",
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
     )
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
@@ -91,3 +85,24 @@ def test_readyz_logs_why_the_signing_key_cannot_sign(make_app, caplog):
         "`idp keys rotate` (every instance needs the same secret)"
     ) in caplog.text
     assert "another secret" not in caplog.text + response.text
+
+
+# --- The signing key -----------------------------------------------------------------------------
+
+
+def test_readiness_checks_the_signing_key(make_app):
+    app = make_app()
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 200
+    assert response.json["checks"]["signing_key"] == "ok"
+
+
+def test_readiness_fails_when_the_signing_key_cannot_be_decrypted(make_app, monkeypatch):
+    first = make_app()
+    assert first.test_client().get("/readyz").status_code == 200
+    # Another secret (a misconfigured deployment) cannot decrypt the stored key.
+    monkeypatch.setattr(keys, "_private_keys", {})
+    other = make_app(SECRET_KEY="another secret", KEY_ENCRYPTION_SECRET="another key secret")
+    response = other.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json["failing"] == ["signing_key"]

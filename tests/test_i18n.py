@@ -2,10 +2,13 @@
 the German catalog and translated; the SMS text fits one GSM-7 message and ends with the WebOTP
 line."""
 
+import base64
+import hashlib
 import re
 from pathlib import Path
 
 import pytest
+import requests
 from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
@@ -75,7 +78,7 @@ def test_placeholders_survive_translation():
 
 
 @pytest.mark.parametrize(
-    "header,lang,title",
+    ("header", "lang", "title"),
     [
         (None, "de", "Anmelden"),
         ("en", "en", "Sign in"),
@@ -158,3 +161,62 @@ def test_the_pin_sms_speaks_the_language_of_the_page_it_was_asked_on(
         credentials = {"username": "anna", "password": PASSWORD}
         post_form(browser, "/login", credentials, headers={"Accept-Language": language})
         assert outbox.sms()[0]["text"].startswith(text)
+
+
+# --- ui_locales at /authorize ------------------------------------------------------------------
+
+
+GERMAN = {"Accept-Language": "de"}
+
+
+def authorize_params(client_id: str, redirect_uri: str, **extra) -> dict:
+    verifier = "v" * 50
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    return {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "scope": "openid",
+        "state": "st",
+        "code_challenge": challenge.rstrip(b"=").decode(),
+        "code_challenge_method": "S256",
+        **extra,
+    }
+
+
+def page_language(response) -> str:
+    return re.search(r'<html lang="([a-z]+)"', response.text).group(1)
+
+
+def login_page_after_authorize(idp, rp, **extra):
+    http = requests.Session()
+    response = http.get(
+        idp.url("/authorize"),
+        params=authorize_params(rp.client_id, rp.redirect_uri, **extra),
+        headers=GERMAN,
+        allow_redirects=True,
+        timeout=10,
+    )
+    assert response.url.startswith(idp.url("/login")), response.url
+    return http, response
+
+
+def test_ui_locales_sets_the_language_of_that_login(idp, rp, user):
+    http, page = login_page_after_authorize(idp, rp, ui_locales="fr-CA en-US de")
+    assert page_language(page) == "en"
+    # The PIN page and any other page of the same browser session follow.
+    assert page_language(http.get(idp.url("/login"), headers=GERMAN, timeout=10)) == "en"
+
+
+def test_without_ui_locales_the_browser_decides(idp, rp, user):
+    _, page = login_page_after_authorize(idp, rp)
+    assert page_language(page) == "de"
+    _, page = login_page_after_authorize(idp, rp, ui_locales="fr it")
+    assert page_language(page) == "de"
+
+
+def test_the_persons_own_choice_outranks_ui_locales(idp, rp, user):
+    http, page = login_page_after_authorize(idp, rp, ui_locales="en")
+    assert page_language(page) == "en"
+    http.get(idp.url("/language/de?next=/login"), timeout=10)
+    assert page_language(http.get(idp.url("/login"), headers=GERMAN, timeout=10)) == "de"

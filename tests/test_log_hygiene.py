@@ -10,9 +10,10 @@ from types import SimpleNamespace
 import pytest
 import requests
 
+from idp.accounts import invitations, provisioning
 from idp.platform.logging_setup import GunicornLogger, JsonFormatter, loggable_path
 from tests.conftest import PASSWORD, invite, path_of, post_form
-from tests.oidc_fixtures import *  # noqa: F403 (fixtures: idp, browser, rp)
+from tests.scim_fixtures import new_user
 from tests.test_metrics import fetch, gunicorn
 
 
@@ -234,3 +235,45 @@ def test_under_gunicorn_authorize_and_end_session_queries_are_not_logged(tmp_pat
     assert {"/authorize", "/end_session"} <= paths
     for value in ("st4te-a", "h1nt-user", "c0de-a", hint, "st4te-b", "c2lnbmF0dXJl"):
         assert value not in everything
+
+
+# --- Unexpected errors log the redacted path ----------------------------------------------------
+
+
+def test_unexpected_error_on_activation_link_logs_no_token(
+    app, client, outbox, monkeypatch, caplog
+):
+    invite(app)
+    link = path_of(outbox.last_link())
+    token = link.rsplit("/", 1)[1]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(invitations, "resolve", broken)
+    caplog.set_level(logging.ERROR)
+    assert client.get(link).status_code == 500
+    lines = [record for record in caplog.records if "unhandled error" in record.getMessage()]
+    assert lines, "the unexpected error was not logged"
+    assert "/activate/[redacted]" in lines[0].getMessage()
+    assert token not in caplog.text
+
+
+def test_unexpected_scim_error_logs_the_redacted_path(idp, ordering, monkeypatch, caplog):
+    created = ordering.scim.create(new_user(ordering))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(provisioning, "replace", broken)
+    caplog.set_level(logging.ERROR)
+    response = ordering.http.put(
+        f"/Users/{created.id}",
+        json=ordering.user_payload(),
+        headers={"Content-Type": "application/scim+json"},
+    )
+    assert response.status_code == 500
+    lines = [record for record in caplog.records if "unhandled error" in record.getMessage()]
+    assert lines, "the unexpected error was not logged"
+    assert "/scim/v2/Users/[redacted]" in lines[0].getMessage()
+    assert created.id not in caplog.text

@@ -10,13 +10,14 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+import requests
 from prometheus_client import REGISTRY
 
+from idp.demo.servers import free_port
 from idp.errors import SendError
 from idp.platform import metrics
 from idp.senders import SmsReceipt
 from tests.conftest import PASSWORD, activate, login, post_form
-from tests.test_health import unused_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,8 +102,36 @@ def test_a_failed_pin_sms_is_counted(make_app, outbox):
     assert sample("idp_pin_send_failures_total", purpose="login") == failures + 1
 
 
+def test_tokens_issued_are_counted_by_grant(idp, browser, rp):
+    before = {
+        grant: sample("idp_tokens_issued_total", grant=grant)
+        for grant in ("authorization_code", "refresh_token")
+    }
+    token = rp.sign_in(browser)
+    refreshed = requests.post(
+        idp.url("/token"),
+        data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
+        auth=(rp.client_id, rp.client_secret),
+        timeout=5,
+    )
+    assert refreshed.status_code == 200
+    # A refused grant counts nothing.
+    again = requests.post(
+        idp.url("/token"),
+        data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
+        auth=(rp.client_id, rp.client_secret),
+        timeout=5,
+    )
+    assert again.status_code == 400
+    assert (
+        sample("idp_tokens_issued_total", grant="authorization_code")
+        == before["authorization_code"] + 1
+    )
+    assert sample("idp_tokens_issued_total", grant="refresh_token") == before["refresh_token"] + 1
+
+
 def test_metrics_port_serves_the_registry(make_app):
-    port = unused_port()
+    port = free_port()
     server, thread = metrics.start_metrics_server(
         {"METRICS_ENABLED": True, "METRICS_PORT": port, "METRICS_ADDRESS": "127.0.0.1"}
     )
@@ -137,7 +166,7 @@ def test_multiprocess_mode_sums_what_every_process_counted(tmp_path):
 @contextmanager
 def gunicorn(tmp_path: Path, database_uri: str, **settings):
     """gunicorn with gunicorn.conf.py on 127.0.0.1, two workers; yields (base URL, log lines)."""
-    port = unused_port()
+    port = free_port()
     env = {
         **os.environ,
         "IDP_CONFIG": "testing",
@@ -186,7 +215,7 @@ def fetch(url: str) -> tuple[int, str]:
 
 
 def test_under_gunicorn_the_metrics_port_sums_all_workers(tmp_path, database_uri):
-    metrics_port = unused_port()
+    metrics_port = free_port()
     settings = {"IDP_METRICS_ENABLED": "true", "IDP_METRICS_PORT": str(metrics_port)}
     with gunicorn(tmp_path, database_uri, **settings) as (base, _):
         for _ in range(20):

@@ -7,7 +7,6 @@ import pytest
 from idp.oidc import keys
 from idp.oidc.models import Client, SigningKey
 from idp.platform import clock
-from tests.oidc_fixtures import *  # noqa: F403 (fixtures: resolver)
 
 
 def run(app, *args):

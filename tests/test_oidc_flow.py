@@ -3,12 +3,12 @@ hosted login with password and SMS PIN: ports of the conformance suite's Basic O
 
 import base64
 import json
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
+import pytest
 import requests
 
-from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
-from tests.oidc_fixtures import SCOPE
+from tests.oidc_fixtures import SCOPE, Browser
 
 
 def test_oidcc_server_basic_flow(idp, browser, rp):
@@ -393,3 +393,99 @@ def test_a_tampered_opaque_token_is_refused(idp, browser, make_rp):
     tampered = token["access_token"][:-1] + ("A" if token["access_token"][-1] != "A" else "B")
     assert userinfo_status(idp, tampered) == 401
     assert introspect(idp, rp, tampered) == {"active": False}
+
+
+# --- max_age and the fresh-login marker of prompt=login ------------------------------------------
+
+
+# Longer ones are refused (AUTHORIZATION_PARAMETERS): tests/test_oidc_way_back.py.
+@pytest.mark.parametrize("max_age", [str(10**20), "9" * 32])
+def test_huge_max_age_with_a_live_session_signs_in_without_asking_again(browser, rp, max_age):
+    rp.sign_in(browser)
+    token = rp.sign_in(browser, max_age=max_age)
+    assert rp.verify_id_token(token["id_token"])
+    assert browser.logins == 1
+
+
+@pytest.mark.parametrize("max_age", ["-1", "abc", "1.5", "1e3", "٣"])
+@pytest.mark.parametrize("signed_in", [True, False])
+def test_malformed_max_age_goes_back_to_the_rp_as_invalid_request(
+    idp, browser, rp, max_age, signed_in
+):
+    if signed_in:
+        rp.sign_in(browser)
+    response = browser.http.get(
+        rp.authorization_url(max_age=max_age), allow_redirects=False, timeout=10
+    )
+    params = rp.callback_params(response)
+    assert params["error"] == "invalid_request"
+    assert params["state"] == rp.last["state"]
+    assert params["iss"] == idp.issuer
+    assert "code" not in params
+
+
+def test_max_age_zero_asks_for_a_login_once_and_then_issues_the_code(idp, browser, rp):
+    first = rp.verify_id_token(rp.sign_in(browser)["id_token"])
+    again = rp.verify_id_token(rp.sign_in(browser, max_age="0")["id_token"])
+    assert browser.logins == 2 and again["auth_time"] >= first["auth_time"]
+
+
+def login_location(response: requests.Response) -> str:
+    assert response.is_redirect, (response.status_code, response.text[:300])
+    return response.headers["Location"]
+
+
+def resume_address(response: requests.Response) -> str:
+    """Where the login that /authorize asked for comes back to."""
+    location = urlsplit(login_location(response))
+    assert location.path == "/login", location
+    return parse_qs(location.query)["next"][0]
+
+
+def fresh_login_for_prompt_login(idp, browser, rp) -> tuple[str, str]:
+    """Signed in, then a prompt=login request completed with a new login: the authorization
+    URL and the resume address it went through."""
+    rp.sign_in(browser)
+    authorization = rp.authorization_url(prompt="login")
+    resume = resume_address(browser.http.get(authorization, allow_redirects=False, timeout=10))
+    done = browser.visit(idp.url(resume))
+    assert "code" in rp.callback_params(done)
+    assert browser.logins == 2
+    return authorization, resume
+
+
+def marker_params(authorization: str, resume: str) -> dict:
+    """What the resume address carries beyond the authorization request itself."""
+    asked = parse_qs(urlsplit(authorization).query)
+    return {k: v for k, v in parse_qs(urlsplit(resume).query).items() if k not in asked}
+
+
+def test_an_old_marker_does_not_skip_a_new_prompt_login(idp, browser, rp):
+    authorization, resume = fresh_login_for_prompt_login(idp, browser, rp)
+    extra = marker_params(authorization, resume)
+    again = rp.authorization_url(prompt="login")
+    if extra:
+        again += "&" + urlencode(extra, doseq=True)
+    response = browser.http.get(again, allow_redirects=False, timeout=10)
+    assert urlsplit(login_location(response)).path == "/login"
+
+
+def test_the_resume_address_from_history_is_single_use(idp, browser, rp):
+    _, resume = fresh_login_for_prompt_login(idp, browser, rp)
+    replayed = browser.http.get(idp.url(resume), allow_redirects=False, timeout=10)
+    assert urlsplit(login_location(replayed)).path == "/login"
+
+
+def test_the_marker_is_bound_to_the_browser_that_was_sent_to_log_in(idp, browser, outbox, rp):
+    rp.sign_in(browser)
+    resume = resume_address(
+        browser.http.get(rp.authorization_url(prompt="login"), allow_redirects=False, timeout=10)
+    )
+    # Another browser, freshly signed in after the marker was made, cannot use it.
+    other = Browser(idp, outbox)
+    other.visit(idp.url("/login"))
+    assert other.logins == 1
+    response = other.http.get(idp.url(resume), allow_redirects=False, timeout=10)
+    assert urlsplit(login_location(response)).path == "/login"
+    # The browser it was made for gets its code once it has logged in.
+    assert "code" in rp.callback_params(browser.visit(idp.url(resume)))

@@ -10,9 +10,10 @@ from joserfc.jwk import KeySet
 
 from idp.oidc import logout_post
 from idp.platform import network
-from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
+from tests.conftest import path_of, post_form
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
+NEW_PASSWORD = "a completely different passphrase 42"
 
 
 def post_once(idp, uri: str, token: str):
@@ -187,3 +188,42 @@ def test_disabling_a_user_revokes_tokens_and_sends_backchannel_logout(
         timeout=5,
     )
     assert refresh.status_code == 400
+
+
+# --- A password reset ends the tokens of the old password --------------------------------------
+
+
+def test_password_reset_revokes_tokens_and_sends_backchannel_logout(
+    idp, browser, make_rp, backchannel, outbox
+):
+    rp = make_rp("--backchannel-logout-uri", backchannel.uri)
+    token = rp.sign_in(browser)
+    assert token["refresh_token"]
+    sid = rp.verify_id_token(token["id_token"])["sid"]
+
+    result = idp.app.test_cli_runner().invoke(args=["users", "reset-password", "anna"])
+    assert result.exit_code == 0, result.output
+    person = idp.app.test_client()
+    link = path_of(outbox.last_link())
+    response = post_form(person, link, {"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD})
+    assert response.status_code == 303, response.text
+    assert post_form(person, "/pin", {"pin": outbox.last_pin()}).status_code == 200
+
+    keys = KeySet.import_key_set(requests.get(idp.url("/jwks.json"), timeout=5).json())
+    claims = jwt.decode(backchannel.wait(), keys, algorithms=["ES256"]).claims
+    assert claims["aud"] == rp.client_id and claims["sid"] == sid
+    assert EVENT in claims["events"]
+
+    refresh = requests.post(
+        idp.url("/token"),
+        data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
+        auth=(rp.client_id, rp.client_secret),
+        timeout=5,
+    )
+    assert refresh.status_code == 400 and refresh.json()["error"] == "invalid_grant"
+    userinfo = requests.get(
+        idp.url("/userinfo"),
+        headers={"Authorization": f"Bearer {token['access_token']}"},
+        timeout=5,
+    )
+    assert userinfo.status_code == 401

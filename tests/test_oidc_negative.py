@@ -11,8 +11,9 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
-from idp.oidc import token_store
-from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
+from idp.oidc import keys, token_store
+from idp.platform import clock
+from idp.platform.extensions import db
 from tests.oidc_fixtures import HOST
 
 
@@ -276,6 +277,47 @@ def test_forged_tokens_are_refused_everywhere(idp, browser, rp):
         )
         assert logout.status_code == 400
     # Still signed in: none of the forged hints ended the session.
+    assert "code" in rp.callback_params(browser.visit(rp.authorization_url(prompt="none")))
+
+
+def test_an_access_token_is_no_id_token_hint_at_authorize(idp, browser, rp):
+    token = rp.sign_in(browser)
+    response = browser.visit(
+        rp.authorization_url(prompt="none", id_token_hint=token["access_token"])
+    )
+    params = rp.callback_params(response)
+    assert params["error"] == "invalid_request" and "code" not in params
+    assert params["state"] == rp.last["state"] and params["iss"] == idp.issuer
+    # The ID token still serves.
+    again = browser.visit(rp.authorization_url(prompt="none", id_token_hint=token["id_token"]))
+    assert "code" in rp.callback_params(again)
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "logout+jwt", "AT+JWT"])
+def test_access_and_logout_tokens_are_no_id_token_hint_at_end_session(idp, browser, rp, typ):
+    claims = rp.verify_id_token(rp.sign_in(browser)["id_token"])
+    with idp.app.app_context():
+        hint = keys.sign(
+            {
+                "iss": idp.issuer,
+                "aud": rp.client_id,
+                "sub": claims["sub"],
+                "sid": claims["sid"],
+                "iat": claims["iat"],
+                "exp": claims["exp"],
+            },
+            alg="ES256",
+            now=clock.now(),
+            typ=typ,
+        )
+        db.session.remove()
+    logout = browser.http.get(
+        idp.url("/end_session?" + urlencode({"id_token_hint": hint})),
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert logout.status_code == 400
+    # Still signed in.
     assert "code" in rp.callback_params(browser.visit(rp.authorization_url(prompt="none")))
 
 

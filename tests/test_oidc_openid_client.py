@@ -8,8 +8,6 @@ import subprocess
 
 import pytest
 
-from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
-
 RP_SCRIPT = r"""
 import * as client from 'openid-client';
 import * as readline from 'node:readline';

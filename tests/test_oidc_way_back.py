@@ -11,14 +11,14 @@ import pytest
 import requests
 
 from idp.accounts.models import User
+from idp.demo.servers import free_port
 from idp.oidc.authorization import AUTHORIZATION_PARAMETERS
 from idp.oidc.models import PendingAuthorization
 from idp.platform.extensions import db
 from idp.platform.web import MAX_BROWSER_AUTHORIZATIONS
 from tests.conftest import PASSWORD, activate, invite, path_of
-from tests.oidc_fixtures import *  # noqa: F403 (fixtures)
 from tests.oidc_fixtures import Browser, _csrf
-from tests.servers import HOST, free_port
+from tests.servers import HOST
 
 DE = {"Accept-Language": "de"}
 

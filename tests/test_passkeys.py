@@ -314,8 +314,8 @@ def test_id_token_and_step_up_with_the_passkey_at_a_relying_party(make_app, app,
 
     import requests
 
+    from idp.demo.servers import free_port
     from tests.oidc_fixtures import HOST, RelyingParty, serving
-    from tests.servers import free_port
 
     def allow(live):
         live.config["SECOND_FACTORS"] = ["sms", "passkey"]

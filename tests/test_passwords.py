@@ -37,7 +37,7 @@ def test_policy_accepts(app, password):
 
 
 @pytest.mark.parametrize(
-    "password,complaint",
+    ("password", "complaint"),
     [
         ("tqmvzkbrwpx", "at least 12"),
         ("password1234", "leaked"),

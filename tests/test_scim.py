@@ -13,7 +13,7 @@ from scim2_tester import Status, check_server
 from idp.accounts import users
 from idp.accounts.models import User
 from idp.audit.models import AuditEvent
-from tests.scim_fixtures import *  # noqa: F403 (fixtures)
+from tests.conftest import PASSWORD, path_of, post_form
 from tests.scim_fixtures import (
     CUSTOMER,
     audit_events,
@@ -353,6 +353,26 @@ def test_core_name_as_entra_and_okta_send_it(idp, ordering, outbox):
     assert changed == ["family_name", "formatted_name", "given_name"]
     removed = patch(ordering, subject, {"op": "remove", "path": "name"})
     assert removed.status_code == 200 and "name" not in removed.json()
+
+
+def test_changing_the_email_revokes_the_open_set_password_link(idp, ordering, outbox):
+    created = ordering.scim.create(new_user(ordering))
+    link = path_of(outbox.last_link())
+    person = idp.app.test_client()
+
+    # Other changes leave the link alone.
+    replaced = {"op": "replace", "path": "displayName", "value": "Anna Schmidt"}
+    assert patch(ordering, created.id, replaced).status_code == 200
+    assert person.get(link).status_code == 200
+
+    emails = [{"value": "anna.new@example.com", "primary": True}]
+    replaced = {"op": "replace", "path": "emails", "value": emails}
+    assert patch(ordering, created.id, replaced).status_code == 200
+    assert stored_user(idp, subject=created.id).email == "anna.new@example.com"
+    assert person.get(link).status_code == 410
+    form = {"password": PASSWORD, "password_confirm": PASSWORD}
+    response = post_form(person, link, form, page_url="/login")
+    assert response.status_code == 410
 
 
 def test_attributes_and_excluded_attributes_select_what_is_returned(ordering):

@@ -8,7 +8,6 @@ from scim2_models import PatchOp, PatchOperation
 
 from tests.conftest import PASSWORD, path_of, post_form
 from tests.oidc_fixtures import BackchannelReceiver, Browser
-from tests.scim_fixtures import *  # noqa: F403 (fixtures)
 from tests.scim_fixtures import new_user
 from tests.test_oidc_logout import logout_claims
 

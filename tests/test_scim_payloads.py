@@ -7,7 +7,6 @@ import pytest
 
 from idp.accounts.models import User
 from idp.audit.models import AuditEvent
-from tests.scim_fixtures import *  # noqa: F403 (fixtures)
 from tests.scim_fixtures import count_rows
 
 CASES = {

@@ -12,12 +12,12 @@ import requests
 from flask import Blueprint, render_template_string, request
 
 from idp.authn import confirmations, factors, transactions
+from idp.demo.servers import free_port
 from idp.errors import ConfigurationError
 from idp.platform import clock
 from idp.platform.web import flow_transaction_token
 from tests.conftest import PASSWORD, activate, csrf_token
 from tests.oidc_fixtures import HOST, LiveIdp, RelyingParty, serving
-from tests.servers import free_port
 
 SECRET_WORD = "swordfish"
 

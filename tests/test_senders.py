@@ -97,7 +97,8 @@ def test_mail_sender_contract_delivers_without_logging_the_body(backend, request
 
 
 def unreachable_smtp(make_app, certificates):
-    from tests.servers import HOST, free_port
+    from idp.demo.servers import free_port
+    from tests.servers import HOST
 
     return make_app(
         MAIL_BACKEND="smtp",
@@ -185,7 +186,7 @@ def test_smtp_login_happens_over_tls_with_the_configured_name(
 
 
 @pytest.mark.parametrize(
-    "configured,name",
+    ("configured", "name"),
     [
         ("e:service <no-reply@example.com>", "e:service"),
         ("ecotel, Kundenservice <no-reply@example.com>", "ecotel, Kundenservice"),
@@ -490,7 +491,7 @@ def test_failing_smtp_at_invite_changes_nothing(failure, make_app, smtp_server, 
     if failure == "rejected":
         smtp_server.mailbox.fail_with = "554 5.7.1 Message rejected"
     else:
-        from tests.servers import free_port
+        from idp.demo.servers import free_port
 
         settings["MAIL_PORT"] = free_port()
     app = make_app(**settings)

@@ -314,7 +314,7 @@ def test_missing_fields_are_no_500(app, client, outbox):
 
 
 @pytest.mark.parametrize(
-    "method,path,status",
+    ("method", "path", "status"),
     [
         ("GET", "/no/such/page", 404),
         ("GET", "/activate/", 404),
@@ -331,6 +331,32 @@ def test_unknown_paths_and_wrong_methods_get_friendly_pages(app, client, method,
     assert response.status_code == status
     if status >= 400:
         assert "<html" in response.text
+
+
+def test_protocol_paths_answer_404_and_405_in_json(client):
+    for method, path, status in (
+        ("get", "/token", 405),
+        ("put", "/userinfo", 405),
+        ("get", "/revoke", 405),
+        ("get", "/introspect", 405),
+        ("post", "/jwks.json", 405),
+        ("get", "/token/extra", 404),
+        ("get", "/.well-known/unknown", 404),
+        ("post", "/.well-known/openid-configuration", 405),
+    ):
+        response = getattr(client, method)(path)
+        assert response.status_code == status, (method, path)
+        assert response.is_json, (method, path, response.content_type)
+        assert response.json["error"] in ("not_found", "method_not_allowed")
+        if status == 405:
+            assert response.headers.get("Allow"), path
+
+
+def test_pages_for_people_stay_html(client):
+    for path in ("/no-such-page", "/tokens", "/token-of-something"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert response.content_type.startswith("text/html"), path
 
 
 def test_junk_cookies_and_headers_are_no_500(app, client):
@@ -492,7 +518,7 @@ def test_junk_urls_are_no_500(client, path):
 
 
 @pytest.mark.parametrize(
-    "content_type,body",
+    ("content_type", "body"),
     [
         ("multipart/form-data; boundary=zz", b"\xff\xfe"),
         ("application/json", b"{not json"),
