@@ -394,3 +394,46 @@ def test_an_operators_change_still_tells_by_mail(app, client, outbox):
     assert result.exit_code == 0, result.output
     assert outbox.mails()[0]["subject"] == "Ihre Mobilnummer für e:service wurde geändert"
     assert phone_of(app) == NEW
+
+
+# --- Through the real senders ----------------------------------------------------------------
+
+
+def test_the_change_through_smtp_and_vonage(real_senders_app, smtp_server, vonage):
+    app = real_senders_app
+    client = app.test_client()
+    invite(app)
+    text = smtp_server.mailbox.messages[-1].get_body(("plain",)).get_content()
+    link = path_of(re.search(r"https?://\S+/activate/\S+", text).group(0))
+    post_form(client, link, {"password": PASSWORD, "password_confirm": PASSWORD})
+
+    def newest():
+        received = vonage.state.received[-1]
+        return received["to"], re.search(r"#(\d{6})$", received["text"]).group(1)
+
+    assert pin(client, newest()[1]).status_code == 200
+    post_form(client, "/login", {"username": "anna", "password": PASSWORD})
+    assert pin(client, newest()[1]).status_code == 303
+    smtp_server.mailbox.reset()
+    before = len(vonage.state.received)
+
+    assert ask(client, language="de").status_code == 303
+    to, first = newest()
+    assert to == OLD.lstrip("+")
+    assert pin(client, first).status_code == 303
+    to, second = newest()
+    assert to == NEW.lstrip("+")
+    assert phone_of(app) == OLD
+    assert pin(client, second).status_code == 303
+    assert phone_of(app) == NEW
+
+    told = vonage.state.received[-1]
+    assert told["to"] == OLD.lstrip("+")
+    assert "Mobilnummer wurde in +49 ... 32 geändert" in told["text"]
+    assert len(vonage.state.received) == before + 3
+    [message] = smtp_server.mailbox.messages
+    assert message["To"] == "anna@example.com"
+    assert message["Subject"] == "Ihre Mobilnummer für e:service wurde geändert"
+    body = message.get_body(("plain",)).get_content()
+    assert "+49\u00a0…\u00a032" in body and "Aus dem Netz: 127.0.0.0/24" in body
+    assert "http" not in body
