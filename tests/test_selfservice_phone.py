@@ -11,9 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from limits import parse
 
+from idp.accounts import lifecycle, users
 from idp.accounts.models import User
 from idp.audit.models import AuditEvent
 from idp.authn.models import AuthTransaction
+from idp.errors import UserError
+from idp.platform import clock
 from idp.platform.extensions import db
 from idp.senders import sms_guard
 from tests.conftest import PASSWORD, activate, csrf_token, invite, login, path_of, post_form
@@ -437,3 +440,16 @@ def test_the_change_through_smtp_and_vonage(real_senders_app, smtp_server, vonag
     body = message.get_body(("plain",)).get_content()
     assert "+49\u00a0…\u00a032" in body and "Aus dem Netz: 127.0.0.0/24" in body
     assert "http" not in body
+
+
+def test_a_change_that_another_one_came_before_is_refused(app, client, outbox):
+    activate(app, client, outbox)
+    with app.app_context():
+        user = users.find_by_username("anna")
+        # An operator's change, committed after this request read the account.
+        with db.engine.begin() as other:
+            other.execute(db.update(User).values(phone=NEW))
+        with pytest.raises(UserError, match="changed meanwhile"):
+            lifecycle.change_phone(user, "+4915111111111", clock.now(), actor="user")
+        db.session.rollback()
+    assert phone_of(app) == NEW
