@@ -453,3 +453,31 @@ def test_a_change_that_another_one_came_before_is_refused(app, client, outbox):
             lifecycle.change_phone(user, "+4915111111111", clock.now(), actor="user")
         db.session.rollback()
     assert phone_of(app) == NEW
+
+
+def test_posts_are_rate_limited(make_app, outbox):
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_ACCOUNT_PHONE_PER_IP="2 per minute")
+    client = app.test_client()
+    activate(app, client, outbox)
+    login(client, outbox)
+    token = csrf_token(client.get(PAGE).text)
+    statuses = [
+        client.post(PAGE, data={"csrf_token": token, "phone": "+49301234567"}).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [422, 422, 429]
+
+
+def test_a_new_request_ends_the_open_change(app, signed_in, outbox, frozen_clock):
+    ask(signed_in)
+    pin(signed_in, pin_in(newest_sms(outbox)))
+    other_tab = app.test_client()
+    other_tab.set_cookie(
+        app.config["AUTH_COOKIE_NAME"], signed_in.get_cookie(app.config["AUTH_COOKIE_NAME"]).value
+    )
+    token = csrf_token(signed_in.get("/pin").text)
+    new_pin = pin_in(newest_sms(outbox))
+    frozen_clock.advance(seconds=app.config["PIN_RESEND_COOLDOWN"] + 1)
+    assert ask(other_tab, phone="+4915111111111").status_code == 303
+    assert pin_with(signed_in, token, new_pin).status_code == 410
+    assert phone_of(app) == OLD

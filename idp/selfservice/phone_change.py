@@ -43,19 +43,23 @@ def begin(
     user: User, phone: str, password: str, now: datetime, ip: str | None
 ) -> tuple[AuthTransaction, str] | Refused:
     """Checks the new number (as at the invitation: international, mobile, an allowed
-    country, not the present one), then the current password, and sends the PIN to the number
-    on record. Raises PinsLocked while wrong PINs lock the account and SendError when the SMS
-    fails (the caller rolls back); on Refused the caller commits (a wrong password stays
-    counted). Another phone change of the account that is still open ends: one at a time."""
+        country, not the present one), then the current password, and sends the PIN to the number
+        on record. Raises PinsLocked while wrong PINs lock the account and SendError when the SMS
+        fails (the caller rolls back); on Refused the caller commits (a wrong password stays
+        counted). Another phone change of the account that is still open ends: one at a time, so
+    that no two can complete at once."""
     new = checked_number(phone)
     if isinstance(new, Refused):
         return new
     if new == user.phone:
         return Refused("same")
+    # Before the password's check writes the account's row: a PIN try on an open change takes
+    # its step's row, then the account's, and the other order would wait on it forever. A new
+    # request replaces the open one even when its password turns out wrong.
+    end_open_changes(user, now)
     refused = check_current_password(user, password, now, ip)
     if refused is not None:
         return refused
-    end_open_changes(user, now)
     transaction, token = transactions.start(
         user, TransactionPurpose.PHONE_CURRENT, now, pending_phone=new
     )
