@@ -110,6 +110,7 @@ def not_own(transaction):
         reason="session",
     )
     db.session.commit()
+    end_flow()  # this browser lets go of the step; its owner's browser keeps it
     session = current_session()
     if session is None:
         return to_login()
