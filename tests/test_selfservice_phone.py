@@ -481,3 +481,45 @@ def test_a_new_request_ends_the_open_change(app, signed_in, outbox, frozen_clock
     assert ask(other_tab, phone="+4915111111111").status_code == 303
     assert pin_with(signed_in, token, new_pin).status_code == 410
     assert phone_of(app) == OLD
+
+
+def change_while_a_login_is_tried(app, client, outbox, frozen_clock, number) -> list[int]:
+    """One right PIN for the new number and, at the same moment, wrong PINs on a login of the
+    account that waits for its PIN in another browser; the statuses, the change's first."""
+    elsewhere = app.test_client()
+    frozen_clock.advance(seconds=app.config["PIN_RESEND_COOLDOWN"] + 1)
+    post_form(elsewhere, "/login", {"username": "anna", "password": PASSWORD})
+    login_pin = pin_in(newest_sms(outbox))
+    login_token = csrf_token(elsewhere.get("/pin").text)
+    frozen_clock.advance(seconds=app.config["PIN_RESEND_COOLDOWN"] + 1)
+    ask(client, phone=number)
+    pin(client, pin_in(newest_sms(outbox)))
+    token = csrf_token(client.get("/pin").text)
+    right = pin_in(newest_sms(outbox))
+    count = 6
+    barrier = threading.Barrier(count)
+
+    def attempt(i):
+        barrier.wait(timeout=30)
+        if i == 0:
+            return client.post("/pin", data={"csrf_token": token, "pin": right}).status_code
+        data = {"csrf_token": login_token, "pin": wrong(login_pin)}
+        return elsewhere.post("/pin", data=data).status_code
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(attempt, range(count)))
+
+
+def test_the_change_and_pin_tries_on_a_pending_login_at_once_all_get_an_answer(
+    make_app, outbox, frozen_clock
+):
+    app = make_app(RATELIMIT_ENABLED=False, LOCKOUT_THRESHOLD=1000, PIN_MAX_ATTEMPTS=1000)
+    client = app.test_client()
+    activate(app, client, outbox)
+    login(client, outbox)
+    for round_number in range(4):
+        number = f"+491511111111{round_number}"
+        statuses = change_while_a_login_is_tried(app, client, outbox, frozen_clock, number)
+        assert statuses[0] == 303, statuses
+        assert all(status < 500 for status in statuses), statuses
+        assert phone_of(app) == number
