@@ -197,6 +197,9 @@ RATELIMIT_PASSWORD_FORGOT_PER_IP = "10 per minute; 50 per hour"  # noqa: S105 (a
 RATELIMIT_PASSWORD_FORGOT_PER_NETWORK = "30 per minute; 200 per hour"  # noqa: S105 (a limit)
 # Sessions ended on the sessions page (/account/sessions), by address.
 RATELIMIT_ACCOUNT_SESSIONS_PER_IP = "30 per minute"
+# Phone changes tried on the account page (/account/phone), by address. Its wrong current
+# passwords count against the account's lockout as well (LOCKOUT_THRESHOLD).
+RATELIMIT_ACCOUNT_PHONE_PER_IP = "10 per minute"
 # Password attempts for one account from one network (/24, /64), counted before the password
 # is checked. Exhausting it blocks only that network for that account; the login page says
 # until when, for every name alike (known or not).

@@ -93,6 +93,7 @@ def _install_second_factors(app: Flask) -> None:
     from idp.authn.login_views import finish_login
     from idp.authn.models import TransactionPurpose
     from idp.oidc.way_back import WaitingRequests
+    from idp.selfservice.phone_views import finish_phone_current, finish_phone_new
 
     factors.register(app, SMS_PIN)
     factors.register(app, PASSKEY)
@@ -102,6 +103,8 @@ def _install_second_factors(app: Flask) -> None:
     confirmations.register(app, TransactionPurpose.LOGIN, finish_login)
     confirmations.register(app, TransactionPurpose.STEP_UP, finish_login)
     confirmations.register(app, TransactionPurpose.ACTIVATION, finish_activation)
+    confirmations.register(app, TransactionPurpose.PHONE_CURRENT, finish_phone_current)
+    confirmations.register(app, TransactionPurpose.PHONE_NEW, finish_phone_new)
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -116,7 +119,7 @@ def _register_blueprints(app: Flask) -> None:
     from idp.platform import health, i18n
     from idp.platform.error_pages import answer_errors_under
     from idp.scim import views as scim
-    from idp.selfservice import passkeys_views
+    from idp.selfservice import passkeys_views, phone_views
     from idp.selfservice import sessions_views as account_sessions
     from idp.selfservice import views as account
 
@@ -124,6 +127,7 @@ def _register_blueprints(app: Flask) -> None:
         app.register_blueprint(blueprint)
     app.register_blueprint(account_sessions.bp)
     app.register_blueprint(password_forgot.bp)
+    app.register_blueprint(phone_views.bp)
     app.register_blueprint(passkey.bp)
     app.register_blueprint(passkeys_views.bp)
 
@@ -161,6 +165,7 @@ def _install_request_hooks(app: Flask) -> None:
     flows = {
         "activation": (_l("Set password"), _l("Confirm")),
         "login": (_l("Password"), _l("PIN")),
+        "phone": (_l("New number"), _l("PIN to current number"), _l("PIN to new number")),
     }
 
     @app.context_processor

@@ -5,11 +5,15 @@ the capabilities above accounts is announced through idp.accounts.events."""
 
 from datetime import datetime
 
+from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
+
 from idp import audit
 from idp.accounts import events, invitations, notifications, users
 from idp.accounts.models import InvitationPurpose, User, UserState
 from idp.errors import UserError
 from idp.platform import hooks
+from idp.platform.extensions import db
 from idp.platform.hooks import AfterCommit
 
 
@@ -41,21 +45,36 @@ def change_phone(
 ) -> AfterCommit:
     """The number that receives the PINs, checked as at the invitation. Logins and activations
     waiting for a PIN end: the PIN went to the old number, which may be why it changes. She is
-    told by mail (ip: where she changed it herself; None: an operator did)."""
+    told by mail (ip: where she changed it herself; None: an operator did). UserError when the
+    number is refused, or when another change came first (the number is no longer the one
+    this request read)."""
     old = user.phone
-    user.phone = users.check_phone(phone)
+    new = users.check_phone(phone)
+    # The open steps first, the account's row after: a PIN try takes its step's row, then the
+    # account's, and ending them after writing the account would wait on each other forever.
+    after_commit = hooks.fire(events.PHONE_CHANGED, user, now)
+    # One conditional UPDATE: of two changes at once (two browsers, or hers and an operator's)
+    # only the first replaces the number it was asked to replace.
+    changed = db.session.execute(
+        update(User)
+        .where(User.id == user.id, User.phone == old)
+        .values(phone=new, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed != 1:
+        raise UserError(f"the phone number of {user.username!r} was changed meanwhile")
+    set_committed_value(user, "phone", new)
     audit.record(
         "user.phone_changed",
         now=now,
         actor=actor,
         user=user,
         old=users.masked_phone(old),
-        new=users.masked_phone(user.phone),
+        new=users.masked_phone(new),
     )
-    after_commit = hooks.fire(events.PHONE_CHANGED, user, now)
     after_commit.append(
         notifications.after_commit(
-            user, "phone_changed", now=now, ip=ip, phone=users.masked_phone(user.phone)
+            user, "phone_changed", now=now, ip=ip, phone=users.masked_phone(new)
         )
     )
     return after_commit

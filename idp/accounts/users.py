@@ -85,23 +85,35 @@ def language(user: User) -> str:
     return user.locale or current_app.config["BABEL_DEFAULT_LOCALE"]
 
 
-def check_phone(phone: str) -> str:
-    """The number in E.164 form, or UserError. Numbers must be given internationally (+49...)."""
+def phone_problem(phone: str) -> str | None:
+    """Why a number cannot be the one that receives the PINs ("format": not international,
+    "invalid", "country": not an allowed one, "number_type": no mobile), or None."""
     try:
         parsed = phonenumbers.parse(phone, None)
-    except phonenumbers.NumberParseException as error:
-        raise UserError(f"invalid phone number {phone!r}: give it as +<country code>...") from error
+    except phonenumbers.NumberParseException:
+        return "format"
     if not phonenumbers.is_valid_number(parsed):
+        return "invalid"
+    return number_problem(phone, current_app.config["SMS_ALLOWED_COUNTRIES"])
+
+
+def check_phone(phone: str) -> str:
+    """The number in E.164 form, or UserError. Numbers must be given internationally (+49...)."""
+    problem = phone_problem(phone)
+    if problem == "format":
+        raise UserError(f"invalid phone number {phone!r}: give it as +<country code>...")
+    if problem == "invalid":
         raise UserError(f"invalid phone number {phone!r}")
-    allowed = current_app.config["SMS_ALLOWED_COUNTRIES"]
-    problem = number_problem(phone, allowed)
     if problem == "country":
+        allowed = current_app.config["SMS_ALLOWED_COUNTRIES"]
         raise UserError(
             f"phone number {phone!r} is not in an allowed country ({', '.join(allowed)})"
         )
     if problem:
         raise UserError(f"phone number {phone!r} is not a mobile number: PINs go by SMS")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return phonenumbers.format_number(
+        phonenumbers.parse(phone, None), phonenumbers.PhoneNumberFormat.E164
+    )
 
 
 def find_by_username(username: str) -> User | None:

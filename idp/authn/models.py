@@ -17,6 +17,10 @@ class TransactionPurpose(enum.StrEnum):
     # A new login within a live session that a relying party asked for to confirm an action
     # (a booking): the same steps as a login, its SMS says what it confirms.
     STEP_UP = "step_up"
+    # A new mobile number chosen on the account page: first a PIN to the number on record
+    # proves the owner, then a PIN to the new number proves it (its `pending_phone`).
+    PHONE_CURRENT = "phone_current"
+    PHONE_NEW = "phone_new"
 
 
 class TransactionState(enum.StrEnum):
@@ -43,6 +47,8 @@ class AuthTransaction(db.Model):
     )
     # Activation: the new password's hash, stored only once the PIN is confirmed.
     pending_password_hash: Mapped[str | None] = mapped_column(String(255))
+    # A phone change: the new number (E.164), taken on only when both of its PINs are confirmed.
+    pending_phone: Mapped[str | None] = mapped_column(String(20))
     # Where the browser goes when the login completes (a path on this server).
     return_to: Mapped[str | None] = mapped_column(Text)
     # The factor's tries (PINs typed, for the SMS factor); the SMS factor's own counters follow.

@@ -61,14 +61,16 @@ def is_live(session: Session, now: datetime) -> bool:
     )
 
 
-def load(token: str | None, now: datetime) -> Session | None:
-    """The live session for a cookie value, touched; None when there is none."""
+def load(token: str | None, now: datetime, *, touch: bool = True) -> Session | None:
+    """The live session for a cookie value, touched; None when there is none. Untouched when
+    the caller is inside a change of its own: the touch commits, and would commit that change
+    half done (a confirmed step's claim before what it confirms)."""
     if not token:
         return None
     session = db.session.scalar(select(Session).where(Session.token_hash == digest(token)))
     if session is None or not is_live(session, now):
         return None
-    if now - session.last_seen_at >= TOUCH_INTERVAL:
+    if touch and now - session.last_seen_at >= TOUCH_INTERVAL:
         session.last_seen_at = now
         db.session.commit()
     return session

@@ -22,6 +22,7 @@ def start(
     *,
     invitation_id: int | None = None,
     pending_password_hash: str | None = None,
+    pending_phone: str | None = None,
     return_to: str | None = None,
     factor: str = "sms",
 ) -> tuple[AuthTransaction, str]:
@@ -39,6 +40,7 @@ def start(
         user_id=user.id,
         invitation_id=invitation_id,
         pending_password_hash=pending_password_hash,
+        pending_phone=pending_phone,
         return_to=return_to,
         created_at=now,
         expires_at=now + timedelta(seconds=current_app.config["TRANSACTION_LIFETIME"]),

@@ -13,7 +13,7 @@ from idp.accounts.models import User
 from idp.authn import lockout, transactions
 from idp.authn.factors.sms import pins
 from idp.authn.factors.sms.models import PinChallenge
-from idp.authn.models import AuthTransaction, TransactionState
+from idp.authn.models import AuthTransaction, TransactionPurpose, TransactionState
 from idp.errors import PinsLocked, SendError
 from idp.platform import metrics
 from idp.platform.extensions import db
@@ -51,6 +51,15 @@ class PinCooldown(ResendRefused):
         super().__init__("cooldown", wait_seconds)
 
 
+def recipient(transaction: AuthTransaction) -> str:
+    """Where the transaction's PINs go: the number on record, which proves the account's owner;
+    for the step that proves a new number (a phone change), that number, held server-side on
+    the transaction and never taken from the browser."""
+    if transaction.purpose == TransactionPurpose.PHONE_NEW:
+        return transaction.pending_phone
+    return transaction.user.phone
+
+
 def send_pin(transaction: AuthTransaction, now: datetime) -> None:
     """Creates a new PIN (older ones stop counting) and sends it. Raises PinCooldown within
     the cooldown of the account's last PIN, having sent nothing; raises SendError, and then the
@@ -70,11 +79,13 @@ def send_pin(transaction: AuthTransaction, now: datetime) -> None:
     transaction.pins_sent = AuthTransaction.pins_sent + 1  # in SQL: no lost update
     transaction.last_pin_sent_at = now
     # Raises SmsRefused (a SendError) before the provider is called: pumping costs us nothing.
-    sms_guard.guard().reserve(transaction.user.phone, transaction.user.subject)
+    to = recipient(transaction)
+    # Each number's caps count its own PINs, a new number's too (pumping through phone changes).
+    sms_guard.guard().reserve(to, transaction.user.subject)
     try:
         receipt = send_sms(
             Sms(
-                to=transaction.user.phone,
+                to=to,
                 text=pins.sms_text(transaction.user, pin, transaction.purpose),
             )
         )

@@ -25,7 +25,7 @@ def pin_page(transaction, *, error=None, notice=None, status=200):
         render_template(
             "pin/pin.html",
             purpose=transaction.purpose,
-            phone=masked_phone(transaction.user.phone),
+            phone=masked_phone(challenges.recipient(transaction)),
             pin_sent=transaction.pins_sent > 0,
             resend_wait=challenges.resend_wait(transaction, now),
             error=error,
