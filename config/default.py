@@ -177,6 +177,9 @@ RATELIMIT_PIN_PER_IP = "30 per minute"
 RATELIMIT_ACTIVATION_PER_IP = "20 per minute"
 # Sessions ended on the sessions page (/account/sessions), by address.
 RATELIMIT_ACCOUNT_SESSIONS_PER_IP = "30 per minute"
+# Password changes tried on the account page (/account/password), by address. Its wrong
+# current passwords count against the account's lockout as well (LOCKOUT_THRESHOLD).
+RATELIMIT_ACCOUNT_PASSWORD_PER_IP = "10 per minute"  # noqa: S105 (a limit)
 # Password attempts for one account from one network (/24, /64), counted before the password
 # is checked. Exhausting it blocks only that network for that account; the login page says
 # until when, for every name alike (known or not).

@@ -91,6 +91,7 @@ def _install_second_factors(app: Flask) -> None:
     from idp.authn.login_views import finish_login
     from idp.authn.models import TransactionPurpose
     from idp.oidc.way_back import WaitingRequests
+    from idp.selfservice.password_views import finish_password_change
 
     factors.register(app, SMS_PIN)
     factors.register(app, PASSKEY)
@@ -100,6 +101,7 @@ def _install_second_factors(app: Flask) -> None:
     confirmations.register(app, TransactionPurpose.LOGIN, finish_login)
     confirmations.register(app, TransactionPurpose.STEP_UP, finish_login)
     confirmations.register(app, TransactionPurpose.ACTIVATION, finish_activation)
+    confirmations.register(app, TransactionPurpose.PASSWORD_CHANGE, finish_password_change)
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -113,13 +115,14 @@ def _register_blueprints(app: Flask) -> None:
     from idp.platform import health, i18n
     from idp.platform.error_pages import answer_errors_under
     from idp.scim import views as scim
-    from idp.selfservice import passkeys_views
+    from idp.selfservice import passkeys_views, password_views
     from idp.selfservice import sessions_views as account_sessions
     from idp.selfservice import views as account
 
     for blueprint in (account.bp, activation.bp, pin.bp, login.bp, health.bp, i18n.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(account_sessions.bp)
+    app.register_blueprint(password_views.bp)
     app.register_blueprint(passkey.bp)
     app.register_blueprint(passkeys_views.bp)
 
@@ -157,6 +160,7 @@ def _install_request_hooks(app: Flask) -> None:
     flows = {
         "activation": (_l("Set password"), _l("Confirm")),
         "login": (_l("Password"), _l("PIN")),
+        "password_change": (_l("New password"), _l("Confirm")),
     }
 
     @app.context_processor

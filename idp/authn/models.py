@@ -17,6 +17,8 @@ class TransactionPurpose(enum.StrEnum):
     # A new login within a live session that a relying party asked for to confirm an action
     # (a booking): the same steps as a login, its SMS says what it confirms.
     STEP_UP = "step_up"
+    # A new password chosen on the account page, confirmed by a PIN to the phone on record.
+    PASSWORD_CHANGE = "password_change"  # noqa: S105 (a purpose, no password)
 
 
 class TransactionState(enum.StrEnum):

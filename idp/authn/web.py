@@ -9,11 +9,12 @@ from idp.platform import clock
 from idp.senders.sms_guard import SmsRefused
 
 
-def current_session() -> Session | None:
-    """The live login session of this browser (cached for the request)."""
+def current_session(*, touch: bool = True) -> Session | None:
+    """The live login session of this browser (cached for the request). Untouched (nothing
+    committed) inside a confirmation's finish, whose claim must commit with what it confirms."""
     if "idp_session" not in g:
         token = request.cookies.get(current_app.config["AUTH_COOKIE_NAME"])
-        g.idp_session = sessions.load(token, clock.now())
+        g.idp_session = sessions.load(token, clock.now(), touch=touch)
     return g.idp_session
 
 
