@@ -476,3 +476,27 @@ def test_posts_are_rate_limited(make_app, outbox):
     data = {"csrf_token": token, "current_password": "x", "password": "y"}
     statuses = [browser.post(PAGE, data=data).status_code for _ in range(3)]
     assert statuses == [422, 422, 429]
+
+
+def test_a_failure_while_completing_commits_nothing_half_done(
+    app, client, outbox, frozen_clock, monkeypatch
+):
+    activate(app, client, outbox)
+    browser = signed_in(app, outbox)
+    change(browser)
+    # Long enough for the session's "last used" to be written when it is loaded.
+    frozen_clock.advance(seconds=120)
+    from idp.selfservice import password_change
+
+    def broken(_session):
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(password_change.sessions, "renew", broken)
+    assert confirm_pin(browser, outbox.last_pin()).status_code == 500
+    # The confirmed PIN's claim was not committed before what it confirms: the step stays open.
+    with app.app_context():
+        [step] = db.session.scalars(
+            db.select(AuthTransaction).where(AuthTransaction.purpose == "password_change")
+        ).all()
+        assert step.state == TransactionState.PENDING
+    assert password_is(app, PASSWORD)
