@@ -500,3 +500,39 @@ def test_a_failure_while_completing_commits_nothing_half_done(
         ).all()
         assert step.state == TransactionState.PENDING
     assert password_is(app, PASSWORD)
+
+
+def test_the_change_and_pin_tries_on_other_logins_at_once_all_get_an_answer(make_app, outbox):
+    """Completing the change writes the account's open logins, then its row; a PIN try on one
+    of those logins takes them in the same order. So they wait for each other: no request fails
+    (on PostgreSQL a deadlock would end one with a 500)."""
+    app = make_app(PIN_RESEND_COOLDOWN=0, LOCKOUT_THRESHOLD=1000, RATELIMIT_ENABLED=False)
+    activate(app, app.test_client(), outbox)
+    browser = signed_in(app, outbox)
+    others = []
+    for _ in range(12):
+        other = app.test_client()
+        post_form(other, "/login", {"username": "anna", "password": PASSWORD})
+        others.append((other, csrf_token(other.get("/pin").text)))
+    change(browser)
+    right = outbox.last_pin()
+    token = csrf_token(browser.get("/pin").text)
+    start = threading.Barrier(len(others) + 1)
+    statuses = {}
+
+    def post(i: int) -> None:
+        client, form = (
+            (browser, {"pin": right}) if i == 0 else (others[i - 1][0], {"pin": "000000"})
+        )
+        csrf = token if i == 0 else others[i - 1][1]
+        start.wait(timeout=30)
+        statuses[i] = client.post("/pin", data={"csrf_token": csrf, **form}).status_code
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(len(others) + 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses[0] == 303, statuses
+    assert {statuses[i] for i in statuses if i} <= {410, 422}, statuses
+    assert password_is(app, NEW)
