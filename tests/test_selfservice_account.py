@@ -247,7 +247,10 @@ def test_the_new_password_follows_the_rules(app, client, outbox, new, confirm, s
 
 def test_the_form_uses_the_fixed_autocomplete_tokens_and_no_script(app, client, outbox):
     activate(app, client, outbox)
-    page = signed_in(app, outbox).get(PAGE).text
+    response = signed_in(app, outbox).get(PAGE)
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    page = response.text
     assert page.count('autocomplete="current-password"') == 1
     assert page.count('autocomplete="new-password"') == 2
     assert "<script>" not in page
