@@ -200,6 +200,9 @@ RATELIMIT_ACCOUNT_SESSIONS_PER_IP = "30 per minute"
 # Phone changes tried on the account page (/account/phone), by address. Its wrong current
 # passwords count against the account's lockout as well (LOCKOUT_THRESHOLD).
 RATELIMIT_ACCOUNT_PHONE_PER_IP = "10 per minute"
+# Password changes tried on the account page (/account/password), by address. Its wrong
+# current passwords count against the account's lockout as well (LOCKOUT_THRESHOLD).
+RATELIMIT_ACCOUNT_PASSWORD_PER_IP = "10 per minute"  # noqa: S105 (a limit)
 # Password attempts for one account from one network (/24, /64), counted before the password
 # is checked. Exhausting it blocks only that network for that account; the login page says
 # until when, for every name alike (known or not).

@@ -93,6 +93,7 @@ def _install_second_factors(app: Flask) -> None:
     from idp.authn.login_views import finish_login
     from idp.authn.models import TransactionPurpose
     from idp.oidc.way_back import WaitingRequests
+    from idp.selfservice.password_views import finish_password_change
     from idp.selfservice.phone_views import finish_phone_current, finish_phone_new
 
     factors.register(app, SMS_PIN)
@@ -105,6 +106,7 @@ def _install_second_factors(app: Flask) -> None:
     confirmations.register(app, TransactionPurpose.ACTIVATION, finish_activation)
     confirmations.register(app, TransactionPurpose.PHONE_CURRENT, finish_phone_current)
     confirmations.register(app, TransactionPurpose.PHONE_NEW, finish_phone_new)
+    confirmations.register(app, TransactionPurpose.PASSWORD_CHANGE, finish_password_change)
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -119,7 +121,7 @@ def _register_blueprints(app: Flask) -> None:
     from idp.platform import health, i18n
     from idp.platform.error_pages import answer_errors_under
     from idp.scim import views as scim
-    from idp.selfservice import passkeys_views, phone_views
+    from idp.selfservice import passkeys_views, password_views, phone_views
     from idp.selfservice import sessions_views as account_sessions
     from idp.selfservice import views as account
 
@@ -128,6 +130,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(account_sessions.bp)
     app.register_blueprint(password_forgot.bp)
     app.register_blueprint(phone_views.bp)
+    app.register_blueprint(password_views.bp)
     app.register_blueprint(passkey.bp)
     app.register_blueprint(passkeys_views.bp)
 
@@ -166,6 +169,7 @@ def _install_request_hooks(app: Flask) -> None:
         "activation": (_l("Set password"), _l("Confirm")),
         "login": (_l("Password"), _l("PIN")),
         "phone": (_l("New number"), _l("PIN to current number"), _l("PIN to new number")),
+        "password_change": (_l("New password"), _l("Confirm")),
     }
 
     @app.context_processor

@@ -206,7 +206,7 @@ class World:
         self.clock.advance(seconds=self.app.config["LOCKOUT_MAX_SECONDS"] + 1)
         browser = self.app.test_client()
         response = login(browser, self.outbox)
-        assert response.headers["Location"].endswith("/")
+        assert response.headers["Location"].endswith("/account")
         home = browser.get("/")
         assert home.status_code == 200 and "anna" in home.text
         result = self.app.test_cli_runner().invoke(args=["audit", "verify"])

@@ -227,7 +227,7 @@ def test_a_request_of_another_browser_cannot_be_slipped_into_a_victims_login(
     victims_login = follow(browser, idp.url("/login?next=" + resume))
     pin_page = password_step(browser, victims_login)
     landed = pin_step(browser, pin_page, outbox.last_pin())
-    assert landed.status_code == 200 and urlsplit(landed.url).path == "/"
+    assert landed.status_code == 200 and urlsplit(landed.url).path == "/account"
 
 
 def test_a_planted_request_does_not_take_over_a_later_direct_login(idp, browser, make_rp, outbox):
@@ -242,7 +242,7 @@ def test_a_planted_request_does_not_take_over_a_later_direct_login(idp, browser,
     assert 'name="next"' not in page.text
     assert "Eine Anmeldung bei Other RP wartet" in page.text and "Weiter zu Other RP" in page.text
     landed = pin_step(browser, password_step(browser, page), outbox.last_pin())
-    assert landed.status_code == 200 and urlsplit(landed.url).path == "/"
+    assert landed.status_code == 200 and urlsplit(landed.url).path == "/account"
 
 
 def test_a_pending_request_expires(idp, browser, rp, outbox, login_page, frozen_clock):
@@ -250,7 +250,7 @@ def test_a_pending_request_expires(idp, browser, rp, outbox, login_page, frozen_
     again = follow(browser, idp.url("/login"))
     assert 'name="next"' not in again.text
     landed = pin_step(browser, password_step(browser, again), outbox.last_pin())
-    assert urlsplit(landed.url).path == "/"
+    assert urlsplit(landed.url).path == "/account"
 
 
 def test_a_completed_request_gives_no_second_code(idp, browser, rp, login_page):
@@ -400,7 +400,7 @@ def test_a_way_back_that_the_url_map_would_redirect_leads_nowhere(idp, browser, 
     form = {"username": "bob", "password": PASSWORD, "next": disguised}
     assert submit(browser, page, form, "/login").status_code == 303
     landed = pin_step(browser, follow(browser, idp.url("/pin")), outbox.last_pin())
-    assert landed.status_code == 200 and urlsplit(landed.url).path == "/"
+    assert landed.status_code == 200 and urlsplit(landed.url).path == "/account"
 
 
 # --- Cancel -------------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ def finish_login(transaction):
     """The second factor confirmed the login (idp.authn.confirmations): the session, its
     cookie, and on to where the login was to go."""
     _, session_token, after_commit = login.complete(
-        transaction, clock.now(), client_ip(), user_agent(), current_session()
+        transaction, clock.now(), client_ip(), user_agent(), current_session(touch=False)
     )
     return_to = transaction.return_to or url_for("account.home")
     db.session.commit()

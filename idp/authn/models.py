@@ -21,6 +21,8 @@ class TransactionPurpose(enum.StrEnum):
     # proves the owner, then a PIN to the new number proves it (its `pending_phone`).
     PHONE_CURRENT = "phone_current"
     PHONE_NEW = "phone_new"
+    # A new password chosen on the account page, confirmed by a PIN to the phone on record.
+    PASSWORD_CHANGE = "password_change"  # noqa: S105 (a purpose, no password)
 
 
 class TransactionState(enum.StrEnum):

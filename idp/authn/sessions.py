@@ -86,19 +86,34 @@ def end(session: Session, now: datetime) -> AfterCommit:
 
 def end_all(user: User, now: datetime) -> AfterCommit:
     """Ends every live session of the user, as `end` does."""
+    return _end_each(_revoke_all(user, now), now)
+
+
+def end_others(user: User, keep: Session, now: datetime) -> AfterCommit:
+    """Ends every live session of the user but `keep` (the browser that changed the password),
+    as `end` does; `keep`'s tokens live on."""
+    return _end_each(_revoke_all(user, now, keep=keep), now)
+
+
+def renew(session: Session) -> str:
+    """A new cookie token for the same session (and `sid`): after a change of what signs the
+    account in, a token that was seen before the change is worthless (session fixation)."""
+    token = new_token()
+    session.token_hash = digest(token)
+    return token
+
+
+def _end_each(ended: list[Session], now: datetime) -> AfterCommit:
     after_commit = AfterCommit()
-    for session in _revoke_all(user, now):
+    for session in ended:
         after_commit += hooks.fire(events.SESSION_ENDED, session, now)
     return after_commit
 
 
-def _revoke_all(user: User, now: datetime) -> list[Session]:
-    sessions = db.session.scalars(
-        select(Session).where(Session.user_id == user.id, Session.revoked_at.is_(None))
-    ).all()
-    db.session.execute(
-        update(Session)
-        .where(Session.user_id == user.id, Session.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
+def _revoke_all(user: User, now: datetime, *, keep: Session | None = None) -> list[Session]:
+    conditions = [Session.user_id == user.id, Session.revoked_at.is_(None)]
+    if keep is not None:
+        conditions.append(Session.id != keep.id)
+    sessions = db.session.scalars(select(Session).where(*conditions)).all()
+    db.session.execute(update(Session).where(*conditions).values(revoked_at=now))
     return list(sessions)

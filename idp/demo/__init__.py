@@ -143,8 +143,12 @@ def build_demo(
                 base_url=ports.url(kind),
                 client_id=client_id,
                 client_secret=secret,
-                # Each portal's entry link signs in by itself (single sign-on).
-                links={name: ports.url(name) + "/login" for name in RELYING_PARTIES},
+                # Each portal's entry link signs in by itself (single sign-on); "My access"
+                # is the identity provider's account page.
+                links={
+                    **{name: ports.url(name) + "/login" for name in RELYING_PARTIES},
+                    "account": ports.url("idp") + "/account",
+                },
             )
     return identity_provider, relying_parties, next_step
 

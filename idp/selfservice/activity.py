@@ -207,6 +207,12 @@ def _pin_failed(details: dict) -> str:
     return str(PIN_FAILURES.get(details.get("result"), _l("SMS PIN not accepted")))
 
 
+def _password_change_failed(details: dict) -> str:
+    if details.get("reason") == "locked":
+        return str(_l("Password change refused: locked after wrong passwords"))
+    return str(_l("Password change refused: wrong current password"))
+
+
 def _phone_changed(details: dict) -> str:
     return gettext("Mobile number changed to %(phone)s", phone=details.get("new") or "…")
 
@@ -223,6 +229,7 @@ SHOWN: dict[str, tuple[Callable[[dict], str], bool]] = {
     "logout": (_fixed(_l("Signed out")), False),
     "session.ended": (_fixed(_l("Session ended")), False),
     "password.changed": (_fixed(_l("Password changed")), False),
+    "password.change_failed": (_password_change_failed, True),
     "password.reset_requested": (_fixed(_l("Password reset requested")), False),
     "password.reset": (_fixed(_l("Password reset")), False),
     "user.phone_changed": (_phone_changed, False),
