@@ -62,7 +62,10 @@ def configuration(
     health = (
         "    option httpchk GET /readyz\n"
         "    http-check expect status 200\n"
-        f"    default-server check inter {checks} fall 1 rise 1\n"
+        # A check waits longer than its interval for the answer: a busy instance is slow,
+        # not gone. Two failures in a row take an instance out.
+        "    timeout check 2s\n"
+        f"    default-server check inter {checks} fall 2 rise 1\n"
         if checks
         else ""
     )
