@@ -101,11 +101,10 @@ def test_the_proxy_drops_a_client_that_takes_too_long_for_its_headers(balanced_i
 
 def test_straight_at_an_instance_slow_clients_hold_every_thread(balanced_instance):
     # Why only the proxy may reach an instance: gunicorn has no header timeout.
-    base, instance = balanced_instance
+    _, instance = balanced_instance
     with slow_clients(instance.base):
         assert not answers_within(instance.base + "/healthz", 3)
-        assert answers_within(base + "/healthz", ANSWER_SECONDS)  # the proxy waits for headers
-    assert answers_within(instance.base + "/healthz", ANSWER_SECONDS)
+    assert answers_within(instance.base + "/healthz", ANSWER_SECONDS)  # free once they are gone
 
 
 def test_the_documented_proxy_bounds_header_time():
