@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif(
 # then pausing. Steady load rather than the most the machine can take, whose starved CPU would
 # slow the instances' stops and starts to a minute.
 LOAD_CLIENTS = 4
-LOAD_PAUSE_SECONDS = 0.05
+LOAD_PAUSE_SECONDS = 0.1
 
 
 @pytest.fixture(scope="module")
