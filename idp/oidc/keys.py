@@ -191,9 +191,8 @@ def _first_signing_key(alg: str, now: datetime) -> SigningKey:
     one signing with a key that a relying party's cached JWKS, read from another, lacks."""
     with _first_key_lock:  # this process's threads
         one_at_a_time(db.session, f"first signing key {alg}")  # the other instances
-        # Read the clock again: a key made meanwhile became active after `now`.
-        now = max(now, clock.now())
-        row = _current_signing_key(alg, now)
+        # With the clock read again: a key made meanwhile became active after `now`.
+        row = _current_signing_key(alg, max(now, clock.now()))
         if row is None:
             row = create(alg, now, active_at=now)
         db.session.commit()
