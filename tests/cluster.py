@@ -58,6 +58,10 @@ class Instance:
         return self.folder / "gunicorn.log"
 
     def start(self) -> None:
+        self.launch()
+        self.wait_until_ready()
+
+    def launch(self) -> None:
         prometheus = self.folder / "prometheus"
         prometheus.mkdir(parents=True, exist_ok=True)
         env = {
@@ -81,6 +85,8 @@ class Instance:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    def wait_until_ready(self) -> None:
         deadline = time.monotonic() + START_SECONDS
         while True:
             try:
@@ -176,8 +182,11 @@ def running_cluster(
     ]
     redis.Redis.from_url(REDIS_URL).flushdb()  # counters of an earlier run
     try:
+        # Together, as the pods of a fresh installation start.
         for instance in instances:
-            instance.start()
+            instance.launch()
+        for instance in instances:
+            instance.wait_until_ready()
         with running_haproxy(
             [(HOST, instance.port) for instance in instances],
             port=balancer_port,
