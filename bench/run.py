@@ -82,6 +82,8 @@ class Server:
     # Per access token format ("jwt", the default, and "opaque", as the peer issues them):
     # a client registered for it, and one token family per load client of that client.
     clients: dict[str, "BenchClient"] = field(default_factory=dict)
+    # The gunicorn master of each instance, whose workers a soak watches.
+    masters: list[subprocess.Popen] = field(default_factory=list)
 
 
 @dataclass
@@ -395,8 +397,10 @@ def running_server(args) -> Iterator[Server]:
             )
             for format_ in ACCESS_TOKEN_FORMATS
         }
-        for index, port in enumerate(instance_ports):
+        masters = [
             stack.enter_context(gunicorn_instance(env, port, work / f"instance{index}"))
+            for index, port in enumerate(instance_ports)
+        ]
         balancer = stack.enter_context(
             haproxy.running_haproxy([(HOST, port) for port in instance_ports], port=balancer_port)
         )
@@ -406,6 +410,7 @@ def running_server(args) -> Iterator[Server]:
             work / "outbox",
             [f"bench{i}" for i in range(args.clients)],
             database,
+            masters=masters,
         )
         for index, username in enumerate(server.usernames):
             activate(server, index, username)
@@ -418,9 +423,9 @@ def running_server(args) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def gunicorn_instance(env: dict, port: int, work: Path) -> Iterator[None]:
+def gunicorn_instance(env: dict, port: int, work: Path) -> Iterator[subprocess.Popen]:
     """One instance: gunicorn with gunicorn.conf.py, one worker, on `port`; answering
-    /healthz when this returns."""
+    /healthz when this yields its master process."""
     work.mkdir()
     (work / "prometheus").mkdir()
     instance_env = {
@@ -449,7 +454,7 @@ def gunicorn_instance(env: dict, port: int, work: Path) -> Iterator[None]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(log_path.read_text()) from None
                 time.sleep(0.2)
-        yield
+        yield process
     finally:
         process.terminate()
         process.wait(timeout=30)

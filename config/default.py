@@ -26,6 +26,12 @@ AUDIT_KEY = None
 # A pooled server connection idle this many seconds is checked before it is reused (and
 # replaced when the server dropped it); one used more recently is reused unchecked.
 DATABASE_PING_AFTER_IDLE_SECONDS = 1.0
+# Seconds to wait for a new database connection (libpq's connect_timeout, whole seconds, at
+# least 1): a server that is down or unreachable fails a request with 503 after this, not hangs.
+DATABASE_CONNECT_TIMEOUT = 3
+# Seconds a statement may run before the server cancels it (the request gets a 503); below
+# gunicorn's worker timeout (30). 0: no limit. `idp db upgrade` runs without it.
+DATABASE_STATEMENT_TIMEOUT = 20
 # Production refuses SQLite unless this is true (a single-host installation that knows the cost).
 ALLOW_SQLITE = False
 # The issuer URL. Discovery lives under it, and every link in a mail is built from it, never from
@@ -90,6 +96,8 @@ METRICS_ADDRESS = "127.0.0.1"
 # --- Shared state -----------------------------------------------------------------------------
 # Redis URL for state shared by several workers and hosts (rate limits). Unset: in-process.
 REDIS_URL = None
+# Seconds to wait for Redis to connect or answer; then sign-in answers 503 (fail closed).
+REDIS_TIMEOUT = 2.0
 # Where rate-limit and SMS counters live. Unset: IDP_REDIS_URL, else this process's memory.
 RATELIMIT_STORAGE_URI = None
 # How many reverse proxies of ours (ingress, load balancer) stand before the app. Only then is
@@ -131,8 +139,16 @@ PASSWORD_MAX_LENGTH = 256
 PASSWORD_MAX_BYTES = 1024
 
 # --- Activation links ------------------------------------------------------------------------
-# Lifetime of an activation or password-reset link, in seconds (72 hours).
+# Lifetime of an activation link, and of a reset link that an operator sends, in seconds
+# (72 hours).
 INVITATION_LIFETIME = 72 * 3600
+# Lifetime of the set-password link that the forgotten-password page (/password/forgot) mails,
+# in seconds (1 hour): whoever asked is at her desk now, and a short link is a small target.
+PASSWORD_RESET_LIFETIME = 3600
+# Forgotten-password requests per account (the username typed, known or not: counting only
+# known ones would tell which exist), after which no further link is mailed for a while. The
+# page answers the same whether or not a mail goes out.
+PASSWORD_RESET_PER_ACCOUNT = "3 per hour; 10 per day"  # noqa: S105 (a limit)
 
 # --- Second factors ---------------------------------------------------------------------------
 # Which second factors confirm a login after the password, in order of preference: an account
@@ -175,6 +191,10 @@ RATELIMIT_LOGIN_PER_IP = "30 per minute; 300 per hour"
 RATELIMIT_LOGIN_PER_NETWORK = "100 per minute"
 RATELIMIT_PIN_PER_IP = "30 per minute"
 RATELIMIT_ACTIVATION_PER_IP = "20 per minute"
+# The forgotten-password form's POSTs, by address and by network (/24, /64); counted for every
+# username alike, so that which one runs out first tells nothing.
+RATELIMIT_PASSWORD_FORGOT_PER_IP = "10 per minute; 50 per hour"  # noqa: S105 (a limit)
+RATELIMIT_PASSWORD_FORGOT_PER_NETWORK = "30 per minute; 200 per hour"  # noqa: S105 (a limit)
 # Sessions ended on the sessions page (/account/sessions), by address.
 RATELIMIT_ACCOUNT_SESSIONS_PER_IP = "30 per minute"
 # Password attempts for one account from one network (/24, /64), counted before the password
@@ -246,6 +266,18 @@ KEY_ENCRYPTION_SECRET = None
 # Seconds to wait for a relying party's back-channel logout endpoint. Deliveries connect directly
 # (HTTP(S)_PROXY does not apply) and never to link-local or cloud metadata addresses.
 BACKCHANNEL_LOGOUT_TIMEOUT = 3
+# Back-channel logouts wait in the database (the logout outbox) until their relying party takes
+# them, from whichever instance gets to them first. A failed try is repeated after this many
+# seconds, doubled after each further failure up to the largest pause; a logout not taken within
+# LOGOUT_GIVE_UP_AFTER seconds of the session's end is given up (an audit event, and
+# idp_logout_deliveries_total{result="given_up"} to alert on).
+LOGOUT_RETRY_FIRST_DELAY = 5
+LOGOUT_RETRY_MAX_DELAY = 3600
+LOGOUT_GIVE_UP_AFTER = 86400
+# Seconds between two looks of each gunicorn worker's poller for logouts that are due (a logout
+# is tried at once after the session ends; the poller does the retries). 0: no poller (then
+# run `idp logout deliver`, from cron say).
+LOGOUT_POLL_INTERVAL = 5
 # Seconds an access token of the client credentials grant (the ordering system's) is valid.
 SERVICE_TOKEN_LIFETIME = 300
 

@@ -22,6 +22,7 @@ def create_app(environment: str | None = None, overrides: Mapping | None = None)
     os.makedirs(app.instance_path, exist_ok=True)
 
     from idp.accounts.passwords import PasswordHashing
+    from idp.platform import background
     from idp.platform.extensions import babel, csrf, db, migrate
     from idp.platform.i18n import select_locale
     from idp.platform.web import FlowCookieSessions
@@ -36,6 +37,7 @@ def create_app(environment: str | None = None, overrides: Mapping | None = None)
     csrf.init_app(app)
     init_senders(app)
     _install_abuse_defences(app)
+    background.init_app(app)
     app.extensions["idp.passwords"] = PasswordHashing.from_config(app.config)
 
     _register_blueprints(app)
@@ -103,6 +105,7 @@ def _install_second_factors(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from idp.activation import forgot_views as password_forgot
     from idp.activation import views as activation
     from idp.authn import login_views as login
     from idp.authn.factors.passkey import views as passkey
@@ -120,6 +123,7 @@ def _register_blueprints(app: Flask) -> None:
     for blueprint in (account.bp, activation.bp, pin.bp, login.bp, health.bp, i18n.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(account_sessions.bp)
+    app.register_blueprint(password_forgot.bp)
     app.register_blueprint(passkey.bp)
     app.register_blueprint(passkeys_views.bp)
 

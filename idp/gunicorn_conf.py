@@ -11,6 +11,12 @@ import os
 import tempfile
 from pathlib import Path
 
+from idp.platform.memory import return_large_blocks_to_the_system
+
+# Before the workers fork, so that they inherit it: freed argon2 buffers go back to the system
+# instead of staying in each thread's heap (idp.platform.memory).
+return_large_blocks_to_the_system()
+
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # One worker process per instance; more capacity is more instances (pods, or processes on a VM)
 # behind a balancer that sends each new connection to the instance holding the fewest. Several
@@ -93,6 +99,16 @@ def when_ready(server):
     from idp.platform.metrics import start_metrics_server_from_environment
 
     start_metrics_server_from_environment()
+
+
+def post_worker_init(worker):
+    # In the worker, after the fork: each worker polls the logout outbox (idp.oidc.logout_poller).
+    from flask import Flask
+
+    from idp.oidc import logout_poller
+
+    if isinstance(worker.wsgi, Flask):
+        logout_poller.start(worker.wsgi)
 
 
 def child_exit(server, worker):

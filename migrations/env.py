@@ -111,6 +111,11 @@ def run_migrations_online():
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # A migration may rewrite a large table: IDP_DATABASE_STATEMENT_TIMEOUT is for
+                # requests. (In the migration's transaction: a statement before it would begin
+                # one of its own that nothing commits.)
+                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
             context.run_migrations()
             if owner is not None:
                 dbroles.grant_running_role(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from idp import create_app
 from idp.platform import clock
@@ -16,6 +16,28 @@ from idp.platform.database import dispose_autocommit_pool
 from idp.platform.extensions import db
 from idp.senders.outbox import read_outbox
 
+
+def worker_database(uri: str, worker: str) -> str:
+    """The database of one pytest-xdist worker: `<database>_<worker>`, created when missing, so
+    that parallel test processes never empty each other's tables."""
+    url = make_url(uri)
+    name = f"{url.database}_{worker}"
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        exists = connection.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+        ).first()
+        if not exists:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+if os.environ.get("IDP_TEST_DATABASE_URI") and os.environ.get("PYTEST_XDIST_WORKER"):
+    # Set in the environment too: the servers and commands that tests start inherit it.
+    os.environ["IDP_TEST_DATABASE_URI"] = worker_database(
+        os.environ["IDP_TEST_DATABASE_URI"], os.environ["PYTEST_XDIST_WORKER"]
+    )
 POSTGRES_URI = os.environ.get("IDP_TEST_DATABASE_URI")
 PASSWORD = "correct horse battery staple"
 

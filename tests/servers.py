@@ -160,6 +160,8 @@ class VonageState:
     # "ok", a Vonage status such as "2" (missing parameters) or "9" (quota exceeded),
     # "http500", or "hang" (answers only after the test is over).
     mode: str = "ok"
+    # Seconds before any answer (a slow provider); the message counts as received at once.
+    delay: float = 0.0
     received: list[dict] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -184,6 +186,8 @@ class VonageHandler(BaseHTTPRequestHandler):
         form["authorization"] = self.headers.get("Authorization")
         with state.lock:
             state.received.append(form)
+        if state.delay:
+            state.released.wait(state.delay)
         if state.mode == "hang":
             state.released.wait(30)
             return

@@ -243,6 +243,7 @@ def test_cli_help_of_a_complete_configuration_hides_the_developers_commands(clea
         "db",
         "demo",
         "keys",
+        "logout",
         "users",
     ]
     assert "Configuration incomplete" not in done.stdout

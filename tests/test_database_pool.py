@@ -64,12 +64,11 @@ def test_a_connection_used_moments_ago_is_not_checked(make_app, monkeypatch):
     assert pings == []
 
 
-def test_a_connection_lost_mid_request_is_invalidated_not_reused(make_app):
+def test_a_token_read_on_a_lost_connection_is_retried_once_on_a_new_one(make_app):
     """A token read on psycopg's cursor (token_store_pg, the token endpoint's and userinfo's)
-    that finds its connection gone fails and invalidates the connection, as SQLAlchemy's own
-    execution does: the next request gets a new one, even where no idle check would catch it."""
-    import psycopg
-
+    that finds its connection gone (a restart since its last use, and no idle check caught it)
+    invalidates that connection, as SQLAlchemy's own execution does, and runs once more on a
+    new one: the relying party gets its answer, not a 503."""
     from idp.oidc import token_store
     from idp.platform.database import single_statement_connection
 
@@ -84,12 +83,28 @@ def test_a_connection_lost_mid_request_is_invalidated_not_reused(make_app):
         assert autocommit_backend_pid() == dropped  # pooled, and reused
         terminate(dropped)
         connection = single_statement_connection(db.session)
-        with pytest.raises(psycopg.OperationalError):
-            token_store.find_token("x" * 43, "refresh")
-        assert connection.invalidated
-    with app.app_context():
         assert token_store.find_token("x" * 43, "refresh") is None
+        assert connection.closed  # invalidated, and let go
         assert autocommit_backend_pid() != dropped
+
+
+def test_a_read_is_retried_once_only(make_app, monkeypatch):
+    """The counterpart: a database that stays away fails the read (a 503 upstream), after one
+    more try, not a loop of them."""
+    from sqlalchemy import exc
+
+    from idp.platform.database import read_retried_once
+
+    tries = []
+
+    def lost(connection):
+        tries.append(connection)
+        raise exc.OperationalError("SELECT 1", {}, Exception("gone"), connection_invalidated=True)
+
+    app = make_app()
+    with app.app_context(), pytest.raises(exc.OperationalError):
+        read_retried_once(db.session, lost)
+    assert len(tries) == 2 and tries[0] is not tries[1]
 
 
 def test_a_refresh_grant_is_two_statements_and_no_transaction_round_trips(

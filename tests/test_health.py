@@ -38,15 +38,33 @@ def test_readyz_fails_when_the_database_is_unreachable(make_app, database_uri):
     assert "s3cret-pw" not in response.text and "127.0.0.1" not in response.text
 
 
-def test_readyz_checks_redis_when_configured(make_app):
+def test_readyz_with_redis_down_says_it_cannot_sign_in_users_and_stays_ready(make_app):
+    """Every instance shares Redis: taking them all out of the Service for it would stop
+    tokens, userinfo and discovery too, which work without it. So the chart's probe sees 200,
+    and an operator's monitoring sees "degraded" and what the instance cannot do."""
     app = make_app(REDIS_URL=f"redis://127.0.0.1:{unused_port()}/0")
     response = app.test_client().get("/readyz")
-    assert response.status_code == 503
+    assert response.status_code == 200
     assert response.json == {
-        "status": "unavailable",
+        "status": "degraded",
         "failing": ["redis"],
+        "cannot": ["sign in users"],
         "checks": {"database": "ok", "signing_key": "ok", "redis": "failed"},
     }
+
+
+def test_readyz_without_the_database_is_unavailable_even_if_only_redis_is_degraded(
+    make_app, database_uri
+):
+    make_app()  # the fixture's first app owns the shared test database
+    app = make_app(
+        SQLALCHEMY_DATABASE_URI=f"postgresql+psycopg://idp@127.0.0.1:{unused_port()}/idp",
+        REDIS_URL=f"redis://127.0.0.1:{unused_port()}/0",
+    )
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json["status"] == "unavailable"
+    assert response.json["failing"] == ["database", "redis", "signing_key"]
 
 
 def test_other_parts_of_the_app_add_readiness_checks(app, client):

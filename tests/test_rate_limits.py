@@ -379,10 +379,13 @@ def test_two_gunicorn_workers_share_the_limits_through_redis(tmp_path, database_
     assert statuses.count(429) == 6
 
 
-def test_production_gunicorn_refuses_several_workers_without_redis():
+def test_production_gunicorn_refuses_several_workers_without_redis(monkeypatch, tmp_path):
     import importlib.util
     from pathlib import Path
 
+    # The settings file names a metrics directory in the environment when none is set: one of
+    # this test's own, which it forgets afterwards (the test process's metrics stay in memory).
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     spec = importlib.util.spec_from_file_location(
         "gunicorn_conf", Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
     )

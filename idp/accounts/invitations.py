@@ -27,8 +27,11 @@ def revoke_open_invitations(user: User, now: datetime) -> int:
     return result.rowcount
 
 
-def issue(user: User, purpose: InvitationPurpose, now: datetime) -> tuple[Invitation, str]:
-    """A new link for the user; any older one dies with it. Returns the row and the URL."""
+def issue(
+    user: User, purpose: InvitationPurpose, now: datetime, *, lifetime: int | None = None
+) -> tuple[Invitation, str]:
+    """A new link for the user, valid for `lifetime` seconds (INVITATION_LIFETIME unless
+    said); any older one dies with it. Returns the row and the URL."""
     revoke_open_invitations(user, now)
     nonce = new_token()
     invitation = Invitation(
@@ -37,7 +40,7 @@ def issue(user: User, purpose: InvitationPurpose, now: datetime) -> tuple[Invita
         nonce_hash=digest(nonce),
         state=InvitationState.CREATED,
         created_at=now,
-        expires_at=now + timedelta(seconds=current_app.config["INVITATION_LIFETIME"]),
+        expires_at=now + timedelta(seconds=lifetime or current_app.config["INVITATION_LIFETIME"]),
     )
     db.session.add(invitation)
     db.session.flush()
@@ -46,15 +49,22 @@ def issue(user: User, purpose: InvitationPurpose, now: datetime) -> tuple[Invita
 
 
 def issue_and_send(
-    user: User, purpose: InvitationPurpose, now: datetime, *, actor: str, event: str
+    user: User,
+    purpose: InvitationPurpose,
+    now: datetime,
+    *,
+    actor: str,
+    event: str,
+    lifetime: int | None = None,
+    ip: str | None = None,
 ) -> Invitation:
     """A new link by mail (older links die), with its audit event. Raises SendError when the
     mail cannot be sent; the caller rolls back and nothing has changed."""
-    invitation, url = issue(user, purpose, now)
+    invitation, url = issue(user, purpose, now, lifetime=lifetime)
     # The mail first: recording the event locks the audit chain head until the commit, and
     # every audited action of the cluster would wait for the mail server meanwhile.
     send(invitation, url, now)
-    audit.record(event, now=now, actor=actor, user=user)
+    audit.record(event, now=now, actor=actor, user=user, ip=ip)
     return invitation
 
 
@@ -69,7 +79,9 @@ def send(invitation: Invitation, url: str, now: datetime) -> None:
         "portal_url": config["PORTAL_URL"],
         "product": config["PRODUCT_NAME"],
         "purpose": invitation.purpose,
-        "valid_hours": config["INVITATION_LIFETIME"] // 3600,
+        # Whole minutes, from the row: an operator's link lasts days, a forgotten password's
+        # an hour.
+        "valid_minutes": int((invitation.expires_at - now).total_seconds()) // 60,
     }
     with force_locale(users.language(user)):
         if invitation.purpose == InvitationPurpose.ACTIVATION:
@@ -85,10 +97,11 @@ def send(invitation: Invitation, url: str, now: datetime) -> None:
 
 def resolve(token: str, now: datetime) -> Invitation:
     """The open invitation behind a link, or LinkProblem. Never consumes the link."""
+    config = current_app.config
+    # The signature outlives no link; each row's own expiry then says when its link ends.
+    max_age = max(config["INVITATION_LIFETIME"], config["PASSWORD_RESET_LIFETIME"])
     try:
-        payload = links.unsign(
-            links.SET_PASSWORD_SALT, token, max_age=current_app.config["INVITATION_LIFETIME"]
-        )
+        payload = links.unsign(links.SET_PASSWORD_SALT, token, max_age=max_age)
     except links.LinkExpired:
         raise LinkProblem("expired") from None
     except links.LinkInvalid:

@@ -61,13 +61,29 @@ def change_phone(
     return after_commit
 
 
-def send_password_link(user: User, now: datetime, *, actor: str) -> None:
+def send_password_link(
+    user: User,
+    now: datetime,
+    *,
+    actor: str,
+    lifetime: int | None = None,
+    ip: str | None = None,
+) -> None:
     """A set-password link, confirmed by the SMS PIN like the activation: the activation link
-    anew while the account was never activated, a reset link after. SendError when the mail
-    fails (the caller rolls back)."""
+    anew while the account was never activated, a reset link after; valid for `lifetime`
+    seconds (INVITATION_LIFETIME unless said). SendError when the mail fails (the caller rolls
+    back)."""
     if user.state == UserState.DISABLED:
         raise UserError(f"user {user.username!r} is disabled; enable it first")
     purpose = (
         InvitationPurpose.ACTIVATION if user.state == UserState.INVITED else InvitationPurpose.RESET
     )
-    invitations.issue_and_send(user, purpose, now, actor=actor, event="password.reset_requested")
+    invitations.issue_and_send(
+        user,
+        purpose,
+        now,
+        actor=actor,
+        event="password.reset_requested",
+        lifetime=lifetime,
+        ip=ip,
+    )

@@ -56,21 +56,26 @@ def complete(transaction: AuthTransaction, now: datetime, ip: str | None) -> Com
     if invitation is None:
         raise LinkProblem("used")
     invitations.consume(invitation.id, now)
-    user.password_hash = transaction.pending_password_hash
-    user.password_changed_at = now
-    # Logins begun with the old password must not complete after the change.
+    # The account's own row is written after the rows of its logins, sessions and tokens: a
+    # login confirmed meanwhile holds its transaction's row and then writes the account's
+    # (login.complete); taking the two the other way round here would deadlock with it on
+    # PostgreSQL. Logins begun with the old password must not complete after the change.
     transactions.end_pending(user, now)
-    lockout.reset(user)
+    reset = invitation.purpose == InvitationPurpose.RESET
     after_commit = AfterCommit()
-    if invitation.purpose == InvitationPurpose.RESET:
+    if reset:
         # A new password ends every session that the old one opened, the access and refresh
         # tokens its relying parties hold, and tells those relying parties (back-channel).
         after_commit = hooks.fire(events.PASSWORD_RESET, user, now)
+    user.password_hash = transaction.pending_password_hash
+    user.password_changed_at = now
+    lockout.reset(user)
+    if user.state == UserState.INVITED:
+        user.state = UserState.ACTIVE
+    if reset:
         after_commit.append(notifications.after_commit(user, "password_reset", now=now, ip=ip))
         audit.record("password.reset", now=now, actor="user", user=user, ip=ip)
     else:
         audit.record("user.activated", now=now, actor="user", user=user, ip=ip)
-    if user.state == UserState.INVITED:
-        user.state = UserState.ACTIVE
     audit.record("password.set", now=now, actor="user", user=user, ip=ip)
     return Completed(user, after_commit)

@@ -4,8 +4,10 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 
 from idp import audit
 from idp.accounts import invitations
+from idp.accounts.models import InvitationPurpose
 from idp.accounts.passwords import PolicyViolation
 from idp.activation import service as activation
+from idp.authn import way_back
 from idp.authn.web import sms_error
 from idp.errors import LinkProblem, PinsLocked, SendError
 from idp.platform import clock
@@ -90,6 +92,9 @@ def set_password(token):
 
 def finish_activation(transaction):
     """The PIN confirmed the new password (idp.authn.confirmations)."""
+    reset = transaction.invitation is not None and (
+        transaction.invitation.purpose == InvitationPurpose.RESET
+    )
     try:
         completed = activation.complete(transaction, clock.now(), client_ip())
     except LinkProblem as problem:
@@ -102,5 +107,9 @@ def finish_activation(transaction):
     return render_template(
         "activation/done.html",
         user=completed.user,
+        reset=reset,
+        # She came from a relying party that still waits (the login page's "Forgot
+        # password?"): the way on is back to it, through a login with the new password.
+        waiting=way_back.waiting(),
         portal_url=current_app.config["PORTAL_URL"],
     )

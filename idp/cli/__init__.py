@@ -1,5 +1,6 @@
 """The operator's command line: `idp users ...`, `idp clients ...`, `idp keys ...`, `idp audit
-...`, `idp db upgrade` (Flask-Migrate) and `idp demo`; a module per command group.
+...`, `idp logout deliver`, `idp db upgrade` (Flask-Migrate) and `idp demo`; a module per
+command group.
 
 Bad input exits non-zero with one clear line on stderr and changes nothing."""
 
@@ -116,11 +117,12 @@ def idp_version() -> str:
 
 def operator_commands() -> list[click.Command]:
     from idp.cli.audit import audit_group
+    from idp.cli.logout import logout_group
     from idp.cli.oidc import clients_group, keys_group
     from idp.cli.users import users_group
     from idp.demo import demo_command
 
-    return [users_group, clients_group, keys_group, audit_group, demo_command]
+    return [users_group, clients_group, keys_group, audit_group, logout_group, demo_command]
 
 
 def register_commands(app: Flask) -> None:

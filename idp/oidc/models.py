@@ -153,3 +153,42 @@ class SigningKey(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     active_at: Mapped[datetime] = mapped_column(UTCDateTime)
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LogoutDeliveryState(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    GIVEN_UP = "given_up"
+
+
+class LogoutDelivery(db.Model):
+    """A back-channel logout that a relying party is owed (idp.oidc.logout_outbox). Written in
+    the transaction that ends the session, so that the logout survives a relying party that is
+    down and an instance that stops; the token itself is signed afresh at every try and never
+    stored. The session's `sid` and subject are copied: the token needs them after the session
+    and its account are gone."""
+
+    __tablename__ = "logout_deliveries"
+    # One delivery per relying party and session, however often the session is ended.
+    __table_args__ = (
+        db.UniqueConstraint("client_id", "sid", name="uq_logout_delivery_rp_sid"),
+        # What the deliverers look for: pending rows that are due.
+        db.Index("ix_logout_deliveries_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("oauth_clients.id", ondelete="CASCADE"))
+    sid: Mapped[str] = mapped_column(String(43))
+    subject: Mapped[str] = mapped_column(String(36))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    state: Mapped[str] = mapped_column(String(16), default=LogoutDeliveryState.PENDING)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When the next try is due. A deliverer that claims the row moves it past the end of its
+    # try (a lease), so that another finds it again only when the first has died.
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(default=0)
+    # Why the last try failed (an HTTP status or an exception's name; never the token).
+    last_problem: Mapped[str | None] = mapped_column(String(120))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    client: Mapped[Client] = relationship()

@@ -27,7 +27,11 @@ from idp.accounts.models import User
 from idp.authn.models import Session
 from idp.oidc import token_store_pg
 from idp.oidc.models import Client, Grant, Token
-from idp.platform.database import claims_in_one_statement, single_statement_connection
+from idp.platform.database import (
+    claims_in_one_statement,
+    read_retried_once,
+    single_statement_connection,
+)
 from idp.platform.extensions import db
 from idp.platform.secrets import digest
 
@@ -236,11 +240,15 @@ def find_token(value: str | None, kind: str | None = None) -> TokenRecord | None
         statement, parameters = _FIND_TOKEN, {"digest": digest(value)}
     else:
         statement, parameters = _FIND_TOKEN_OF_KIND, {"digest": digest(value), "kind": kind}
-    connection = _connection()
-    if token_store_pg.serves(connection):
-        row = _FIND_TOKEN_ON_PSYCOPG[statement].first(connection, parameters)
-    else:
-        row = connection.execute(statement, parameters).first()
+
+    def read(connection):
+        if token_store_pg.serves(connection):
+            return _FIND_TOKEN_ON_PSYCOPG[statement].first(connection, parameters)
+        return connection.execute(statement, parameters).first()
+
+    # The first statement of a refresh grant and of userinfo: on a connection that died since
+    # its last use (a database restart), once more on a new one instead of a 503.
+    row = read_retried_once(db.session, read)
     if row is None:
         return None
     first_grant_column = len(_TOKEN_COLUMNS)

@@ -13,6 +13,7 @@ from datetime import UTC
 
 import psycopg
 from psycopg.types.datetime import TimestampLoader
+from sqlalchemy import exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
@@ -48,4 +49,14 @@ class TextParameterRead:
         except psycopg.Error as error:
             if driver.broken:
                 connection.invalidate(error)
-            raise
+            # As SQLAlchemy's own execution raises it (OperationalError for a lost server, with
+            # connection_invalidated set), so that callers and error handlers see one kind.
+            raise exc.DBAPIError.instance(
+                self._sql,
+                parameters,
+                error,
+                psycopg.Error,
+                hide_parameters=True,
+                connection_invalidated=driver.broken,
+                dialect=connection.dialect,
+            ) from error

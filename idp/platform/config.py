@@ -51,6 +51,8 @@ NOT_SETTINGS = frozenset(
         # The PostgreSQL database of the test suite (tests/conftest.py, `./dev test`): set in the
         # environment of the pytest process, and so of every app the tests build.
         "IDP_TEST_DATABASE_URI",
+        # How many test processes `./dev test` runs (pytest-xdist; default 2).
+        "IDP_TEST_PROCESSES",
         # The drain file (idp.platform.drain), read by gunicorn's hooks and /readyz alike;
         # set by the Helm chart.
         "IDP_DRAIN_FILE",
@@ -126,8 +128,22 @@ def check_config(config: Mapping) -> None:
         if not config.get(setting):
             raise ConfigurationError(f"IDP_{setting} is not set: {PUBLIC_URLS[setting]}")
     check_issuer(str(config["ISSUER"]))
+    check_logout_schedule(config)
     if config["ENVIRONMENT"] == "production":
         check_production(config)
+
+
+def check_logout_schedule(config: Mapping) -> None:
+    """A pause of 0 would retry a relying party that is down as fast as the loop runs."""
+    first, largest = config["LOGOUT_RETRY_FIRST_DELAY"], config["LOGOUT_RETRY_MAX_DELAY"]
+    if not 0 < first <= largest:
+        raise ConfigurationError(
+            "IDP_LOGOUT_RETRY_FIRST_DELAY must be above 0 and at most IDP_LOGOUT_RETRY_MAX_DELAY"
+        )
+    if config["LOGOUT_GIVE_UP_AFTER"] <= 0 or config["LOGOUT_POLL_INTERVAL"] < 0:
+        raise ConfigurationError(
+            "IDP_LOGOUT_GIVE_UP_AFTER must be above 0 and IDP_LOGOUT_POLL_INTERVAL not below 0"
+        )
 
 
 def check_production(config: Mapping) -> None:

@@ -3,6 +3,8 @@ pooled server connection before it is reused, and autocommit for single statemen
 
 import hashlib
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from flask import Flask, current_app, g
 from sqlalchemy import create_engine, event, exc, text
@@ -17,9 +19,24 @@ def configure_engine_options(app: Flask) -> None:
     if uri.startswith("sqlite"):
         # Wait for a writer instead of failing at once when requests run in parallel.
         options.setdefault("connect_args", {"timeout": 30})
+    elif uri.startswith("postgresql"):
+        options["connect_args"] = {**server_timeouts(app.config), **options.get("connect_args", {})}
     # Error messages (and so logs) must not quote SQL parameters: hashes and token digests.
     options.setdefault("hide_parameters", True)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+
+
+def server_timeouts(config) -> dict:
+    """libpq's connection parameters that bound a request's wait for the database: a server
+    that does not answer (down, unreachable, failing over) fails the connect after
+    DATABASE_CONNECT_TIMEOUT seconds instead of the operating system's minutes, and a statement
+    that runs longer than DATABASE_STATEMENT_TIMEOUT is cancelled by the server (0: never);
+    both end in a 503, before gunicorn's worker timeout would kill the worker."""
+    parameters = {"connect_timeout": max(1, round(config["DATABASE_CONNECT_TIMEOUT"]))}
+    statement_ms = round(config["DATABASE_STATEMENT_TIMEOUT"] * 1000)
+    if statement_ms:
+        parameters["options"] = f"-c statement_timeout={statement_ms}"
+    return parameters
 
 
 def install_idle_ping(engine: Engine, idle_seconds: float) -> None:
@@ -50,6 +67,8 @@ def install_idle_ping(engine: Engine, idle_seconds: float) -> None:
             # The pool closes this connection and checks out a new one.
             raise exc.DisconnectionError("the database dropped an idle connection")
 
+
+T = TypeVar("T")
 
 _AUTOCOMMIT_ENGINE = "idp.autocommit_engine"
 _AUTOCOMMIT_CONNECTION = "idp_autocommit_connection"
@@ -100,6 +119,21 @@ def single_statement_connection(sessions: scoped_session) -> Connection:
         connection = autocommit.connect()
         setattr(g, _AUTOCOMMIT_CONNECTION, connection)
     return connection
+
+
+def read_retried_once(sessions: scoped_session, read: Callable[[Connection], T]) -> T:
+    """`read` on the single-statement connection; once more on a new connection when that one
+    was found dead (the server restarted, or dropped it, since it was last used). Only a read
+    alone in autocommit is retried: it changed nothing, and no transaction depends on it. A
+    write, or a statement inside the session's transaction, fails as it is (a 503)."""
+    connection = single_statement_connection(sessions)
+    try:
+        return read(connection)
+    except exc.DBAPIError as error:
+        if not error.connection_invalidated or g.get(_AUTOCOMMIT_CONNECTION) is not connection:
+            raise
+    g.pop(_AUTOCOMMIT_CONNECTION).close()
+    return read(single_statement_connection(sessions))
 
 
 def claims_in_one_statement(connection: Connection) -> bool:

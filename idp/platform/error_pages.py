@@ -5,6 +5,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from idp.errors import HashingBusy
+from idp.platform import outages
 from idp.platform.extensions import db
 from idp.platform.logging_setup import loggable_path
 from idp.policy import BUSY_RETRY_AFTER_SECONDS
@@ -38,6 +39,26 @@ def answer_errors_under(app: Flask, prefix: str, answer) -> None:
     app.extensions.setdefault("idp.path_errors", {})[prefix] = answer
 
 
+def service_unavailable(error: Exception):
+    """The database or the shared counters are away (idp.platform.outages): 503 with
+    Retry-After, `temporarily_unavailable` for relying parties (RFC 6749's word for it), a page
+    that asks people to try again in a moment."""
+    outages.roll_back()
+    kind = outages.kind_of(error)
+    current_app.logger.warning(
+        "%s unavailable on %s %s: %s",
+        kind,
+        request.method,
+        loggable_path(request.path),
+        type(getattr(error, "orig", None) or error).__name__,
+    )
+    if wants_json():
+        body = {"error": "temporarily_unavailable"}
+        return body, 503, outages.retry_after()
+    page = render_template("errors/error.html", status=503, kind=f"unavailable_{kind}")
+    return page, 503, outages.retry_after()
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_failed(_error):
@@ -49,6 +70,9 @@ def register_error_handlers(app: Flask) -> None:
         db.session.rollback()
         page, status = error_page(503, "busy")
         return page, status, {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
+
+    for error_class in outages.UNAVAILABLE_ERRORS:
+        app.register_error_handler(error_class, service_unavailable)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

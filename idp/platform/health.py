@@ -1,9 +1,16 @@
-"""Liveness (/healthz: the process answers) and readiness (/readyz: it can serve a login).
+"""Liveness (/healthz: the process answers) and readiness (/readyz: it can serve).
 
 Readiness runs named checks (database, redis when configured, and those that other parts of
 the app add with `register_readiness_check`: signing_key by idp.oidc.keys); each returns
 nothing or raises. A failing check is named in the answer but its error text never is: it may
 carry a host, a user or a URL.
+
+Two kinds of failure. A check that the instance cannot serve at all without (the database, the
+signing key) makes /readyz 503 "unavailable": the balancer takes the instance out. A check
+registered with `cannot=` (Redis: "sign in users") only limits what it can do: /readyz stays
+200 with "degraded" and says what it cannot do, because every instance shares that service
+and would fail alike; taking them all out of the Service would stop discovery, JWKS, refresh
+grants and userinfo too, which work without it.
 """
 
 from collections.abc import Callable
@@ -47,14 +54,30 @@ def readyz():
         else:
             results[name] = "ok"
     failing = [name for name, result in results.items() if result != "ok"]
-    if failing:
+    limits = readiness_limits(current_app)
+    if any(name not in limits for name in failing):
         return {"status": "unavailable", "failing": failing, "checks": results}, 503
+    if failing:
+        cannot = sorted({limits[name] for name in failing})
+        return {"status": "degraded", "failing": failing, "cannot": cannot, "checks": results}
     return {"status": "ready", "checks": results}
 
 
-def register_readiness_check(app: Flask, name: str, check: ReadinessCheck) -> None:
-    """Adds a check that must pass before the instance takes traffic."""
+def register_readiness_check(
+    app: Flask, name: str, check: ReadinessCheck, *, cannot: str | None = None
+) -> None:
+    """Adds a check that must pass before the instance takes traffic; with `cannot` (what the
+    instance cannot do while it fails), one that only degrades it and keeps it ready."""
     app.extensions.setdefault("idp.readiness", {})[name] = check
+    limits = app.extensions.setdefault("idp.readiness_limits", {})
+    if cannot is None:
+        limits.pop(name, None)
+    else:
+        limits[name] = cannot
+
+
+def readiness_limits(app: Flask) -> dict[str, str]:
+    return app.extensions.get("idp.readiness_limits", {})
 
 
 def readiness_checks(app: Flask) -> dict[str, ReadinessCheck]:
@@ -64,7 +87,9 @@ def readiness_checks(app: Flask) -> dict[str, ReadinessCheck]:
 def init_readiness(app: Flask) -> None:
     register_readiness_check(app, "database", check_database)
     if app.config["REDIS_URL"]:
-        register_readiness_check(app, "redis", check_redis)
+        # The password attempts and SMS caps are counted there: without it no password is
+        # checked and no PIN sent (idp.platform.outages), all else works.
+        register_readiness_check(app, "redis", check_redis, cannot="sign in users")
 
 
 def check_database() -> None:
@@ -75,8 +100,10 @@ def check_database() -> None:
 def check_redis() -> None:
     import redis
 
+    from idp.platform.ratelimit import redis_timeouts
+
     client = redis.Redis.from_url(
-        current_app.config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=2
+        current_app.config["REDIS_URL"], **redis_timeouts(current_app.config)
     )
     try:
         client.ping()

@@ -3,7 +3,7 @@ never imports the higher: an account that is disabled (accounts) ends its logins
 a session that ends (authn) ends its tokens and tells its relying parties (oidc).
 
 A handler runs inside the caller's database transaction and returns what must wait until that
-transaction is committed (posting a logout token, say) as a list of callables; `fire` gathers
+transaction is committed (trying a logout token at once, say) as a list of callables; `fire` gathers
 them into one `AfterCommit`, which the caller runs once it has committed. `create_app` is the
 only place that connects handlers to events."""
 

@@ -60,6 +60,14 @@ TOKENS_ISSUED = Counter(
     ["grant"],
 )
 
+LOGOUT_DELIVERIES = Counter(
+    "idp_logout_deliveries_total",
+    "Tries to hand a back-channel logout to a relying party: delivered, failed (tried again "
+    "later), or given_up (not taken within IDP_LOGOUT_GIVE_UP_AFTER: an alert, the relying "
+    "party keeps a session that ended).",
+    ["result"],
+)
+
 
 def count_second_factor(factor: str, *, paid: bool) -> None:
     SECOND_FACTOR_LOGINS.labels(factor=factor).inc()

@@ -55,7 +55,14 @@ def limit_posts(*, per_ip: str, per_network: str | None = None):
 def init_rate_limits(app: Flask) -> None:
     if not app.config.get("RATELIMIT_STORAGE_URI"):
         app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"] or "memory://"
-    app.extensions["idp.counters"] = shared_storage(app.config["RATELIMIT_STORAGE_URI"])
+    uri = app.config["RATELIMIT_STORAGE_URI"]
+    options = redis_timeouts(app.config) if uri.startswith("redis") else {}
+    # The request limits (Flask-Limiter's storage) and the counters alike.
+    app.config["RATELIMIT_STORAGE_OPTIONS"] = {
+        **app.config.get("RATELIMIT_STORAGE_OPTIONS", {}),
+        **options,
+    }
+    app.extensions["idp.counters"] = shared_storage(uri, **options)
     limiter.init_app(app)
     # Every limit of ours sits on its view (limit_posts), whose wrapper checks it when the view
     # runs. The limiter's application-wide hook looks on every request for default,
@@ -66,7 +73,15 @@ def init_rate_limits(app: Flask) -> None:
         hooks.remove(limiter._check_request_limit)
 
 
-def shared_storage(uri: str) -> Storage:
+def redis_timeouts(config) -> dict[str, float]:
+    """A Redis that does not answer (unreachable, stopped, failing over) fails the request after
+    REDIS_TIMEOUT seconds (a 503, idp.platform.outages), instead of the operating system's
+    minutes for a connect and no limit at all for a reply."""
+    seconds = float(config["REDIS_TIMEOUT"])
+    return {"socket_connect_timeout": seconds, "socket_timeout": seconds}
+
+
+def shared_storage(uri: str, **options) -> Storage:
     setting = "IDP_REDIS_URL (or IDP_RATELIMIT_STORAGE_URI)"
     if "://" not in uri:
         # localhost:6379 would reach limits as a "scheme" of its own, and its message would be
@@ -77,7 +92,7 @@ def shared_storage(uri: str) -> Storage:
             "(rediss:// with TLS)"
         )
     try:
-        return storage_from_string(uri)
+        return storage_from_string(uri, **options)
     except limits.errors.ConfigurationError as error:
         # limits names the whole URL, password included: say the scheme only.
         scheme = uri.partition("://")[0]
@@ -145,6 +160,16 @@ def take_pending_authorization(ip: str | None) -> int | None:
                 reset, _ = strategy.get_window_stats(limit, "pending-authorization", setting, key)
                 return max(1, math.ceil(reset - time.time()))
     return None
+
+
+def take_password_reset(account: str) -> bool:
+    """Counts a forgotten-password request for the account named (PASSWORD_RESET_PER_ACCOUNT);
+    False once it has used up its requests. The caller counts every name alike, known or not."""
+    strategy = MovingWindowRateLimiter(counters())
+    return all(
+        strategy.hit(limit, "password-reset", account)
+        for limit in parse_many(current_app.config["PASSWORD_RESET_PER_ACCOUNT"])
+    )
 
 
 # Longer than any sensible window of LOGIN_ATTEMPTS_PER_ACCOUNT_AND_NETWORK: when an epoch

@@ -31,7 +31,7 @@ from idp.accounts.provisioning import Conflict, DisabledByOperator
 from idp.errors import SendError, UserError
 from idp.oidc import server as oauth
 from idp.oidc import token_claims
-from idp.platform import clock
+from idp.platform import clock, outages
 from idp.platform.extensions import csrf, db
 from idp.platform.logging_setup import loggable_path
 from idp.scim import schema as scim
@@ -99,6 +99,17 @@ def invalid_value(error: UserError):
 def mail_failed(_error: SendError):
     db.session.rollback()
     return _error(503, "the activation mail could not be sent; nothing was changed")
+
+
+def unavailable(_unavailable: Exception):
+    # Before the catch-all below, which would make it a 500: the database or Redis is away.
+    outages.roll_back()
+    detail = "temporarily unavailable; nothing was changed, try again"
+    return _error(503, detail, headers=outages.retry_after())
+
+
+for _unavailable in outages.UNAVAILABLE_ERRORS:
+    bp.register_error_handler(_unavailable, unavailable)
 
 
 @bp.errorhandler(HTTPException)
