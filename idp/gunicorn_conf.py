@@ -30,7 +30,10 @@ workers = int(os.environ.get("GUNICORN_WORKERS", 1))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", 4))
 
-# A worker silent this long is stuck (Vonage and SMTP give up after 10 s): restart it.
+# A worker silent this long is stuck (Vonage and SMTP give up after 10 s): restart it. It is
+# the worker's heartbeat, not a bound on a request: gunicorn has no header timeout, and a thread
+# reading a slow client's headers waits as long as the client trickles. Only the proxy, which
+# bounds them, may reach an instance (docs/security.md, "Slow clients").
 timeout = 30
 # On SIGTERM (a rolling update), requests in flight get this long to finish; the pod's
 # terminationGracePeriodSeconds is longer.

@@ -40,12 +40,35 @@ def haproxy_binary() -> str:
     return found
 
 
-def configuration(port: int, backends: Sequence[tuple[str, int]], balance: str) -> str:
-    """The configuration docs/haproxy.cfg documents, for loopback: no logging, no health checks
-    (the servers a caller starts are up when it starts the balancer), timeouts of its own."""
+# A request carrying this header with a server's name ("instance1", ...) goes to that server
+# while it is up: a test's way to send one step of a login to a chosen instance.
+PIN_HEADER = "X-Test-Instance"
+
+
+def configuration(
+    port: int, backends: Sequence[tuple[str, int]], balance: str, checks: str | None = None
+) -> str:
+    """The configuration docs/haproxy.cfg documents, for loopback: no logging, timeouts of its
+    own, and health checks of /readyz every `checks` (e.g. "200ms") when given — without them
+    (the servers a caller starts are up when it starts the balancer) a stopped server still
+    gets requests."""
+    names = [f"instance{index}" for index in range(1, len(backends) + 1)]
     servers = "\n".join(
-        f"    server instance{index} {host}:{backend_port}"
-        for index, (host, backend_port) in enumerate(backends, start=1)
+        f"    server {name} {host}:{backend_port}"
+        for name, (host, backend_port) in zip(names, backends, strict=True)
+    )
+    pins = "\n".join(
+        f"    use-server {name} if {{ req.hdr({PIN_HEADER}) -m str {name} }}" for name in names
+    )
+    health = (
+        "    option httpchk GET /readyz\n"
+        "    http-check expect status 200\n"
+        # A check waits longer than its interval for the answer: a busy instance is slow,
+        # not gone. Two failures in a row take an instance out.
+        "    timeout check 2s\n"
+        f"    default-server check inter {checks} fall 2 rise 1\n"
+        if checks
+        else ""
     )
     return f"""\
 global
@@ -59,6 +82,12 @@ defaults
     timeout client 60s
     timeout server 60s
     timeout http-keep-alive 60s
+    # Short, for tests of slow clients; docs/haproxy.cfg says 10s.
+    timeout http-request 2s
+    # A server that refuses the connection (stopped, killed) costs a retry elsewhere, not an
+    # error: nothing reached it.
+    retries 2
+    option redispatch 1
 
 frontend idp
     bind {HOST}:{port}
@@ -66,13 +95,17 @@ frontend idp
 
 backend instances
     balance {balance}
+{health}{pins}
 {servers}
 """
 
 
 @contextlib.contextmanager
 def running_haproxy(
-    backends: Sequence[tuple[str, int]], balance: str = "leastconn", port: int | None = None
+    backends: Sequence[tuple[str, int]],
+    balance: str = "leastconn",
+    port: int | None = None,
+    checks: str | None = None,
 ) -> Iterator[Balancer]:
     """HAProxy balancing `backends` ((host, port) pairs) on `port` (default: a free one; give
     it when the servers behind must know their public address beforehand, as the identity
@@ -87,7 +120,7 @@ def running_haproxy(
     balancer = Balancer(
         f"http://{HOST}:{port}", port, folder / "haproxy.cfg", folder / "haproxy.log"
     )
-    balancer.config.write_text(configuration(port, backends, balance))
+    balancer.config.write_text(configuration(port, backends, balance, checks))
     try:
         checked = subprocess.run(
             [binary, "-c", "-q", "-f", str(balancer.config)],

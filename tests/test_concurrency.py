@@ -288,3 +288,24 @@ def test_parallel_resends_and_tries_on_one_login_all_get_an_answer(
     statuses = [r.status_code for r in in_parallel(20, resend_or_try)]
     assert set(statuses) <= {200, 410, 422, 429}, statuses
     assert statuses.count(200) == 1  # one resend passed the cooldown
+
+
+def test_instances_starting_together_make_one_first_signing_key(make_app):
+    # Two pods of a fresh installation answer their first readiness checks at once; two first
+    # keys would leave each signing with its own while a relying party caches the other's JWKS.
+    from idp.oidc import keys
+    from idp.oidc.models import SigningKey
+    from idp.platform import clock
+
+    instances = [make_app(**SETTINGS) for _ in range(4)]
+
+    def first_key(index: int) -> str:
+        with instances[index].app_context():
+            kid = keys.signing_key(keys.DEFAULT_ALG, clock.now()).kid
+            db.session.remove()
+            return kid
+
+    kids = in_parallel(len(instances), first_key)
+    with instances[0].app_context():
+        stored = db.session.scalars(db.select(SigningKey.kid)).all()
+    assert len(set(kids)) == 1 and stored == kids[:1]

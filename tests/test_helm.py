@@ -281,3 +281,13 @@ def test_every_value_is_documented_by_a_comment():
         if re.match(r"\s*[A-Za-z][\w./-]*:", line):
             above = lines[number - 1].strip() if number else ""
             assert above.startswith("#"), f"values.yaml line {number + 1} has no comment: {line}"
+
+
+def test_only_the_ingress_controller_reaches_the_pods_over_http():
+    # gunicorn cannot bound a slow client's headers (tests/test_slow_clients.py): only the
+    # proxy, which can, may reach a pod.
+    rules = by_kind(render({}))["NetworkPolicy"]["spec"]["ingress"]
+    http_rules = [rule for rule in rules if rule["ports"][0]["port"] == "http"]
+    assert [rule["from"] for rule in http_rules] == [
+        [{"namespaceSelector": {"matchLabels": VALUES["networkPolicy"]["ingressNamespaceLabels"]}}]
+    ]

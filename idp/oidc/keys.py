@@ -30,6 +30,7 @@ from sqlalchemy import func, or_, select
 from idp.errors import UserError
 from idp.oidc.models import SigningKey
 from idp.platform import clock
+from idp.platform.database import one_at_a_time
 from idp.platform.extensions import db
 from idp.platform.health import NotReady
 from idp.policy import ALGORITHMS, DEFAULT_ALG
@@ -47,6 +48,7 @@ UNKNOWN_KID_RELOAD_INTERVAL = timedelta(seconds=5)
 _CACHE = "idp.keys"
 _UNKNOWN_KID_RELOAD = "idp.keys.unknown-kid-reload"
 _unknown_kid_lock = threading.Lock()
+_first_key_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -179,9 +181,22 @@ def signing_key(alg: str, now: datetime) -> SigningKey:
     can have cached a JWKS without it, so it needs no lead time."""
     row = _current_signing_key(alg, now)
     if row is None:
-        row = create(alg, now, active_at=now)
+        row = _first_signing_key(alg, now)
+    return row
+
+
+def _first_signing_key(alg: str, now: datetime) -> SigningKey:
+    """Made once, by whoever asks first; the others wait and take it. The instances of a fresh
+    installation ask at once (their first readiness checks): each making its own would leave
+    one signing with a key that a relying party's cached JWKS, read from another, lacks."""
+    with _first_key_lock:  # this process's threads
+        one_at_a_time(db.session, f"first signing key {alg}")  # the other instances
+        # With the clock read again: a key made meanwhile became active after `now`.
+        row = _current_signing_key(alg, max(now, clock.now()))
+        if row is None:
+            row = create(alg, now, active_at=now)
         db.session.commit()
-        forget_cached_keys()
+    forget_cached_keys()
     return row
 
 

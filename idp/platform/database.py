@@ -1,12 +1,13 @@
 """How the app talks to its database: engine options, SQLite's foreign keys, the check of a
 pooled server connection before it is reused, and autocommit for single statements."""
 
+import hashlib
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from flask import Flask, current_app, g
-from sqlalchemy import create_engine, event, exc
+from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import scoped_session
 
@@ -139,6 +140,15 @@ def claims_in_one_statement(connection: Connection) -> bool:
     """Whether a conditional UPDATE and the INSERT that depends on it can be one statement
     (a data-modifying WITH): PostgreSQL, not SQLite."""
     return connection.dialect.name == "postgresql"
+
+
+def one_at_a_time(session, purpose: str) -> None:
+    """Until the session's transaction ends, no other instance passes this point for the same
+    `purpose` (a PostgreSQL advisory lock; SQLite is one process, whose threads the caller
+    serializes itself)."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(purpose.encode()).digest()[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 @event.listens_for(Engine, "connect")
