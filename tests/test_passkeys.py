@@ -409,3 +409,11 @@ def test_id_token_and_step_up_with_the_passkey_at_a_relying_party(make_app, app,
         assert again["auth_time"] >= first["auth_time"]
         assert len(outbox.sms()) == sms_before
 
+
+def test_discovery_lists_the_passkey_methods_only_when_passkeys_are_allowed(passkey_app, app):
+    def amr_values(application):
+        document = application.test_client().get("/.well-known/openid-configuration").json
+        return document["amr_values_supported"]
+
+    assert amr_values(passkey_app) == ["pwd", "sms", "hwk", "swk", "mfa"]
+    assert amr_values(app) == ["pwd", "sms", "mfa"]
