@@ -461,8 +461,6 @@ def running_server(args) -> Iterator[Server]:
         )
         for index, username in enumerate(server.usernames):
             activate(server, index, username)
-        for index in range(args.clients):
-            add_passkey_account(server, args.clients + index, f"benchpk{index}")
         for format_, client in registered.items():
             server.clients[format_] = BenchClient(client["client_id"], client["client_secret"])
             server.clients[format_].tokens = token_families(
@@ -532,6 +530,8 @@ def timed_logins(server: Server, args, login) -> tuple[int, float, int]:
 
 def login_rows(server: Server, args) -> list[Row]:
     logins, elapsed, sent = timed_logins(server, args, lambda index: full_login(server, index))
+    for index in range(args.clients):  # made here: the other parts and the soak need none
+        add_passkey_account(server, args.clients + index, f"benchpk{index}")
     passkey_users = list(server.passkeys)
     passkey_logins, passkey_elapsed, passkey_sent = timed_logins(
         server, args, lambda index: passkey_login(server, passkey_users[index])
