@@ -2,7 +2,8 @@
 [--database auto|sqlite|postgresql] [--parts argon2,logins,protocol,profiles]
 
 Prints a table: argon2id verify time for the configured cost and for argon2-cffi's defaults,
-full logins per second (password + SMS PIN, the PIN read from the file SMS backend's outbox)
+full logins per second (password + SMS PIN, the PIN read from the file SMS backend's outbox),
+and with password + passkey (tests/webauthn_authenticator.py) with the SMS each saves,
 against the shape production runs, started here on 127.0.0.1: two gunicorn instances
 (gunicorn.conf.py, one worker of four threads each) behind HAProxy with `balance leastconn`
 (tests/haproxy.py; Debian's haproxy), on a temporary database
@@ -22,6 +23,7 @@ and returns `Row`s, and append it to SERVER_SCENARIOS.
 import argparse
 import contextlib
 import cProfile
+import html
 import io
 import itertools
 import json
@@ -46,6 +48,7 @@ from argon2 import PasswordHasher
 from bench import load, peer
 from idp.demo.servers import free_port
 from tests import haproxy
+from tests.webauthn_authenticator import SoftAuthenticator
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench: correct horse battery staple"  # noqa: S105
@@ -84,6 +87,9 @@ class Server:
     clients: dict[str, "BenchClient"] = field(default_factory=dict)
     # The gunicorn master of each instance, whose workers a soak watches.
     masters: list[subprocess.Popen] = field(default_factory=list)
+    # Accounts that confirm their logins with a passkey (a software authenticator) instead of
+    # the SMS PIN, one per load client: username -> its authenticator.
+    passkeys: dict[str, SoftAuthenticator] = field(default_factory=dict)
 
 
 @dataclass
@@ -234,16 +240,61 @@ def activate(server: Server, index: int, username: str) -> None:
         assert submit(session, server.base + "/pin", {"pin": pin}).status_code == 200
 
 
+def password_step(server: Server, session: requests.Session, username: str) -> None:
+    response = submit(session, server.base + "/login", {"username": username, "password": PASSWORD})
+    assert response.status_code == 303, response.status_code
+
+
+def pin_login(server: Server, session: requests.Session, index: int, username: str) -> None:
+    password_step(server, session, username)
+    pin = newest_pin(server.outbox, phone_of(index))
+    response = submit(session, server.base + "/pin", {"pin": pin})
+    assert response.status_code == 303, response.status_code
+
+
 def full_login(server: Server, index: int) -> None:
     with requests.Session() as session:
-        response = submit(
-            session,
-            server.base + "/login",
-            {"username": server.usernames[index], "password": PASSWORD},
+        pin_login(server, session, index, server.usernames[index])
+
+
+def passkey_options(page: str) -> dict:
+    found = re.search(r'id="passkey-options">(.*?)</script>', page, re.S)
+    return json.loads(html.unescape(found.group(1)))
+
+
+def add_passkey_account(server: Server, index: int, username: str) -> None:
+    """An account that registers a passkey after a fresh password + PIN login, as an
+    administrator does on /account/passkeys."""
+    activate(server, index, username)
+    authenticator = SoftAuthenticator(HOST, server.base)
+    with requests.Session() as session:
+        pin_login(server, session, index, username)
+        page = session.get(server.base + "/account/passkeys", timeout=30).text
+        form = {
+            "csrf_token": csrf(page),
+            "register": "1",
+            "name": "bench",
+            "credential": authenticator.register(passkey_options(page)),
+        }
+        response = session.post(
+            server.base + "/account/passkeys", data=form, timeout=30, allow_redirects=False
         )
-        assert response.status_code == 303, response.status_code
-        pin = newest_pin(server.outbox, phone_of(index))
-        response = submit(session, server.base + "/pin", {"pin": pin})
+        assert response.status_code == 303, response.text[:300]
+    server.passkeys[username] = authenticator
+
+
+def passkey_login(server: Server, username: str) -> None:
+    with requests.Session() as session:
+        password_step(server, session, username)
+        page = session.get(server.base + "/login/passkey", timeout=30).text
+        form = {
+            "csrf_token": csrf(page),
+            "passkey": "1",
+            "credential": server.passkeys[username].sign(passkey_options(page)),
+        }
+        response = session.post(
+            server.base + "/login/passkey", data=form, timeout=30, allow_redirects=False
+        )
         assert response.status_code == 303, response.status_code
 
 
@@ -373,6 +424,8 @@ def running_server(args) -> Iterator[Server]:
             "IDP_ISSUER": f"http://{HOST}:{balancer_port}",
             "IDP_TRUSTED_PROXIES": "1",
             "IDP_LOG_LEVEL": "WARNING",
+            # Passkeys allowed: the PIN accounts log in as before, the passkey ones without SMS.
+            "IDP_SECOND_FACTORS": "sms,passkey",
         }
         idp_command(env, "db", "upgrade")
         registered = {
@@ -454,13 +507,16 @@ def gunicorn_instance(env: dict, port: int, work: Path) -> Iterator[subprocess.P
         process.wait(timeout=30)
 
 
-def login_rows(server: Server, args) -> list[Row]:
+def timed_logins(server: Server, args, login) -> tuple[int, float, int]:
+    """Logins by args.clients parallel clients, `login(index)` each, for at most args.seconds
+    or args.logins: how many, in how many seconds, and how many SMS they sent."""
     stop = time.monotonic() + args.seconds
     done = [0] * args.clients
+    sms_before = len(list(server.outbox.glob("*-sms-*.json")))
 
     def client(index: int) -> None:
         while time.monotonic() < stop and sum(done) < args.logins:
-            full_login(server, index)
+            login(index)
             done[index] += 1
 
     started = time.perf_counter()
@@ -468,13 +524,37 @@ def login_rows(server: Server, args) -> list[Row]:
         for future in [pool.submit(client, index) for index in range(args.clients)]:
             future.result()
     elapsed = time.perf_counter() - started
-    logins = sum(done)
+    sent = len(list(server.outbox.glob("*-sms-*.json"))) - sms_before
+    return sum(done), elapsed, sent
+
+
+def login_rows(server: Server, args) -> list[Row]:
+    logins, elapsed, sent = timed_logins(server, args, lambda index: full_login(server, index))
+    for index in range(args.clients):  # made here: the other parts and the soak need none
+        add_passkey_account(server, args.clients + index, f"benchpk{index}")
+    passkey_users = list(server.passkeys)
+    passkey_logins, passkey_elapsed, passkey_sent = timed_logins(
+        server, args, lambda index: passkey_login(server, passkey_users[index])
+    )
+    # What a passkey login saves is the SMS a PIN login sends, measured in both series.
+    saved = sent / logins - passkey_sent / passkey_logins
     return [
         Row(
             "full logins/s under gunicorn",
             f"{logins / elapsed:.1f} /s",
             f"{logins} logins (password + PIN, 4 requests each) by {args.clients} clients "
-            f"in {elapsed:.1f} s",
+            f"in {elapsed:.1f} s, {sent / logins:.2f} SMS each",
+        ),
+        Row(
+            "passkey logins/s under gunicorn",
+            f"{passkey_logins / passkey_elapsed:.1f} /s",
+            f"{passkey_logins} logins (password + passkey, 4 requests each) in "
+            f"{passkey_elapsed:.1f} s, {passkey_sent / passkey_logins:.2f} SMS each",
+        ),
+        Row(
+            "SMS saved per passkey login",
+            f"{saved:.2f}",
+            f"{saved * passkey_logins:.0f} SMS not sent in {passkey_logins} passkey logins",
         ),
     ]
 

@@ -22,6 +22,7 @@ def create_app(environment: str | None = None, overrides: Mapping | None = None)
     os.makedirs(app.instance_path, exist_ok=True)
 
     from idp.accounts.passwords import PasswordHashing
+    from idp.oidc.discovery import precompute_discovery
     from idp.platform import background
     from idp.platform.extensions import babel, csrf, db, migrate
     from idp.platform.i18n import select_locale
@@ -43,6 +44,8 @@ def create_app(environment: str | None = None, overrides: Mapping | None = None)
     _register_blueprints(app)
     _connect_events(app)
     _install_second_factors(app)
+    # After the factors: discovery names the methods (amr) of those offered.
+    precompute_discovery(app)
     _install_request_hooks(app)
     _configure_logging(app)
     _configure_monitoring(app)
@@ -115,7 +118,6 @@ def _register_blueprints(app: Flask) -> None:
     from idp.authn import login_views as login
     from idp.authn.factors.passkey import views as passkey
     from idp.authn.factors.sms import views as pin
-    from idp.oidc import discovery
     from idp.oidc import server as oauth
     from idp.oidc import views as oidc
     from idp.platform import health, i18n
@@ -135,7 +137,6 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(passkeys_views.bp)
 
     oauth.init_app(app)
-    discovery.precompute_discovery(app)
     app.register_blueprint(oidc.bp)
     app.register_blueprint(oidc.api)
     app.register_blueprint(scim.bp)

@@ -136,6 +136,25 @@ def frozen_clock(monkeypatch) -> Clock:
     return moved
 
 
+class StoppedClock(Clock):
+    """Stands still but for what a test advances: for tests that count seconds exactly, which
+    a loaded machine would otherwise put off by the time it takes."""
+
+    def __init__(self):
+        super().__init__()
+        self.start = datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return self.start + self.offset
+
+
+@pytest.fixture
+def stopped_clock(monkeypatch) -> StoppedClock:
+    stopped = StoppedClock()
+    monkeypatch.setattr(clock, "now", stopped.now)
+    return stopped
+
+
 class Outbox:
     def __init__(self, directory: Path):
         self.directory = directory

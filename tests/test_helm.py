@@ -26,6 +26,7 @@ VARIANTS = {
         "networkPolicy": {"enabled": False},
         "podDisruptionBudget": {"enabled": False},
         "migration": {"enabled": False},
+        "auditAnchor": {"enabled": False},
         "serviceAccount": {"create": False, "name": "idp-runner"},
     },
     "everything set": {
@@ -40,6 +41,7 @@ VARIANTS = {
             },
         },
         "podAnnotations": {"team": "identity"},
+        "auditAnchor": {"existingClaim": "audit-worm", "storageClassName": "worm"},
         "nodeSelector": {"pool": "web"},
         "tolerations": [{"key": "web", "operator": "Exists", "effect": "NoSchedule"}],
         "affinity": {
@@ -93,6 +95,8 @@ def test_defaults_render_every_kind():
         "Service",
         "Ingress",
         "Job",
+        "CronJob",
+        "PersistentVolumeClaim",
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
         "NetworkPolicy",
@@ -213,6 +217,51 @@ def test_migration_runs_as_pre_install_and_pre_upgrade_hook():
     assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["idp", "db", "upgrade"]
 
 
+def anchor_pod(values: dict) -> dict:
+    cronjob = by_kind(render(values))["CronJob"]
+    return cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def test_the_audit_anchor_is_written_on_a_schedule_to_a_volume_of_its_own():
+    documents = by_kind(render({}))
+    cronjob = documents["CronJob"]["spec"]
+    assert cronjob["schedule"] == VALUES["auditAnchor"]["schedule"]
+    assert cronjob["concurrencyPolicy"] == "Forbid"
+    pod = anchor_pod({})
+    [container] = pod["containers"]
+    script = container["command"][-1]
+    # The last anchor is checked before it is replaced: a cut-off trail fails the run and the
+    # anchor that proves it stays.
+    assert script.index('idp audit verify --anchor "$ANCHOR"') < script.index(
+        'exec idp audit anchor --to "$ANCHOR"'
+    )
+    env = {item["name"]: item for item in container["env"]}
+    assert env["ANCHOR"]["value"] == "/anchors/audit-anchor.json"
+    assert env["IDP_AUDIT_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "idp"
+    # The app's role reads the trail; the owner's credentials stay with the migration Job.
+    assert "IDP_MIGRATION_DATABASE_URI" not in env
+    assert env["IDP_REDIS_URL"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    assert mounts["anchors"] == "/anchors"
+    claim = next(v for v in pod["volumes"] if v["name"] == "anchors")["persistentVolumeClaim"]
+    pvc = documents["PersistentVolumeClaim"]
+    assert claim["claimName"] == pvc["metadata"]["name"] == "idp-audit-anchor"
+    # The evidence outlives the release.
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert pod["securityContext"]["fsGroup"] == 10001  # the non-root user may write the file
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_the_audit_anchor_may_go_to_an_existing_claim():
+    values = {"auditAnchor": {"existingClaim": "audit-worm", "fileName": "head.json"}}
+    assert "PersistentVolumeClaim" not in by_kind(render(values))
+    pod = anchor_pod(values)
+    claim = next(v for v in pod["volumes"] if v["name"] == "anchors")["persistentVolumeClaim"]
+    assert claim == {"claimName": "audit-worm"}
+    env = {item["name"]: item for item in pod["containers"][0]["env"]}
+    assert env["ANCHOR"]["value"] == "/anchors/head.json"
+
+
 def test_metrics_port_is_open_only_to_the_monitoring_namespace():
     manifests = by_kind(render({}))
     service_ports = [port["name"] for port in manifests["Service"]["spec"]["ports"]]
@@ -234,6 +283,8 @@ def test_the_schema_rejects_wrong_values():
         {"config": {"issuer": "http://login.example.com"}},
         {"config": {"portalUrl": "http://portal.example.com/"}},
         {"metrics": {"port": 0}},
+        {"auditAnchor": {"schedule": "hourly"}},
+        {"auditAnchor": {"fileName": "../etc/anchor.json"}},
         {"typo": True},
     ):
         with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmValuesError):

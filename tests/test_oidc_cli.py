@@ -3,7 +3,9 @@
 import json
 
 import pytest
+import requests
 
+from idp.audit.models import AuditEvent
 from idp.oidc import keys
 from idp.oidc.models import Client, SigningKey
 from idp.platform import clock
@@ -248,3 +250,78 @@ def test_rotating_a_key_that_signs_still_publishes_it_first(app, frozen_clock):
     result = run(app, "keys", "rotate")
     assert result.exit_code == 0, result.output
     assert "published now, signs from " in result.stdout
+
+
+def test_revoking_the_only_signing_key_is_refused_until_it_has_a_successor(app):
+    with app.app_context():
+        kid = keys.signing_key("ES256", clock.now()).kid
+    refused = run(app, "keys", "revoke", kid, "--yes")
+    assert refused.exit_code != 0
+    assert refused.stderr.strip().endswith(
+        f"{kid} is the only ES256 key that signs: add its successor first with "
+        "`idp keys rotate --alg ES256`, then revoke it"
+    ), refused.stderr
+    with app.app_context():
+        assert kid in [key["kid"] for key in keys.jwks(clock.now())["keys"]]
+    unknown = run(app, "keys", "revoke", "no-such-kid", "--yes")
+    assert unknown.exit_code != 0 and "no signing key 'no-such-kid'" in unknown.stderr
+
+
+def test_revoking_asks_first_and_a_no_changes_nothing(app):
+    with app.app_context():
+        kid = keys.signing_key("ES256", clock.now()).kid
+    assert run(app, "keys", "rotate").exit_code == 0
+    declined = app.test_cli_runner().invoke(args=["keys", "revoke", kid], input="n\n")
+    assert declined.exit_code != 0 and f"Revoke key {kid}?" in declined.stdout
+    with app.app_context():
+        assert keys.signing_key("ES256", clock.now()).kid == kid
+        assert AuditEvent.query.filter_by(event="key.revoked").count() == 0
+
+
+def test_a_revoked_key_stops_signing_leaves_jwks_and_is_audited(app, frozen_clock):
+    with app.app_context():
+        leaked = keys.signing_key("ES256", clock.now()).kid
+        token = keys.sign({"sub": "s"}, alg="ES256", now=clock.now(), typ="at+jwt")
+        assert keys.verify(token, clock.now())["sub"] == "s"  # cached by this process
+    assert run(app, "keys", "rotate").exit_code == 0
+    with app.app_context():
+        successor = SigningKey.query.filter(SigningKey.kid != leaked).one().kid
+    result = app.test_cli_runner().invoke(args=["keys", "revoke", leaked], input="y\n")
+    assert result.exit_code == 0, result.output
+    assert f"revoked ES256 key {leaked}: no longer published or accepted" in result.stdout
+    assert f"ES256 key {successor} signs from now on" in result.stdout
+    with app.app_context():
+        now = clock.now()  # not a second later: the successor signs without its lead time
+        assert [key["kid"] for key in json.loads(keys.jwks_document(now))["keys"]] == [successor]
+        with pytest.raises(keys.InvalidJWT):
+            keys.verify(token, now)
+        fresh = keys.sign({"sub": "s"}, alg="ES256", now=now, typ="at+jwt")
+        assert keys._header(fresh)["kid"] == successor
+        [event] = AuditEvent.query.filter_by(event="key.revoked").all()
+        assert (event.details["kid"], event.details["successor"]) == (leaked, successor)
+
+
+def test_tokens_signed_by_a_revoked_key_fail_at_userinfo_and_introspection(
+    idp, browser, make_rp, frozen_clock
+):
+    rp = make_rp()
+    token = rp.sign_in(browser)["access_token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert requests.get(idp.url("/userinfo"), headers=bearer, timeout=5).status_code == 200
+    with idp.app.app_context():
+        leaked = keys.signing_key("ES256", clock.now()).kid
+    assert run(idp.app, "keys", "rotate").exit_code == 0
+    assert run(idp.app, "keys", "revoke", leaked, "--yes").exit_code == 0
+    # The server is another process as far as the keys are concerned: it looks again within
+    # the recheck interval.
+    frozen_clock.advance(seconds=keys.KEY_RECHECK_INTERVAL.total_seconds() + 1)
+    assert requests.get(idp.url("/userinfo"), headers=bearer, timeout=5).status_code == 401
+    introspected = requests.post(
+        idp.url("/introspect"),
+        data={"token": token},
+        auth=(rp.client_id, rp.client_secret),
+        timeout=5,
+    )
+    assert introspected.json() == {"active": False}
+    published = requests.get(idp.url("/jwks.json"), timeout=5).json()["keys"]
+    assert leaked not in [key["kid"] for key in published]

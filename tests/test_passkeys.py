@@ -12,6 +12,7 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from idp.accounts.models import User
 from idp.audit.models import AuditEvent
 from idp.authn.factors.passkey.models import Passkey
 from idp.authn.models import Session
@@ -212,6 +213,44 @@ def test_a_login_with_a_wrong_answer_is_refused_and_changes_nothing(passkey_app,
             assert "counter" in json.dumps(detail.details)
 
 
+def test_failed_passkey_answers_lock_the_account_like_wrong_pins(passkey_app, signed_in):
+    """A stolen password plus a stream of forged answers must not get unlimited tries: each
+    refused answer counts toward the account's PIN lock, over all its open logins."""
+    authenticator = SoftAuthenticator("localhost", "http://localhost")
+    register(signed_in, authenticator)
+    threshold = passkey_app.config["LOCKOUT_THRESHOLD"]
+    client = passkey_app.test_client()
+    password_step(client)
+    for _ in range(threshold - 1):
+        assert (
+            passkey_answer(client, authenticator, origin="http://evil.example").status_code == 422
+        )
+    ended = passkey_answer(client, authenticator, origin="http://evil.example")
+    assert ended.status_code == 410, ended.text
+    assert "zu oft nicht bestätigt" in ended.text
+    with passkey_app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "anna"))
+        assert user.failed_pins == threshold and user.pins_locked_until is not None
+        sessions_before = count(Session)
+    # A new login waits for the lock like after wrong PINs: it gets no passkey step at all.
+    other = passkey_app.test_client()
+    locked = post_form(other, "/login", {"username": "anna", "password": PASSWORD})
+    assert locked.status_code == 429 and "Location" not in locked.headers
+    with passkey_app.app_context():
+        assert count(Session) == sessions_before
+
+
+def test_a_passkey_login_clears_the_failures_before_it(passkey_app, signed_in):
+    authenticator = SoftAuthenticator("localhost", "http://localhost")
+    register(signed_in, authenticator)
+    client = passkey_app.test_client()
+    password_step(client)
+    assert passkey_answer(client, authenticator, uv=False).status_code == 422
+    assert passkey_answer(client, authenticator).status_code == 303
+    with passkey_app.app_context():
+        assert db.session.scalar(select(User.failed_pins).where(User.username == "anna")) == 0
+
+
 def test_a_replayed_answer_is_refused(passkey_app, signed_in):
     authenticator = SoftAuthenticator("localhost", "http://localhost")
     register(signed_in, authenticator)
@@ -369,3 +408,12 @@ def test_id_token_and_step_up_with_the_passkey_at_a_relying_party(make_app, app,
         assert again["amr"] == ["pwd", "hwk", "mfa"]
         assert again["auth_time"] >= first["auth_time"]
         assert len(outbox.sms()) == sms_before
+
+
+def test_discovery_lists_the_passkey_methods_only_when_passkeys_are_allowed(passkey_app, app):
+    def amr_values(application):
+        document = application.test_client().get("/.well-known/openid-configuration").json
+        return document["amr_values_supported"]
+
+    assert amr_values(passkey_app) == ["pwd", "sms", "hwk", "swk", "mfa"]
+    assert amr_values(app) == ["pwd", "sms", "mfa"]

@@ -94,8 +94,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{ include "idp.secretEnv" (dict "name" "IDP_MAIL_PASSWORD" "secret" $secret "key" $keys.mailPassword "optional" true) }}
 {{- /* Rate limits, login tries and SMS caps are counted per process without Redis: with more
 than one pod or worker each would grant its own share, so the key is then required and a pod
-without it does not start. The migration Job (forMigrationJob) counts nothing: optional there. */}}
-{{- $shared := and (not .forMigrationJob) (or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1) (gt (int .Values.gunicorn.workers) 1)) }}
+without it does not start. The Jobs (forMigrationJob, forBatchJob) count nothing: optional there. */}}
+{{- $shared := and (not .forMigrationJob) (not .forBatchJob) (or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1) (gt (int .Values.gunicorn.workers) 1)) }}
 {{ include "idp.secretEnv" (dict "name" "IDP_REDIS_URL" "secret" $secret "key" $keys.redisUrl "optional" (not $shared)) }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
@@ -113,4 +113,21 @@ capabilities:
   drop: ["ALL"]
 seccompProfile:
   type: RuntimeDefault
+{{- end }}
+
+
+{{/* What the pods of the chart's Jobs share: run once, no Kubernetes API, no root. The group
+owns what they write to a volume (the audit anchors). */}}
+{{- define "idp.batchPodSpec" -}}
+restartPolicy: Never
+automountServiceAccountToken: false
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  runAsNonRoot: true
+  fsGroup: 10001
+  seccompProfile:
+    type: RuntimeDefault
 {{- end }}

@@ -209,3 +209,36 @@ def rotate(alg):
         click.echo(f"new {alg} key {row.kid}: published and signing now ({at_once})")
         return
     click.echo(f"new {alg} key {row.kid}: published now, signs from {row.active_at.isoformat()}")
+
+
+@keys_group.command("revoke")
+@click.argument("kid")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_appcontext
+@fail_on_user_error
+def revoke(kid, yes):
+    """Withdraw a key (a leaked one) at once: it stops signing and leaves JWKS, and what it
+    signed is refused. The key that signs now needs its successor first (`idp keys rotate`),
+    which then signs at once."""
+    if not yes:
+        click.confirm(
+            f"Revoke key {kid}? Tokens it signed stop working and cannot be restored", abort=True
+        )
+    moment = clock.now()
+    row, successor = keys.revoke(kid, moment)
+    audit.record(
+        "key.revoked",
+        now=moment,
+        actor=operator(),
+        kid=row.kid,
+        alg=row.alg,
+        successor=successor.kid if successor else None,
+    )
+    db.session.commit()
+    recheck = int(keys.KEY_RECHECK_INTERVAL.total_seconds())
+    click.echo(
+        f"revoked {row.alg} key {row.kid}: no longer published or accepted; every server "
+        f"process stops using it within {recheck} s"
+    )
+    if successor:
+        click.echo(f"{row.alg} key {successor.kid} signs from now on")

@@ -4,11 +4,12 @@ once per process since it depends on configuration only."""
 import json
 
 from idp import policy
+from idp.authn import factors
 from idp.oidc import server as oauth
 from idp.oidc.authorization import RESPONSE_MODES
 
 
-def discovery_document(config) -> dict:
+def discovery_document(config, amr_values: list[str]) -> dict:
     issuer = config["ISSUER"]
     return {
         "issuer": issuer,
@@ -48,6 +49,9 @@ def discovery_document(config) -> dict:
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "acr_values_supported": [policy.ACR],
+        # Not in Discovery 1.0's list, but what relying parties look for (as with Keycloak's
+        # and others'): which amr values (RFC 8176) an ID token of ours can carry.
+        "amr_values_supported": amr_values,
         "prompt_values_supported": ["none", "login"],
         "ui_locales_supported": list(config["LANGUAGES"]),
         "authorization_response_iss_parameter_supported": True,
@@ -59,4 +63,5 @@ def discovery_document(config) -> dict:
 
 def precompute_discovery(app) -> None:
     """Discovery depends on configuration only: render it once per process."""
-    app.extensions["idp.discovery"] = json.dumps(discovery_document(app.config)).encode()
+    document = discovery_document(app.config, factors.amr_values_supported(app))
+    app.extensions["idp.discovery"] = json.dumps(document).encode()

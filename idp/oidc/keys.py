@@ -163,6 +163,41 @@ def rotate(alg: str, now: datetime) -> tuple[SigningKey, str | None]:
     return new, at_once
 
 
+def revoke(kid: str, now: datetime) -> tuple[SigningKey, SigningKey | None]:
+    """Withdraws a key at once (a leaked one): it neither signs nor is published any more, so
+    what it signed no longer verifies. The row goes, private half and all; the audit trail
+    keeps its kid. The key that signs for its algorithm now cannot go before a successor is
+    there (`idp keys rotate`), and that successor then signs at once instead of after the lead
+    time: a relying party that has not fetched it yet refetches JWKS for an unknown kid, a
+    leaked key that keeps signing is worse. Returns the key and that successor, if any.
+
+    This process forgets its cached keys now; every other one within the recheck interval."""
+    row = db.session.scalar(select(SigningKey).where(SigningKey.kid == kid))
+    if row is None:
+        raise UserError(f"no signing key {kid!r}: `idp keys list` shows them")
+    current = _current_signing_key(row.alg, now)
+    successor = None
+    if current is not None and current.id == row.id:
+        successor = db.session.scalar(
+            select(SigningKey)
+            .where(SigningKey.alg == row.alg, SigningKey.active_at > now)
+            .order_by(SigningKey.active_at, SigningKey.id)
+            .limit(1)
+        )
+        if successor is None:
+            raise UserError(
+                f"{kid} is the only {row.alg} key that signs: add its successor first with "
+                f"`idp keys rotate --alg {row.alg}`, then revoke it"
+            )
+        successor.active_at = now
+    db.session.delete(row)
+    db.session.flush()
+    for cached in [cached for cached in _private_keys if cached[1] == kid]:
+        _private_keys.pop(cached, None)
+    forget_cached_keys()
+    return row, successor
+
+
 def _current_signing_key(alg: str, now: datetime) -> SigningKey | None:
     return db.session.scalar(
         select(SigningKey)

@@ -106,3 +106,17 @@ def amr(factor: Factor, transaction: AuthTransaction | None = None) -> list[str]
     amr_for = getattr(factor, "amr_for", None)
     values = amr_for(transaction) if amr_for is not None and transaction is not None else factor.amr
     return [AMR_PASSWORD, *values, AMR_MULTIPLE_FACTORS]
+
+
+def amr_values_supported(app: Flask) -> list[str]:
+    """Every amr value that a login with an offered factor can carry (discovery): "pwd", each
+    factor's values (`amr_values` when they depend on what confirmed it, as a passkey's do,
+    else `amr`), "mfa"."""
+    found = registered(app)
+    values = [AMR_PASSWORD]
+    for name in app.config["SECOND_FACTORS"]:
+        factor = found.get(name)
+        for value in getattr(factor, "amr_values", None) or getattr(factor, "amr", ()):
+            if value not in values:
+                values.append(value)
+    return [*values, AMR_MULTIPLE_FACTORS]

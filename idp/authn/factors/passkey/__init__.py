@@ -36,6 +36,8 @@ def allowed() -> bool:
 class PasskeyFactor:
     name = NAME
     amr = (AMR_HARDWARE_KEY,)
+    # What amr_for may say instead (discovery lists both).
+    amr_values = (AMR_HARDWARE_KEY, AMR_SOFTWARE_KEY)
     step_endpoint = "passkey.form"
     paid_per_challenge = False
 

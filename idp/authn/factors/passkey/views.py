@@ -4,12 +4,12 @@ passkeys (idp/static/passkey.js), or asks for the SMS PIN instead, on the same p
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
 from idp import audit
-from idp.authn import confirmations, transactions, way_back
+from idp.authn import confirmations, lockout, transactions, way_back
 from idp.authn.factors.passkey import PASSKEY, allowed, ceremonies
 from idp.authn.factors.sms import SMS_PIN
-from idp.authn.factors.sms.views import ended_flow_page
+from idp.authn.step_ended import ended_by_failures, ended_flow_page, step_gone
 from idp.authn.web import sms_error
-from idp.errors import SendError
+from idp.errors import PinsLocked, SendError
 from idp.platform import clock
 from idp.platform.extensions import db
 from idp.platform.ratelimit import limit_posts
@@ -47,8 +47,7 @@ def pending():
 def form():
     transaction = pending()
     if transaction is None:
-        back = way_back.back_to_completed()
-        return redirect(back) if back else ended_flow_page()
+        return step_gone()
     return step_page(transaction)
 
 
@@ -64,9 +63,17 @@ def submit():
         # No answer: a browser without WebAuthn, or the person cancelled the dialog.
         return step_page(transaction, error="no_answer", status=422)
     now = clock.now()
+    # A passkey answer is a try at the second factor like a PIN: counted against the account's
+    # PIN lock before it is checked, so that answers from many logins cannot outrun the lock.
+    try:
+        lockout.claim_pin_attempt(transaction.user_id, now)
+    except PinsLocked:
+        db.session.rollback()
+        return ended_by_failures(transaction, "confirmations")
+    db.session.commit()
     verdict = PASSKEY.verify(transaction, request.form, now)
     if verdict.ok:
-        return confirmations.finish(transaction)
+        return confirmations.finish(transaction)  # the login resets the account's failures
     db.session.rollback()
     audit.record(
         "passkey.refused",
@@ -78,6 +85,8 @@ def submit():
         reason=verdict.reason,
     )
     db.session.commit()
+    if lockout.pins_locked_until(transaction.user_id, now):
+        return ended_by_failures(transaction, "confirmations")
     return step_page(transaction, error="refused", status=422)
 
 

@@ -1,20 +1,19 @@
 """The SMS PIN page, shared by activation and login: confirm, or ask for a new PIN."""
 
-from typing import NamedTuple
-
-from flask import Blueprint, current_app, redirect, render_template, request
+from flask import Blueprint, current_app, render_template, request
 
 from idp import audit
 from idp.accounts.users import masked_phone
 from idp.authn import confirmations, lockout, transactions, way_back
 from idp.authn.factors.sms import SMS_PIN, challenges
 from idp.authn.factors.sms.challenges import PinResult, ResendRefused
+from idp.authn.step_ended import ended_by_failures, ended_flow_page, step_gone
 from idp.authn.web import sms_error
 from idp.errors import SendError
 from idp.platform import clock
 from idp.platform.extensions import db
 from idp.platform.ratelimit import limit_posts
-from idp.platform.web import client_ip, end_flow, flow_transaction_token
+from idp.platform.web import client_ip, flow_transaction_token
 
 bp = Blueprint("pin", __name__)
 
@@ -39,45 +38,6 @@ def pin_page(transaction, *, error=None, notice=None, status=200):
     )
 
 
-class WayOut(NamedTuple):
-    url: str
-    name: str
-
-
-def way_out(return_to: str | None) -> WayOut:
-    """Where a person goes who cannot sign in before a lock ends: the page of the relying party
-    that the login was for, else the portal."""
-    back = way_back.of(return_to)
-    waiting = back.waiting if back else None
-    if waiting is not None and waiting.landing_uri:
-        return WayOut(waiting.landing_uri, waiting.client_name)
-    return WayOut(current_app.config["PORTAL_URL"], current_app.config["PRODUCT_NAME"])
-
-
-def ended_page(purpose: str | None, reason: str, *, return_to: str | None, locked_until=None):
-    """The step ended; its "sign in" link keeps the way back that the login had. While wrong
-    PINs lock the account, a sign-in can only fail: then the page says from when, and leads
-    out instead."""
-    return (
-        render_template(
-            "pin/ended.html",
-            purpose=purpose,
-            reason=reason,
-            locked_until=locked_until,
-            return_to=return_to,
-            way_out=way_out(return_to) if locked_until else None,
-        ),
-        410,
-    )
-
-
-def ended_flow_page():
-    """The browser's step is over (expired, or done): its way back stays."""
-    return ended_page(
-        None, "expired", return_to=transactions.return_to_of(flow_transaction_token())
-    )
-
-
 # The PIN page's message and status for a try that did not complete the step.
 TRY_ANSWERS = {
     PinResult.WRONG: ("wrong", 422),
@@ -94,9 +54,7 @@ NO_TRY = (PinResult.MALFORMED, PinResult.NOT_SENT)
 def form():
     transaction = transactions.load(flow_transaction_token(), clock.now(), factor=SMS_PIN.name)
     if transaction is None:
-        # The back button after a login that went on to a relying party: back there.
-        back = way_back.back_to_completed()
-        return redirect(back) if back else ended_flow_page()
+        return step_gone()
     return pin_page(transaction)
 
 
@@ -123,14 +81,7 @@ def submit():
         )
         db.session.commit()
     if result is PinResult.ENDED:
-        end_flow()
-        locked_until = lockout.pins_locked_until(transaction.user_id, clock.now())
-        return ended_page(
-            transaction.purpose,
-            "attempts",
-            return_to=transaction.return_to,
-            locked_until=locked_until,
-        )
+        return ended_by_failures(transaction, "attempts")
     error, status = TRY_ANSWERS[result]
     return pin_page(transaction, error=error, status=status)
 
