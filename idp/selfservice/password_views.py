@@ -4,7 +4,7 @@
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
 from idp import audit
-from idp.authn.factors.sms.views import ended_page
+from idp.authn.step_ended import ended_page
 from idp.authn.web import current_session, set_session_cookie, sms_error
 from idp.errors import PinsLocked, SendError
 from idp.platform import clock
