@@ -115,6 +115,10 @@ SMS_ALLOWED_COUNTRIES = ["DE", "AT", "CH"]
 # day. `idp users show` tells how much of both is used, `idp users unlock` starts them again.
 SMS_LIMIT_PER_NUMBER = "40 per day"
 SMS_LIMIT_PER_ACCOUNT = "40 per day"
+# SMS an account may send to a number that is not its own yet: the PINs proving the new number
+# of a phone change (/account/phone; two changes with their resends). A stolen session cannot
+# pump SMS to numbers of its choosing, nor use up another person's number cap.
+SMS_LIMIT_TO_NEW_NUMBERS_PER_ACCOUNT = "8 per day"
 # Global budget over all numbers: messages per hour, and money per hour (EUR, as Vonage
 # reports each message's price). Past either, sending stops for the rest of the hour and an
 # error is logged and counted (idp_sms_budget_exceeded_total).

@@ -94,3 +94,34 @@ def test_refused_number_does_not_use_the_global_budget(app):
             with pytest.raises(SmsRefused):
                 guard.reserve(MOBILE_DE, "anna")
         guard.reserve("+4915112345670", "bert")
+
+
+def test_an_account_past_its_cap_no_longer_counts_against_another_persons_number(app):
+    """Phone changes to someone else's number, refused once the account's own cap is used up,
+    must not go on using up that number's day: her own PINs would stop."""
+    guard = make_guard(
+        per_number="5 per day", per_account="3 per day", per_account_to_new_numbers="100 per day"
+    )
+    victim = "+4915112345679"
+    with app.app_context():
+        for _ in range(3):
+            guard.reserve(victim, "mallory", new_number=True)
+        for _ in range(10):
+            with pytest.raises(SmsRefused) as refused:
+                guard.reserve(victim, "mallory", new_number=True)
+            assert refused.value.reason == "account_daily"
+        for _ in range(2):  # what is left of her number's day is hers
+            guard.reserve(victim, "victim")
+
+
+def test_sms_to_numbers_not_yet_the_accounts_own_have_a_cap_of_their_own(app):
+    guard = make_guard(
+        per_number="100 per day", per_account="100 per day", per_account_to_new_numbers="2 per day"
+    )
+    with app.app_context():
+        guard.reserve("+4915112345671", "anna", new_number=True)
+        guard.reserve("+4915112345672", "anna", new_number=True)
+        with pytest.raises(SmsRefused) as refused:
+            guard.reserve("+4915112345673", "anna", new_number=True)
+        assert refused.value.reason == "new_numbers_daily"
+        guard.reserve(MOBILE_DE, "anna")  # her own number: only the other caps

@@ -27,7 +27,7 @@ COST_UNITS_PER_EUR = 10_000
 
 class SmsRefused(SendError):
     """No SMS may go to this number now. `reason` is one of: country, number_type,
-    number_daily, account_daily, budget."""
+    number_daily, account_daily, new_numbers_daily, budget."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -65,6 +65,8 @@ class SmsGuard:
     per_account: str
     budget_messages: str
     budget_cost_eur: float
+    # SMS an account may send to a number not (yet) its own: the new number of a phone change.
+    per_account_to_new_numbers: str = "8 per day"
 
     @classmethod
     def from_config(cls, config, storage: Storage) -> "SmsGuard":
@@ -75,6 +77,7 @@ class SmsGuard:
             per_account=config["SMS_LIMIT_PER_ACCOUNT"],
             budget_messages=config["SMS_BUDGET_MESSAGES"],
             budget_cost_eur=float(config["SMS_BUDGET_EUR_PER_HOUR"]),
+            per_account_to_new_numbers=config["SMS_LIMIT_TO_NEW_NUMBERS_PER_ACCOUNT"],
         )
 
     @property
@@ -84,19 +87,20 @@ class SmsGuard:
     def _cost_window(self):
         return parse(f"{int(self.budget_cost_eur * COST_UNITS_PER_EUR)} per hour")
 
-    def reserve(self, phone: str, account: str) -> None:
+    def reserve(self, phone: str, account: str, *, new_number: bool = False) -> None:
         """Counts one SMS against every cap, or raises SmsRefused without sending. Each
         counter is incremented atomically in the storage, so parallel requests cannot share
-        one remaining SMS."""
+        one remaining SMS. `new_number`: the number is not the account's own yet (a phone
+        change proving its new number), under a cap of its own as well."""
         try:
-            self._reserve(phone, account)
+            self._reserve(phone, account, new_number)
         except SmsRefused as refused:
             from idp.platform import metrics
 
             metrics.SMS_REFUSED.labels(reason=refused.reason).inc()
             raise
 
-    def _reserve(self, phone: str, account: str) -> None:
+    def _reserve(self, phone: str, account: str, new_number: bool) -> None:
         problem = number_problem(phone, self.allowed_countries)
         if problem:
             raise SmsRefused(problem)
@@ -104,11 +108,18 @@ class SmsGuard:
         if not limiter.test(self._cost_window(), "sms-cost"):
             self._alert("cost")
             raise SmsRefused("budget")
-        # Personal caps first: a refused number must not use up the global budget.
-        if not limiter.hit(parse(self.per_number), *self._number_key(phone)):
-            raise SmsRefused("number_daily")
+        # Personal caps first: a refused number must not use up the global budget. The
+        # account's caps before the number's: an account that has used up its own may not go on
+        # counting against someone else's number (phone changes to her number, each refused,
+        # would otherwise use up her day's PINs and lock her out of every sign-in).
+        if new_number and not limiter.hit(
+            parse(self.per_account_to_new_numbers), "sms-new-number", account
+        ):
+            raise SmsRefused("new_numbers_daily")
         if not limiter.hit(parse(self.per_account), *self._account_key(account)):
             raise SmsRefused("account_daily")
+        if not limiter.hit(parse(self.per_number), *self._number_key(phone)):
+            raise SmsRefused("number_daily")
         if not limiter.hit(parse(self.budget_messages), "sms-global"):
             self._alert("messages")
             raise SmsRefused("budget")

@@ -81,7 +81,7 @@ def send_pin(transaction: AuthTransaction, now: datetime) -> None:
     # Raises SmsRefused (a SendError) before the provider is called: pumping costs us nothing.
     to = recipient(transaction)
     # Each number's caps count its own PINs, a new number's too (pumping through phone changes).
-    sms_guard.guard().reserve(to, transaction.user.subject)
+    sms_guard.guard().reserve(to, transaction.user.subject, new_number=to != transaction.user.phone)
     try:
         receipt = send_sms(
             Sms(
