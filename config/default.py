@@ -151,8 +151,11 @@ INVITATION_LIFETIME = 72 * 3600
 PASSWORD_RESET_LIFETIME = 3600
 # Forgotten-password requests per account (the username typed, known or not: counting only
 # known ones would tell which exist), after which no further link is mailed for a while. The
-# page answers the same whether or not a mail goes out.
-PASSWORD_RESET_PER_ACCOUNT = "3 per hour; 10 per day"  # noqa: S105 (a limit)
+# page answers the same whether or not a mail goes out. Counted per network (/24, /64) first,
+# so that someone elsewhere asking for her name cannot use up her own requests; then over all
+# networks, which bounds the mails an account can be sent.
+PASSWORD_RESET_PER_ACCOUNT_AND_NETWORK = "3 per hour; 10 per day"  # noqa: S105 (a limit)
+PASSWORD_RESET_PER_ACCOUNT = "10 per hour; 30 per day"  # noqa: S105 (a limit)
 
 # --- Second factors ---------------------------------------------------------------------------
 # Which second factors confirm a login after the password, in order of preference: an account

@@ -18,7 +18,7 @@ from idp.audit.models import AuditEvent
 from idp.authn.models import AuthTransaction, TransactionPurpose, TransactionState
 from idp.platform import background, clock, ratelimit
 from idp.platform.extensions import db
-from idp.platform.secrets import digest
+from idp.platform.secrets import keyed_digest
 from tests.conftest import (
     PASSWORD,
     POSTGRES_URI,
@@ -388,7 +388,7 @@ def test_the_whole_reset_through_smtp_and_vonage(real_senders_app, smtp_server, 
 
 
 def test_the_per_account_limit_stops_mails_and_not_the_answer(make_app, outbox):
-    app = make_app(PASSWORD_RESET_PER_ACCOUNT="2 per hour")
+    app = make_app(PASSWORD_RESET_PER_ACCOUNT_AND_NETWORK="2 per hour")
     client = app.test_client()
     activate(app, client, outbox)
     mails = len(outbox.mails())
@@ -402,12 +402,37 @@ def test_the_per_account_limit_stops_mails_and_not_the_answer(make_app, outbox):
 
 def test_a_name_that_is_no_account_uses_up_its_requests_too(make_app):
     """Counted alike, so that no name shows itself as none by never running out."""
-    app = make_app(PASSWORD_RESET_PER_ACCOUNT="2 per hour")
+    app = make_app(PASSWORD_RESET_PER_ACCOUNT_AND_NETWORK="2 per hour")
     client = app.test_client()
     for _ in range(2):
         forgot(app, client, "Nobody")
     with app.app_context():
-        assert not ratelimit.take_password_reset(digest(users.username_key("nobody")))
+        key = keyed_digest("password-reset", users.username_key("nobody"))
+        assert not ratelimit.take_password_reset(key, "127.0.0.1")
+
+
+def test_requests_for_her_name_from_elsewhere_do_not_use_up_her_own(make_app, outbox):
+    """Whoever asks for her name ten times from another network blocks only that network: her
+    own request still gets its link."""
+    app = make_app(PASSWORD_RESET_PER_ACCOUNT_AND_NETWORK="2 per day")
+    client = app.test_client()
+    activate(app, client, outbox)
+    mails = len(outbox.mails())
+    for _ in range(10):
+        forgot(app, client, "anna", environ_base={"REMOTE_ADDR": "203.0.113.7"})
+    assert len(outbox.mails()) == mails + 2
+    forgot(app, client, "anna", environ_base={"REMOTE_ADDR": "198.51.100.20"})
+    assert len(outbox.mails()) == mails + 3
+
+
+def test_the_requests_for_an_account_over_all_networks_are_bounded(make_app, outbox):
+    app = make_app(PASSWORD_RESET_PER_ACCOUNT="3 per day")
+    client = app.test_client()
+    activate(app, client, outbox)
+    mails = len(outbox.mails())
+    for network in range(5):
+        forgot(app, client, "anna", environ_base={"REMOTE_ADDR": f"203.0.{network}.7"})
+    assert len(outbox.mails()) == mails + 3
 
 
 @pytest.mark.parametrize("setting", ["PER_IP", "PER_NETWORK"])

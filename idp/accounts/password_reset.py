@@ -13,7 +13,7 @@ from idp.accounts.models import User, UserState
 from idp.errors import SendError
 from idp.platform import ratelimit
 from idp.platform.extensions import db
-from idp.platform.secrets import digest
+from idp.platform.secrets import keyed_digest
 
 
 def request_link(username: str, now: datetime, ip: str | None) -> None:
@@ -21,8 +21,9 @@ def request_link(username: str, now: datetime, ip: str | None) -> None:
     active account that has requests left; audits a refusal of a known account."""
     key = users.username_key(username)
     # Every name counts, known or not: if only accounts were counted, the name whose requests
-    # never run out would be no account. The digest keeps typed names out of the counters.
-    allowed = ratelimit.take_password_reset(digest(key))
+    # never run out would be no account. The keyed digest keeps typed names (and passwords
+    # typed into the wrong field) out of the counters, also from whoever reads Redis.
+    allowed = ratelimit.take_password_reset(keyed_digest("password-reset", key), ip)
     user = _find(key)
     if user is None:
         return

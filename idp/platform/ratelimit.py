@@ -162,14 +162,21 @@ def take_pending_authorization(ip: str | None) -> int | None:
     return None
 
 
-def take_password_reset(account: str) -> bool:
-    """Counts a forgotten-password request for the account named (PASSWORD_RESET_PER_ACCOUNT);
-    False once it has used up its requests. The caller counts every name alike, known or not."""
+def take_password_reset(account: str, ip: str | None) -> bool:
+    """Counts a forgotten-password request for the account named, from the network of `ip`
+    (PASSWORD_RESET_PER_ACCOUNT_AND_NETWORK), then over all networks (PASSWORD_RESET_PER_ACCOUNT);
+    False once either is used up. Per network first: whoever asks for her name elsewhere uses
+    up that network's requests, not hers. The caller counts every name alike, known or not."""
     strategy = MovingWindowRateLimiter(counters())
-    return all(
-        strategy.hit(limit, "password-reset", account)
-        for limit in parse_many(current_app.config["PASSWORD_RESET_PER_ACCOUNT"])
-    )
+    config = current_app.config
+    limits = [
+        (limit, ("password-reset", account, network_of(ip)))
+        for limit in parse_many(config["PASSWORD_RESET_PER_ACCOUNT_AND_NETWORK"])
+    ] + [
+        (limit, ("password-reset", account))
+        for limit in parse_many(config["PASSWORD_RESET_PER_ACCOUNT"])
+    ]
+    return all(strategy.hit(limit, *key) for limit, key in limits)
 
 
 # Longer than any sensible window of LOGIN_ATTEMPTS_PER_ACCOUNT_AND_NETWORK: when an epoch
