@@ -2,6 +2,7 @@
 pollers and `idp logout deliver`, against relying parties that are down, slow or flaky."""
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -24,7 +25,6 @@ from idp.audit.models import AuditEvent
 from idp.authn import sessions
 from idp.authn.models import Session
 from idp.errors import ConfigurationError
-from idp.gunicorn_conf import post_worker_init
 from idp.oidc import logout_outbox
 from idp.oidc.logout_poller import LogoutPoller
 from idp.oidc.models import Client, LogoutDelivery, LogoutDeliveryState
@@ -47,6 +47,7 @@ class RelyingPartyEndpoint:
         self.tokens: list[str] = []
         self.status = 200
         self.delay = 0.0
+        self.endless_body = False  # answers with a body that goes on and on
         self.server = None
         self.lock = threading.Lock()
 
@@ -62,6 +63,11 @@ class RelyingPartyEndpoint:
                     endpoint.tokens += body.get("logout_token", [])
                 self.send_response(endpoint.status)
                 self.end_headers()
+                ends = time.monotonic() + 3  # long enough to tell
+                with contextlib.suppress(OSError):  # the IdP hangs up
+                    while endpoint.endless_body and time.monotonic() < ends:
+                        self.wfile.write(b"x" * 65536)
+                        time.sleep(0.01)
 
             def log_message(self, *args):
                 pass
@@ -170,6 +176,24 @@ def test_a_relying_party_that_answers_slowly_is_given_up_on_after_the_timeout(id
         assert logout_outbox.deliver_due(clock.now()) == (1, 0)
         assert time.monotonic() - started < 2
     assert deliveries(idp.app)[0].last_problem == "ReadTimeout"
+
+
+def test_a_relying_party_that_answers_with_an_endless_body_costs_neither_time_nor_memory(
+    idp, endpoint
+):
+    """Its status is the answer; the body is never read."""
+    endpoint.endless_body = True
+    endpoint.up()
+    idp.app.config["BACKCHANNEL_LOGOUT_TIMEOUT"] = 1
+    created = idp.create_client("--backchannel-logout-uri", endpoint.uri)
+    with idp.app.app_context():
+        client = db.session.scalar(select(Client).where(Client.client_id == created["client_id"]))
+        fake = SimpleNamespace(sid="e" * 43, user=SimpleNamespace(subject="e"), user_id=None)
+        logout_outbox.enqueue(fake, [client], clock.now())
+        db.session.commit()
+        started = time.monotonic()
+        assert logout_outbox.deliver_due(clock.now()) == (1, 1)
+        assert time.monotonic() - started < 1
 
 
 def test_each_try_carries_a_freshly_signed_token(idp, browser, make_rp, endpoint, frozen_clock):
@@ -346,8 +370,14 @@ def test_a_deliverer_that_died_mid_try_leaves_the_row_to_another_after_its_lease
 
 
 def test_the_poller_of_a_gunicorn_worker_delivers_when_the_relying_party_is_back(
-    idp, browser, make_rp, endpoint, frozen_clock
+    idp, browser, make_rp, endpoint, frozen_clock, monkeypatch, tmp_path
 ):
+    # gunicorn's settings name a metrics directory in the environment when none is set: one of
+    # this test's own, forgotten afterwards (this process's metrics stay in its memory). Not at
+    # import: every later test of the process would read metrics from that empty directory.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    from idp.gunicorn_conf import post_worker_init
+
     rp = make_rp("--backchannel-logout-uri", endpoint.uri)
     log_out(idp, browser, rp.sign_in(browser))
     first_try_made(idp)

@@ -13,8 +13,10 @@ from idp.platform import network
 def post(http: requests.Session, uri: str, token: str, timeout: float, logger: logging.Logger):
     """None when the relying party took the token, else why not (for the log and the row)."""
     try:
+        # stream: the body is never read (it means nothing here), so that an endpoint sending
+        # a large one costs neither time nor memory.
         response = http.post(
-            uri, data={"logout_token": token}, timeout=timeout, allow_redirects=False
+            uri, data={"logout_token": token}, timeout=timeout, allow_redirects=False, stream=True
         )
     except requests.RequestException as error:
         refusal = network.refusal_of(error)

@@ -6,7 +6,7 @@ the session, tried once in the background as soon as that is committed, and agai
 pollers (idp.oidc.logout_poller) or `idp logout deliver` until the relying party takes them. A
 relying party that is down never holds up the person who is logging out."""
 
-import threading
+from concurrent.futures import Future
 from datetime import datetime
 
 from flask import Flask, current_app
@@ -14,7 +14,7 @@ from flask import Flask, current_app
 from idp.accounts.models import User
 from idp.authn.models import Session
 from idp.oidc import logout_outbox, token_store
-from idp.platform import clock
+from idp.platform import background, clock
 
 
 def session_ended(session: Session, now: datetime) -> list:
@@ -34,14 +34,11 @@ def account_signed_out(user: User, now: datetime) -> None:
     token_store.revoke_user_grants(user, now)
 
 
-def deliver_soon(app: Flask, ids: list[int]) -> threading.Thread:
-    """Tries the deliveries at once, in a background thread (not a daemon, so that a command
-    line run waits for it); what fails is the pollers' to try again."""
-    thread = threading.Thread(
-        target=_deliver, args=(app, ids), name="backchannel-logout", daemon=False
-    )
-    thread.start()
-    return thread
+def deliver_soon(app: Flask, ids: list[int]) -> Future | None:
+    """Tries the deliveries at once, in the process's small background pool (a burst of
+    logouts waits there instead of starting a thread each; a command line run waits for it at
+    exit). Whatever fails or finds the pool full stays due for the pollers."""
+    return background.of(app).submit(lambda: _deliver(app, ids), "backchannel-logout")
 
 
 def _deliver(app: Flask, ids: list[int]) -> None:

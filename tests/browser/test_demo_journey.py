@@ -43,7 +43,13 @@ TEXTS = {
 
 
 @pytest.fixture
-def demo(tmp_path, database_uri):
+def demo(tmp_path, database_uri, make_app):
+    # The demo starts on an empty database, as `idp demo` does: no key or account that an
+    # earlier test of this process left behind (under another secret key) may meet it.
+    with make_app().app_context():
+        from tests.conftest import empty_tables
+
+        empty_tables()
     ports = DemoPorts(free_port(), free_port(), free_port())
     servers, _ = serve_demo(
         ports,

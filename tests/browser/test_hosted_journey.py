@@ -48,7 +48,7 @@ def test_activation_and_login_in_the_browser(browser, live_idp, language):
     page.go_back()
     page.fill("#pin", pin)
     page.get_by_role("button", name=text["confirm"], exact=True).click()
-    page.wait_for_url(f"{base}/")
+    page.wait_for_url(f"{base}/account")
     assert "anna" in page.content()
     steps.record("signed-in")
 
@@ -60,7 +60,7 @@ def test_language_switch_changes_the_page_language(browser, live_idp):
     page = new_page(browser, "de")
     page.goto(f"{base}/login")
     assert page.get_attribute("html", "lang") == "de"
-    page.get_by_role("link", name="EN").click()
+    page.get_by_role("link", name="EN", exact=True).click()
     page.wait_for_selector("html[lang=en]")
     assert "Username" in page.content()
 
