@@ -508,3 +508,21 @@ def test_every_idp_variable_the_project_sets_is_a_setting_or_read_outside_the_co
     }
     unknown = {name for name in named - NOT_SETTINGS if name.removeprefix("IDP_") not in app.config}
     assert unknown == set()
+
+
+def test_the_database_uris_own_options_stay_beside_the_timeouts():
+    """An operator's search_path (or connect timeout) in the URI is not replaced by ours."""
+    from idp.platform.database import server_timeouts
+
+    config = {"DATABASE_CONNECT_TIMEOUT": 3, "DATABASE_STATEMENT_TIMEOUT": 20}
+    plain = "postgresql+psycopg://idp@db/idp"
+    assert server_timeouts(config, plain) == {
+        "connect_timeout": 3,
+        "options": "-c statement_timeout=20000",
+    }
+    own = f"{plain}?options=-csearch_path%3Didp&connect_timeout=9"
+    assert server_timeouts(config, own) == {
+        "options": "-csearch_path=idp -c statement_timeout=20000"
+    }
+    with_timeout = f"{plain}?options=-c%20statement_timeout%3D5000"
+    assert server_timeouts(config, with_timeout) == {"connect_timeout": 3}

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from flask import Flask, current_app, g
-from sqlalchemy import create_engine, event, exc, text
+from sqlalchemy import create_engine, event, exc, make_url, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import scoped_session
 
@@ -20,22 +20,32 @@ def configure_engine_options(app: Flask) -> None:
         # Wait for a writer instead of failing at once when requests run in parallel.
         options.setdefault("connect_args", {"timeout": 30})
     elif uri.startswith("postgresql"):
-        options["connect_args"] = {**server_timeouts(app.config), **options.get("connect_args", {})}
+        options["connect_args"] = {
+            **server_timeouts(app.config, uri),
+            **options.get("connect_args", {}),
+        }
     # Error messages (and so logs) must not quote SQL parameters: hashes and token digests.
     options.setdefault("hide_parameters", True)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
 
 
-def server_timeouts(config) -> dict:
+def server_timeouts(config, uri: str) -> dict:
     """libpq's connection parameters that bound a request's wait for the database: a server
     that does not answer (down, unreachable, failing over) fails the connect after
     DATABASE_CONNECT_TIMEOUT seconds instead of the operating system's minutes, and a statement
     that runs longer than DATABASE_STATEMENT_TIMEOUT is cancelled by the server (0: never);
-    both end in a 503, before gunicorn's worker timeout would kill the worker."""
-    parameters = {"connect_timeout": max(1, round(config["DATABASE_CONNECT_TIMEOUT"]))}
+    both end in a 503, before gunicorn's worker timeout would kill the worker. What the URI
+    says itself stays: its connect_timeout, and its `options` (a search_path, say), to which
+    the statement timeout is added unless they set one."""
+    query = make_url(uri).query
+    parameters = {}
+    if "connect_timeout" not in query:
+        parameters["connect_timeout"] = max(1, round(config["DATABASE_CONNECT_TIMEOUT"]))
+    given = query.get("options", "")
+    given = " ".join(given) if isinstance(given, tuple) else given
     statement_ms = round(config["DATABASE_STATEMENT_TIMEOUT"] * 1000)
-    if statement_ms:
-        parameters["options"] = f"-c statement_timeout={statement_ms}"
+    if statement_ms and "statement_timeout" not in given:
+        parameters["options"] = f"{given} -c statement_timeout={statement_ms}".strip()
     return parameters
 
 
