@@ -505,7 +505,11 @@ def gunicorn_instance(env: dict, port: int, work: Path) -> Iterator[subprocess.P
         yield process
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)  # gunicorn's graceful_timeout is 25 s
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def timed_logins(server: Server, args, login) -> tuple[int, float, int]:
