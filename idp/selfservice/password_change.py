@@ -4,11 +4,7 @@ the new one follows the rules of every password (accounts.passwords); an SMS PIN
 on record confirms it. Only then does it take effect: the account's other sessions and their
 tokens end (the relying parties are told), this browser's session stays with a new cookie."""
 
-from dataclasses import dataclass
 from datetime import datetime
-
-from flask import current_app
-from sqlalchemy import select
 
 from idp import audit
 from idp.accounts import notifications
@@ -17,19 +13,8 @@ from idp.accounts.passwords import check_policy, hashing, normalize
 from idp.authn import lockout, sessions, transactions
 from idp.authn.factors.sms import challenges
 from idp.authn.models import AuthTransaction, Session, TransactionPurpose
-from idp.errors import HashingBusy
-from idp.platform.extensions import db
 from idp.platform.hooks import AfterCommit
-
-
-@dataclass(frozen=True)
-class Refused:
-    """Why the form is shown again: a key of the page's messages (or a policy's message), its
-    status, and until when a lock holds."""
-
-    reason: str
-    status: int = 422
-    until: datetime | None = None
+from idp.selfservice.current_password import Refused, check_current_password
 
 
 def begin(
@@ -46,7 +31,9 @@ def begin(
     violation = check_policy(password, confirmation, username=user.username, email=user.email)
     if violation is not None:
         return Refused(str(violation.message))
-    refused = check_current_password(user, current, now, ip)
+    refused = check_current_password(
+        user, current, now, ip, failed_event="password.change_failed", wrong="current"
+    )
     if refused is not None:
         return refused
     if normalize(password) == normalize(current):
@@ -60,36 +47,6 @@ def begin(
     challenges.send_first_pin(transaction, now, ip)
     audit.record("password.change_requested", now=now, actor="user", user=user, ip=ip)
     return transaction, token
-
-
-def check_current_password(user: User, password: str, now: datetime, ip: str | None):
-    """None when the current password is right; Refused when it is wrong or the account's
-    password step is locked. Counted before it is checked (lockout.claim_password_attempt, one
-    conditional UPDATE, committed), so that parallel requests get no extra guesses. Unlike at
-    the login, the home network spares nobody here: whoever holds this session signed in from
-    it, and a stolen session must not guess on without end."""
-    if not lockout.claim_password_attempt(user.id, now):
-        until = db.session.scalar(select(User.locked_until).where(User.id == user.id))
-        _refused(user, now, ip, "locked")
-        return Refused("locked", status=429, until=until)
-    # Longer than any password that can be set: wrong, without hashing it.
-    limit = current_app.config["PASSWORD_MAX_BYTES"]
-    too_long = len(password.encode("utf-8", "surrogatepass")) > limit
-    try:
-        ok = not too_long and hashing().verify(user.password_hash, password)
-    except HashingBusy:
-        # Not checked (no argon2 slot in time), so not a try.
-        lockout.give_back_password_attempt(user.id)
-        raise
-    lockout.settle_password_attempt(user, ok, now)
-    if ok:
-        return None
-    _refused(user, now, ip, "password")
-    return Refused("current")
-
-
-def _refused(user: User, now: datetime, ip: str | None, reason: str) -> None:
-    audit.record("password.change_failed", now=now, actor="user", user=user, ip=ip, reason=reason)
 
 
 def complete(

@@ -4,39 +4,28 @@ to the number on record (the owner), then a PIN to the new number (it is hers an
 SMS). Only then the number changes. The new number waits server-side on the transactions
 (`pending_phone`), so that no browser can swap it between the steps."""
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app, render_template
 from flask_babel import force_locale
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from idp import audit
 from idp.accounts import lifecycle, users
 from idp.accounts.models import User
-from idp.accounts.passwords import hashing
 from idp.authn import lockout, transactions
 from idp.authn.factors.sms import challenges
 from idp.authn.models import AuthTransaction, TransactionPurpose, TransactionState
-from idp.errors import HashingBusy, SendError
+from idp.errors import SendError
 from idp.platform.extensions import db
 from idp.platform.hooks import AfterCommit
+from idp.selfservice.current_password import Refused, check_current_password
 from idp.senders import Sms, send_sms, sms_guard
 
 PURPOSES = (TransactionPurpose.PHONE_CURRENT, TransactionPurpose.PHONE_NEW)
 # Longer input is no phone number, and is not parsed.
 MAX_TYPED = 64
 NUMBER_CHARACTERS = set("+0123456789 ()-./")
-
-
-@dataclass(frozen=True)
-class Refused:
-    """Why the form is shown again: a key of the page's messages, its status, and until when a
-    lock holds."""
-
-    reason: str
-    status: int = 422
-    until: datetime | None = None
 
 
 def begin(
@@ -57,7 +46,9 @@ def begin(
     # its step's row, then the account's, and the other order would wait on it forever. A new
     # request replaces the open one even when its password turns out wrong.
     end_open_changes(user, now)
-    refused = check_current_password(user, password, now, ip)
+    refused = check_current_password(
+        user, password, now, ip, failed_event="phone.change_failed", wrong="password"
+    )
     if refused is not None:
         return refused
     transaction, token = transactions.start(
@@ -86,37 +77,6 @@ def checked_number(phone: str) -> str | Refused:
     if problem is not None:
         return Refused(problem)
     return users.check_phone(phone)
-
-
-def check_current_password(user: User, password: str, now: datetime, ip: str | None):
-    """None when the current password is right; Refused when it is wrong or the account's
-    password step is locked. Counted before it is checked (lockout.claim_password_attempt, one
-    conditional UPDATE, committed), so that parallel requests get no extra guesses. Unlike at
-    the login, the home network spares nobody: whoever holds this session signed in from it,
-    and a session left open must not guess on without end."""
-    if not lockout.claim_password_attempt(user.id, now):
-        until = db.session.scalar(select(User.locked_until).where(User.id == user.id))
-        _failed(user, now, ip, "locked")
-        return Refused("locked", status=429, until=until)
-    too_long = (
-        len(password.encode("utf-8", "surrogatepass")) > current_app.config["PASSWORD_MAX_BYTES"]
-    )
-    try:
-        # Too long to be any password set here: wrong, without hashing it.
-        ok = not too_long and hashing().verify(user.password_hash, password)
-    except HashingBusy:
-        # Not checked (no argon2 slot in time), so not a try.
-        lockout.give_back_password_attempt(user.id)
-        raise
-    lockout.settle_password_attempt(user, ok, now)
-    if ok:
-        return None
-    _failed(user, now, ip, "password")
-    return Refused("password")
-
-
-def _failed(user: User, now: datetime, ip: str | None, reason: str) -> None:
-    audit.record("phone.change_failed", now=now, actor="user", user=user, ip=ip, reason=reason)
 
 
 def end_open_changes(user: User, now: datetime) -> None:
