@@ -882,6 +882,17 @@ def print_table(rows: list[Row]) -> None:
 PARTS = ("argon2", "logins", "protocol", "profiles")
 
 
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """What running_server reads: the load clients (and users) and the database."""
+    parser.add_argument("--clients", type=int, default=8, help="parallel clients (and users)")
+    parser.add_argument(
+        "--database",
+        choices=("auto", "sqlite", "postgresql"),
+        default="auto",
+        help="auto: PostgreSQL on 127.0.0.1:5432 when it answers, else SQLite",
+    )
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--logins", type=int, default=300, help="at most this many logins")
@@ -892,13 +903,7 @@ def main(argv=None) -> None:
         help="at most this many requests per protocol scenario and server",
     )
     parser.add_argument("--seconds", type=float, default=20, help="at most this long per scenario")
-    parser.add_argument("--clients", type=int, default=8, help="parallel clients (and users)")
-    parser.add_argument(
-        "--database",
-        choices=("auto", "sqlite", "postgresql"),
-        default="auto",
-        help="auto: PostgreSQL on 127.0.0.1:5432 when it answers, else SQLite",
-    )
+    add_server_arguments(parser)
     parser.add_argument(
         "--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}"
     )

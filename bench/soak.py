@@ -203,13 +203,7 @@ def main(argv=None) -> int:
         prog="python -m bench.soak", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--seconds", type=float, default=600, help="how long the load runs")
-    parser.add_argument("--clients", type=int, default=8, help="parallel clients (and users)")
-    parser.add_argument(
-        "--database",
-        choices=("auto", "sqlite", "postgresql"),
-        default="auto",
-        help="auto: PostgreSQL on 127.0.0.1:5432 when it answers, else SQLite",
-    )
+    run.add_server_arguments(parser)
     args = parser.parse_args(argv)
     with run.running_server(args) as server:
         client = server.clients["jwt"]
