@@ -7,6 +7,8 @@ WebAuthn needs a secure context and an RP ID that is a domain: an IP address is 
 http://localhost is a secure context, so this IdP is served at http://localhost:<port> (its
 RP ID "localhost")."""
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -66,13 +68,43 @@ def enter_pin(page, base):
     page.locator('form button[type=submit]:not([name="resend"])').first.click()
 
 
-def sign_in_at_rp(page, rp, base, *, factor):
+class Callbacks:
+    """The relying party's redirect URI, served for real on its port (no interception of the
+    browser's requests, which raced with the redirect): it records every URL that arrives."""
+
+    def __init__(self, port: int):
+        self.urls: list[str] = []
+        callbacks = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path.startswith("/callback"):  # not the browser's /favicon.ico
+                    callbacks.urls.append(f"http://localhost:{port}{self.path}")
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"RP")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def callbacks():
+    served = Callbacks(free_port())
+    yield served
+    served.stop()
+
+
+def sign_in_at_rp(page, rp, base, callbacks, *, factor):
     """The relying party's authorization request; returns the ID token's claims."""
-    callbacks = []
-    page.route(
-        f"{rp.redirect_uri}*",
-        lambda route: (callbacks.append(route.request.url), route.fulfill(body="RP")),
-    )
     page.goto(rp.authorization_url())
     type_password(page)
     page.wait_for_url("**/login/passkey")
@@ -82,10 +114,9 @@ def sign_in_at_rp(page, rp, base, *, factor):
         page.click('button[name="sms"]')
         enter_pin(page, base)
     page.wait_for_url(f"{rp.redirect_uri}*")
-    page.unroute(f"{rp.redirect_uri}*")
-    params = {k: v[0] for k, v in parse_qs(urlsplit(callbacks[-1]).query).items()}
+    params = {k: v[0] for k, v in parse_qs(urlsplit(callbacks.urls[-1]).query).items()}
     assert params["state"] == rp.last["state"]
-    return rp.verify_id_token(rp.redeem(callbacks[-1])["id_token"])
+    return rp.verify_id_token(rp.redeem(callbacks.urls[-1])["id_token"])
 
 
 def sign_out(page, base):
@@ -99,10 +130,10 @@ def sms_count(page, base):
     return page.locator("article", has_text="SMS").count()
 
 
-def test_passkey_register_sign_in_fall_back_remove(browser, localhost_idp, outbox):
+def test_passkey_register_sign_in_fall_back_remove(browser, localhost_idp, outbox, callbacks):
     idp, base = localhost_idp, localhost_idp.issuer
     invite(idp.app)
-    redirect_uri = f"http://localhost:{free_port()}/callback"
+    redirect_uri = f"http://localhost:{callbacks.server.server_port}/callback"
     created = idp.create_client(redirect_uri=redirect_uri)
     rp = RelyingParty(idp, created["client_id"], created["client_secret"], redirect_uri)
     page = new_page(browser, "de")
@@ -130,20 +161,18 @@ def test_passkey_register_sign_in_fall_back_remove(browser, localhost_idp, outbo
     # Password + passkey at the relying party: no SMS.
     sign_out(page, base)
     sms_before = sms_count(page, base)
-    page.route(f"{redirect_uri}*", lambda route: route.fulfill(body="RP"))
     page.goto(rp.authorization_url())
     type_password(page)
     page.wait_for_url("**/login/passkey")
     page.screenshot(path=str(SCREENSHOTS / "21-login-passkey.png"), full_page=True)
-    page.unroute(f"{redirect_uri}*")
-    claims = sign_in_at_rp(page, rp, base, factor="passkey")
+    claims = sign_in_at_rp(page, rp, base, callbacks, factor="passkey")
     assert claims["amr"] == ["pwd", "hwk", "mfa"]
     assert claims["acr"] == "https://refeds.org/profile/mfa"
     assert sms_count(page, base) == sms_before
 
     # The SMS on the same page.
     sign_out(page, base)
-    claims = sign_in_at_rp(page, rp, base, factor="sms")
+    claims = sign_in_at_rp(page, rp, base, callbacks, factor="sms")
     assert claims["amr"] == ["pwd", "sms", "mfa"]
 
     # Removed (the login just now was password + PIN: fresh), and the PIN comes back.
