@@ -28,6 +28,8 @@ def form():
 )
 def submit():
     username = request.form.get("username", "")[:MAX_INPUT]
+    # Nothing of what was typed comes back: the page is the same, byte for byte, for all. It is
+    # rendered before the work is queued, so that the lookup cannot slow its rendering down.
+    page = render_template("activation/forgot_sent.html")
     background.after_response(password_reset.request_link, username, clock.now(), client_ip())
-    # Nothing of what was typed comes back: the page is the same, byte for byte, for all.
-    return render_template("activation/forgot_sent.html")
+    return page
