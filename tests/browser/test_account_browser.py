@@ -57,11 +57,13 @@ def sign_in(page, base: str, outbox, text: dict, password: str = PASSWORD) -> No
     page.get_by_role("heading", name=text["signed_in"], level=1).wait_for()
 
 
-def assert_a_way_on_after_back(page, steps: Steps, name: str) -> None:
-    """The back button after a completed change: a page that is no error and has a way on."""
+def assert_a_way_on_after_back(page, base: str, text: dict, steps: Steps, name: str) -> None:
+    """The back button after a completed change (to the PIN page, whose step is over): the
+    account page, which shows what holds now and leads on, not an error."""
     response = page.go_back()
-    page.wait_for_load_state()
+    page.wait_for_url(f"{base}/account")
     assert response is None or response.status < 400, response.status
+    page.get_by_role("heading", name=text["signed_in"], level=1).wait_for()
     assert page.locator("main a, main button").count() > 0
     steps.record(name)
 
@@ -115,7 +117,7 @@ def test_changing_the_password_with_the_keyboard_alone(journey, outbox, language
     page.get_by_role("status").filter(has_text=text["password_changed"]).wait_for()
     steps.record("changed")
 
-    assert_a_way_on_after_back(page, steps, "back")
+    assert_a_way_on_after_back(page, base, text, steps, "back")
     assert {name: found for name, found in steps.violations.items() if found} == {}
 
 
@@ -148,5 +150,5 @@ def test_changing_the_mobile_number_with_the_keyboard_alone(journey, outbox, lan
     page.get_by_role("status").filter(has_text=text["phone_changed"]).wait_for()
     steps.record("changed")
 
-    assert_a_way_on_after_back(page, steps, "back")
+    assert_a_way_on_after_back(page, base, text, steps, "back")
     assert {name: found for name, found in steps.violations.items() if found} == {}
