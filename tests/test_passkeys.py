@@ -149,7 +149,9 @@ def test_the_sms_on_the_passkey_page_switches_to_the_pin(
     assert len(outbox.sms()) == sms_before + 1
     response = post_form(client, "/pin", {"pin": outbox.last_pin()})
     assert response.status_code == 303
-    assert client.get("/login/passkey").status_code == 410
+    # The passkey step is over: signed in now, its page leads on to the account.
+    again = client.get("/login/passkey")
+    assert again.status_code == 302 and again.headers["Location"] == "/account"
     with passkey_app.app_context():
         newest = db.session.scalars(select(Session).order_by(Session.id.desc())).first()
         assert newest.amr == ["pwd", "sms", "mfa"]

@@ -324,6 +324,28 @@ def test_the_pin_changes_the_password_and_ends_the_other_sessions(
     login(app.test_client(), outbox, password=NEW)
 
 
+def test_the_back_button_after_the_change_leads_to_the_account_page(app, client, outbox):
+    activate(app, client, outbox)
+    browser = signed_in(app, outbox)
+    change(browser)
+    confirm_pin(browser, outbox.last_pin())
+    # The PIN page again (the back button): not "please start again" for a finished change.
+    back = browser.get("/pin", headers=EN)
+    assert back.status_code == 302 and back.headers["Location"] == "/account"
+    assert "Signed in as anna." in browser.get("/account", headers=EN).text
+
+
+def test_a_change_whose_step_expired_says_so_on_the_pin_page(app, client, outbox, frozen_clock):
+    activate(app, client, outbox)
+    browser = signed_in(app, outbox)
+    change(browser)
+    frozen_clock.advance(seconds=app.config["TRANSACTION_LIFETIME"] + 1)
+    # Still signed in, but the step this browser holds is over: it says so.
+    ended = browser.get("/pin", headers=EN)
+    assert ended.status_code == 410 and "Please start again" in ended.text
+    assert browser.get("/account").status_code == 200
+
+
 def test_the_step_cannot_be_completed_by_another_account(app, client, outbox):
     activate(app, client, outbox)
     activate(app, app.test_client(), outbox, username="bob")

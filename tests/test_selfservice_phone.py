@@ -269,6 +269,16 @@ def test_both_pins_change_the_number_and_tell_the_old_number_and_by_mail(app, si
     assert newest_sms(outbox)["to"] == NEW
 
 
+def test_the_back_button_after_the_change_leads_to_the_account_page(app, signed_in, outbox):
+    ask(signed_in)
+    pin(signed_in, pin_in(newest_sms(outbox)))
+    pin(signed_in, pin_in(newest_sms(outbox)))
+    # The PIN page again (the back button): the account, with the new number, not an error.
+    back = signed_in.get("/pin", headers={"Accept-Language": "en"})
+    assert back.status_code == 302 and back.headers["Location"] == "/account"
+    assert "+49\u00a0…\u00a032" in signed_in.get("/account").text
+
+
 def test_pending_logins_of_the_account_end(app, signed_in, outbox, frozen_clock):
     elsewhere = app.test_client()
     post_form(elsewhere, "/login", {"username": "anna", "password": PASSWORD})

@@ -4,10 +4,11 @@ same way and keep the way back that the login had."""
 
 from typing import NamedTuple
 
-from flask import current_app, redirect, render_template
+from flask import current_app, redirect, render_template, url_for
 
 from idp.authn import lockout, transactions, way_back
 from idp.authn.models import AuthTransaction
+from idp.authn.web import current_session
 from idp.platform import clock
 from idp.platform.web import end_flow, flow_transaction_token
 
@@ -53,9 +54,16 @@ def ended_flow_page():
 
 def step_gone():
     """A step's page shown again after its transaction ended: the back button after a login
-    that went on to a relying party goes back there; anything else is told the step is over."""
+    that went on to a relying party goes back there. A signed-in browser whose step ended here
+    (it let go of the flow: a login, or a change on the account pages, completed) goes on to
+    the account page, which shows what holds now: a "please start again" would tell her that a
+    finished change failed. Anything else is told the step is over."""
     back = way_back.back_to_completed()
-    return redirect(back) if back else ended_flow_page()
+    if back:
+        return redirect(back)
+    if flow_transaction_token() is None and current_session() is not None:
+        return redirect(url_for("account.home"))
+    return ended_flow_page()
 
 
 def ended_by_failures(transaction: AuthTransaction, reason: str):

@@ -85,3 +85,17 @@ def newest_pin(page: Page, outbox_url: str) -> str:
     page.goto(outbox_url)
     text = page.locator("article", has_text="SMS").first.inner_text()
     return re.search(r"#(\d{6})", text).group(1)
+
+
+def tab_to(page: Page, text: str) -> None:
+    """Presses Tab until the element with this text has the focus."""
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent.trim()") == text:
+            return
+    raise AssertionError(f"{text!r} cannot be reached with the Tab key")
+
+
+def wait_for_focus(page: Page, name: str) -> None:
+    # Once the browser applied autofocus, which a busy machine may do after the load event.
+    page.wait_for_function(f"document.activeElement && document.activeElement.name === '{name}'")

@@ -5,7 +5,7 @@ axe-core, and the README's screenshots (docs/screenshots/password-forgot-de.png,
 import pytest
 
 from idp.platform import background
-from tests.browser.conftest import ROOT, SCREENSHOTS, Steps, new_page
+from tests.browser.conftest import ROOT, SCREENSHOTS, Steps, new_page, tab_to, wait_for_focus
 from tests.conftest import activate
 
 NEW_PASSWORD = "a forgotten one replaced by this passphrase"
@@ -21,20 +21,6 @@ TEXTS = {
         "done": "Your new password is set",
     },
 }
-
-
-def tab_to(page, text: str) -> None:
-    """Presses Tab until the element with this text has the focus."""
-    for _ in range(20):
-        page.keyboard.press("Tab")
-        if page.evaluate("document.activeElement.textContent.trim()") == text:
-            return
-    raise AssertionError(f"{text!r} cannot be reached with the Tab key")
-
-
-def wait_for_focus(page, name: str) -> None:
-    # Once the browser applied autofocus, which a busy machine may do after the load event.
-    page.wait_for_function(f"document.activeElement && document.activeElement.name === '{name}'")
 
 
 @pytest.mark.parametrize("language", ["de", "en"])
