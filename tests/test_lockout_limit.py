@@ -244,3 +244,23 @@ def test_the_pin_page_that_the_limit_ends_says_whom_to_ask(app, client, outbox):
     assert "9999" not in ended.text and "Ab " not in ended.text
     # No way back to a sign-in that can only fail: the way out.
     assert f'href="{app.config["PORTAL_URL"]}"' in ended.text
+
+
+def test_the_count_alone_bars_passwords_and_pins_past_the_limit(app, client, outbox):
+    # Whatever the lock columns say (a lock written over, a limit lowered): the count decides.
+    activate(app, client, outbox)
+    with app.app_context():
+        user = db.session.scalar(db.select(User))
+        user.failed_passwords = HARD_LIMIT
+        db.session.commit()
+    assert right_password(client).status_code == 200
+    assert json.loads(cli(app, "users", "show", "anna"))["limits"]["password_lock"]["hard"]
+
+    with app.app_context():
+        user = db.session.scalar(db.select(User))
+        user.failed_passwords, user.failed_pins = 0, HARD_LIMIT
+        db.session.commit()
+    sent = len(outbox.sms())
+    page = right_password(client, **EN)
+    assert page.status_code == 429 and "please contact ecotel support" in page.text
+    assert len(outbox.sms()) == sent
