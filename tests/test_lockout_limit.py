@@ -12,9 +12,11 @@ import pytest
 from idp.accounts.models import User
 from idp.audit.models import AuditEvent
 from idp.authn.models import AuthTransaction
+from idp.errors import ConfigurationError
 from idp.platform import background
 from idp.platform.extensions import db
 from tests.conftest import PASSWORD, activate, csrf_token, login, path_of, post_form
+from tests.test_login_security import login_while_argon2_is_busy
 
 EN = {"Accept-Language": "en"}
 HARD_LIMIT = 8
@@ -264,3 +266,24 @@ def test_the_count_alone_bars_passwords_and_pins_past_the_limit(app, client, out
     page = right_password(client, **EN)
     assert page.status_code == 429 and "please contact ecotel support" in page.text
     assert len(outbox.sms()) == sent
+
+
+def test_a_busy_answer_on_the_limits_attempt_leaves_no_hard_lock(make_app, outbox):
+    # The attempt that would have reached the limit was never checked: it is given back, and
+    # with it the hard lock it set (a short lock stays, on the safe side).
+    app = make_app(LOCKOUT_HARD_LIMIT=HARD_LIMIT, ARGON2_MAX_CONCURRENT=1, ARGON2_WAIT_SECONDS=0.1)
+    activate(app, app.test_client(), outbox)
+    with app.app_context():
+        db.session.scalar(db.select(User)).failed_passwords = HARD_LIMIT - 1
+        db.session.commit()
+
+    assert login_while_argon2_is_busy(app).status_code == 503
+
+    shown = json.loads(cli(app, "users", "show", "anna"))["limits"]["password_lock"]
+    assert shown["failures"] == HARD_LIMIT - 1 and "hard" not in shown and shown["until"]
+
+
+@pytest.mark.parametrize("limit", [0, 101, 12.5, "100"])
+def test_a_hard_limit_above_nists_100_or_not_whole_stops_the_start(make_app, limit):
+    with pytest.raises(ConfigurationError, match="IDP_LOCKOUT_HARD_LIMIT"):
+        make_app(LOCKOUT_HARD_LIMIT=limit)

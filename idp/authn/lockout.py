@@ -95,13 +95,18 @@ def claim_password_attempt(user_id: int, now: datetime) -> bool:
     return claimed is not None
 
 
-def give_back_password_attempt(user_id: int) -> None:
+def give_back_password_attempt(user_id: int, now: datetime) -> None:
     """Takes back an attempt that claim_password_attempt counted but that was never checked
-    (no argon2 slot in time), committed at once: the request ends with an error."""
+    (no argon2 slot in time), committed at once: the request ends with an error. A hard lock
+    that it set becomes the longest short one: the limit was not reached."""
+    longest = now + timedelta(seconds=current_app.config["LOCKOUT_MAX_SECONDS"])
     db.session.execute(
         update(User)
         .where(User.id == user_id, User.failed_passwords > 0)
-        .values(failed_passwords=User.failed_passwords - 1)
+        .values(
+            failed_passwords=User.failed_passwords - 1,
+            locked_until=case((User.locked_until == HARD_LOCK, longest), else_=User.locked_until),
+        )
     )
     db.session.commit()
 

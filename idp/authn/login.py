@@ -41,7 +41,7 @@ def check_password(username: str, password: str, now: datetime, ip: str | None) 
         # the owner (a lock that this claim set stays, on the safe side). Only an attempt this
         # request counted is given back: past a lock, from the home network, none was.
         if claimed:
-            lockout.give_back_password_attempt(user.id)
+            lockout.give_back_password_attempt(user.id, now)
         raise
     if usable:
         lockout.settle_password_attempt(user, ok, now)
