@@ -226,6 +226,14 @@ LOCKOUT_THRESHOLD = 5
 # cannot lock the administrator out at her usual place.
 LOCKOUT_BASE_SECONDS = 30
 LOCKOUT_MAX_SECONDS = 900
+# Consecutive failures (passwords and PINs counted apart, as above) after which the step stays
+# locked for good, on every network, home or not (NIST SP 800-63B-4 3.2.2: at most 100). Only
+# `idp users unlock` lifts it, or for the password a completed forgotten-password reset
+# (/password/forgot: the link by mail and a PIN by SMS prove both, which a guesser lacks). The
+# pages then say to contact ecotel support, never until when; the login page says so for every
+# name alike. `idp users show` tells it ("hard": true), the audit log records it
+# (lockout.hard_locked).
+LOCKOUT_HARD_LIMIT = 100
 TRUSTED_NETWORK_DAYS = 30
 
 # --- Sessions ---------------------------------------------------------------------------------

@@ -31,14 +31,28 @@ class Limit:
     # Why the shared counters could not be read.
     unreadable: Exception | None = None
 
+    @property
+    def hard(self) -> bool:
+        """A lock after LOCKOUT_HARD_LIMIT failures: it lasts until it is lifted."""
+        return lockout.is_hard_lock(self.until)
+
     def as_json(self) -> dict:
-        until = self.until.isoformat(timespec="seconds") if self.until else None
-        return {"active": self.active, "until": until, **self.counts}
+        until = self.until.isoformat(timespec="seconds") if self.until and not self.hard else None
+        hard = {"hard": True} if self.hard else {}
+        return {"active": self.active, "until": until, **hard, **self.counts}
 
 
 def _until(name: str, until: datetime | None, now: datetime, **counts) -> Limit:
     active = until is not None and until > now
     return Limit(name, active, until if active else None, counts)
+
+
+def _lock(name: str, until: datetime | None, failures: int, now: datetime) -> Limit:
+    """A lock after failures; past LOCKOUT_HARD_LIMIT of them a hard one, whatever the column
+    says (the count alone bars further attempts, see lockout)."""
+    if failures >= current_app.config["LOCKOUT_HARD_LIMIT"]:
+        until = lockout.HARD_LOCK
+    return _until(name, until, now, failures=failures)
 
 
 def of(user: User, now: datetime) -> list[Limit]:
@@ -51,9 +65,9 @@ def of(user: User, now: datetime) -> list[Limit]:
         pin_wait_until = user.last_pin_sent_at + cooldown
     login_attempts, *sms_caps = _shared(user, now)
     return [
-        _until("password_lock", user.locked_until, now, failures=user.failed_passwords),
+        _lock("password_lock", user.locked_until, user.failed_passwords, now),
         login_attempts,
-        _until("pin_lock", user.pins_locked_until, now, failures=user.failed_pins),
+        _lock("pin_lock", user.pins_locked_until, user.failed_pins, now),
         _until("pin_wait", pin_wait_until, now),
         *sms_caps,
     ]

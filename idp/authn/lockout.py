@@ -2,18 +2,31 @@
 one counter and lock for passwords, one for PINs. Each try is counted in the database in one
 conditional statement before it is checked, so that parallel requests cannot slip extra guesses
 between a read and a write. The owner is spared: from a network where the account signed in
-lately, a password lock set by guesses from elsewhere does not apply."""
+lately, a password lock set by guesses from elsewhere does not apply. After LOCKOUT_HARD_LIMIT
+consecutive failures (NIST SP 800-63B-4 3.2.2: at most 100) a step stays locked, on every
+network, until an operator lifts it (`idp users unlock`) or, for the password, a completed
+forgotten-password reset does (it proves the mailbox and the phone)."""
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import case, or_, select, update
 
+from idp import audit
 from idp.accounts.models import User
 from idp.authn.models import Session
 from idp.errors import PinsLocked
 from idp.platform.extensions import db
 from idp.platform.network import network_of
+
+# The lock of a step that LOCKOUT_HARD_LIMIT failures locked for good: a moment no clock
+# reaches, so that every check of "locked until" keeps it locked without a case of its own.
+# Pages never show it as a time (is_hard_lock): they say to contact support instead.
+HARD_LOCK = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def is_hard_lock(until: datetime | None) -> bool:
+    return until is not None and until >= HARD_LOCK
 
 
 def is_locked(user: User, now: datetime) -> bool:
@@ -33,19 +46,47 @@ def lock_duration(failures: int) -> timedelta | None:
     return timedelta(seconds=seconds)
 
 
+def lock_until(failures: int, now: datetime) -> datetime | None:
+    """When the lock after `failures` consecutive failures ends: HARD_LOCK from the hard limit
+    on, None below the threshold."""
+    if failures >= current_app.config["LOCKOUT_HARD_LIMIT"]:
+        return HARD_LOCK
+    duration = lock_duration(failures)
+    return None if duration is None else now + duration
+
+
+def _record_hard_lock(user_id: int, step: str, failures: int, now: datetime) -> None:
+    """Support must learn why the account stays locked, and when the guessing reached it."""
+    user = db.session.get(User, user_id)
+    audit.record(
+        "lockout.hard_locked", now=now, actor="system", user=user, step=step, failures=failures
+    )
+
+
 def claim_password_attempt(user_id: int, now: datetime) -> bool:
     """Counts a password attempt before the password is checked, in one conditional UPDATE:
     False when the account is locked. The attempt that reaches the threshold sets the lock at
-    once, so that parallel requests cannot all pass while nobody has failed yet."""
+    once, so that parallel requests cannot all pass while nobody has failed yet; the one that
+    reaches the hard limit sets the hard lock at once, so that no parallel attempt is the
+    limit's first one over."""
     config = current_app.config
-    reaches_threshold = User.failed_passwords + 1 >= config["LOCKOUT_THRESHOLD"]
+    tries = User.failed_passwords + 1
     first_lock = now + timedelta(seconds=config["LOCKOUT_BASE_SECONDS"])
     claimed = db.session.execute(
         update(User)
-        .where(User.id == user_id, or_(User.locked_until.is_(None), User.locked_until <= now))
+        .where(
+            User.id == user_id,
+            or_(User.locked_until.is_(None), User.locked_until <= now),
+            # The count itself bars attempts past the limit, whatever the lock column says.
+            User.failed_passwords < config["LOCKOUT_HARD_LIMIT"],
+        )
         .values(
-            failed_passwords=User.failed_passwords + 1,
-            locked_until=case((reaches_threshold, first_lock), else_=User.locked_until),
+            failed_passwords=tries,
+            locked_until=case(
+                (tries >= config["LOCKOUT_HARD_LIMIT"], HARD_LOCK),
+                (tries >= config["LOCKOUT_THRESHOLD"], first_lock),
+                else_=User.locked_until,
+            ),
         )
         .returning(User.id)
     ).scalar_one_or_none()
@@ -54,13 +95,18 @@ def claim_password_attempt(user_id: int, now: datetime) -> bool:
     return claimed is not None
 
 
-def give_back_password_attempt(user_id: int) -> None:
+def give_back_password_attempt(user_id: int, now: datetime) -> None:
     """Takes back an attempt that claim_password_attempt counted but that was never checked
-    (no argon2 slot in time), committed at once: the request ends with an error."""
+    (no argon2 slot in time), committed at once: the request ends with an error. A hard lock
+    that it set becomes the longest short one: the limit was not reached."""
+    longest = now + timedelta(seconds=current_app.config["LOCKOUT_MAX_SECONDS"])
     db.session.execute(
         update(User)
         .where(User.id == user_id, User.failed_passwords > 0)
-        .values(failed_passwords=User.failed_passwords - 1)
+        .values(
+            failed_passwords=User.failed_passwords - 1,
+            locked_until=case((User.locked_until == HARD_LOCK, longest), else_=User.locked_until),
+        )
     )
     db.session.commit()
 
@@ -74,11 +120,16 @@ def settle_password_attempt(user: User, ok: bool, now: datetime) -> None:
         user.locked_until = None
         return
     failures = db.session.scalar(select(User.failed_passwords).where(User.id == user.id))
-    duration = lock_duration(failures)
-    if duration is not None:
+    until = lock_until(failures, now)
+    if until is not None:
+        # Never shortens a hard lock that a parallel attempt set after this one was counted.
         db.session.execute(
-            update(User).where(User.id == user.id).values(locked_until=now + duration)
+            update(User)
+            .where(User.id == user.id, or_(User.locked_until.is_(None), User.locked_until < until))
+            .values(locked_until=until)
         )
+    if failures == current_app.config["LOCKOUT_HARD_LIMIT"]:
+        _record_hard_lock(user.id, "password", failures, now)
 
 
 def claim_pin_attempt(user_id: int, now: datetime) -> datetime | None:
@@ -92,26 +143,31 @@ def claim_pin_attempt(user_id: int, now: datetime) -> datetime | None:
         .where(
             User.id == user_id,
             or_(User.pins_locked_until.is_(None), User.pins_locked_until <= now),
+            User.failed_pins < current_app.config["LOCKOUT_HARD_LIMIT"],
         )
         .values(failed_pins=User.failed_pins + 1)
         .returning(User.failed_pins)
     ).scalar_one_or_none()
     if failures is None:
         raise PinsLocked(pins_locked_until(user_id, now) or now)
-    duration = lock_duration(failures)
-    if duration is None:
+    until = lock_until(failures, now)
+    if until is None:
         return None
     # The row stays locked by the UPDATE above until the commit: no try slips in between.
-    db.session.execute(
-        update(User).where(User.id == user_id).values(pins_locked_until=now + duration)
-    )
-    return now + duration
+    db.session.execute(update(User).where(User.id == user_id).values(pins_locked_until=until))
+    if is_hard_lock(until):
+        _record_hard_lock(user_id, "pin", failures, now)
+    return until
 
 
 def pins_locked_until(user_id: int, now: datetime) -> datetime | None:
     """When the PIN lock ends, or None when there is none. Read from the database, not the
     session: another open login or activation of the same account may have just set it."""
-    until = db.session.scalar(select(User.pins_locked_until).where(User.id == user_id))
+    failed_pins, until = db.session.execute(
+        select(User.failed_pins, User.pins_locked_until).where(User.id == user_id)
+    ).one()
+    if failed_pins >= current_app.config["LOCKOUT_HARD_LIMIT"]:
+        return HARD_LOCK
     return until if until is not None and until > now else None
 
 
@@ -124,6 +180,15 @@ def pin_tries_before_lock(user_id: int, now: datetime) -> int:
     if until is not None and until > now:
         return 0
     return max(1, current_app.config["LOCKOUT_THRESHOLD"] - failed_pins)
+
+
+def password_hard_locked(user_id: int) -> bool:
+    """Whether the hard limit locks the password step, read from the database: a parallel
+    attempt may have just reached it."""
+    failed, until = db.session.execute(
+        select(User.failed_passwords, User.locked_until).where(User.id == user_id)
+    ).one()
+    return failed >= current_app.config["LOCKOUT_HARD_LIMIT"] or is_hard_lock(until)
 
 
 def is_home_network(user: User, network: str, now: datetime) -> bool:

@@ -28,7 +28,12 @@ def check_password(username: str, password: str, now: datetime, ip: str | None) 
     claimed = usable = False
     if attempt_allowed and user is not None and user.state == UserState.ACTIVE:
         claimed = lockout.claim_password_attempt(user.id, now)
-        usable = claimed or lockout.is_home_network(user, network_of(ip), now)
+        # Past the hard limit not even the home network may try: guesses from there would go
+        # uncounted, without end.
+        usable = claimed or (
+            not lockout.password_hard_locked(user.id)
+            and lockout.is_home_network(user, network_of(ip), now)
+        )
     try:
         ok = hashing().verify(user.password_hash if usable else None, password)
     except HashingBusy:
@@ -36,7 +41,7 @@ def check_password(username: str, password: str, now: datetime, ip: str | None) 
         # the owner (a lock that this claim set stays, on the safe side). Only an attempt this
         # request counted is given back: past a lock, from the home network, none was.
         if claimed:
-            lockout.give_back_password_attempt(user.id)
+            lockout.give_back_password_attempt(user.id, now)
         raise
     if usable:
         lockout.settle_password_attempt(user, ok, now)

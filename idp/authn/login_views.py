@@ -3,7 +3,7 @@
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from idp.accounts import users
-from idp.authn import factors, login, way_back
+from idp.authn import factors, lockout, login, way_back
 from idp.authn.models import TransactionPurpose
 from idp.authn.way_back import WayBack
 from idp.authn.web import clear_session_cookie, current_session, set_session_cookie, sms_error
@@ -14,6 +14,12 @@ from idp.platform.ratelimit import limit_posts
 from idp.platform.web import client_ip, end_flow, start_flow, user_agent
 
 bp = Blueprint("login", __name__)
+
+
+@bp.app_template_test("hard_lock")
+def hard_lock(until) -> bool:
+    """`until is hard_lock`: a lock that only support lifts, which pages never show as a time."""
+    return lockout.is_hard_lock(until)
 
 
 def login_page(*, username="", back: WayBack | None = None, error=None, until=None, status=200):

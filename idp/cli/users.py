@@ -120,7 +120,8 @@ def list_users(as_json, state):
 @fail_on_user_error
 def show(username):
     """Show one account as JSON, with its locks and SMS caps ("limits": which are active and
-    until when)."""
+    until when; "hard": true for a lock after LOCKOUT_HARD_LIMIT failures, which lasts until
+    `idp users unlock`)."""
     user = users.get_by_username(username)
     summary = user_summary(user)
     limits = account_limits.of(user, clock.now())
@@ -212,7 +213,8 @@ def set_phone(username, phone):
 @with_appcontext
 @fail_on_user_error
 def unlock(username):
-    """Lift every lock of the account: after wrong passwords, the password attempts blocked per
+    """Lift every lock of the account: after wrong passwords (the hard one after
+    LOCKOUT_HARD_LIMIT of them too), the password attempts blocked per
     network, after wrong PINs, the wait for the next PIN, and the day's SMS caps of the account
     and of its number. When Redis cannot be reached, lifts those in the database, says which
     it could not lift, and exits 1."""
@@ -264,6 +266,8 @@ def describe(limit: account_limits.Limit) -> str:
         detail = f" ({counts['sent']} sent, cap {counts['cap']})"
     else:
         detail = ""
+    if limit.hard:
+        return f"hard {LIMIT_LABELS[limit.name]}{detail}"
     return f"{LIMIT_LABELS[limit.name]} until {limit.until.isoformat(timespec='seconds')}{detail}"
 
 

@@ -129,6 +129,7 @@ def check_config(config: Mapping) -> None:
             raise ConfigurationError(f"IDP_{setting} is not set: {PUBLIC_URLS[setting]}")
     check_issuer(str(config["ISSUER"]))
     check_logout_schedule(config)
+    check_lockout_limit(config)
     if config["ENVIRONMENT"] == "production":
         check_production(config)
 
@@ -144,6 +145,13 @@ def check_logout_schedule(config: Mapping) -> None:
         raise ConfigurationError(
             "IDP_LOGOUT_GIVE_UP_AFTER must be above 0 and IDP_LOGOUT_POLL_INTERVAL not below 0"
         )
+
+
+def check_lockout_limit(config: Mapping) -> None:
+    """NIST SP 800-63B-4 3.2.2 allows at most 100 consecutive failures on one account."""
+    limit = config["LOCKOUT_HARD_LIMIT"]
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
+        raise ConfigurationError("IDP_LOCKOUT_HARD_LIMIT must be a whole number from 1 to 100")
 
 
 def check_production(config: Mapping) -> None:

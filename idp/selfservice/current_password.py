@@ -46,7 +46,7 @@ def check_current_password(
         ok = not too_long and hashing().verify(user.password_hash, password)
     except HashingBusy:
         # Not checked (no argon2 slot in time), so not a try.
-        lockout.give_back_password_attempt(user.id)
+        lockout.give_back_password_attempt(user.id, now)
         raise
     lockout.settle_password_attempt(user, ok, now)
     if ok:
