@@ -245,6 +245,10 @@ def test_a_login_whose_instance_is_killed_finishes_on_the_other(idp, cluster, br
     begin_login(browser, rp, cluster.pinned(first))
 
     first.kill()
+    # A browser retries a GET whose kept-alive connection died under it; this client starts a
+    # new connection as such a retry would (HAProxy's reused connection to the killed instance
+    # went with it).
+    browser.http.close()
     before = served(second, "POST", "/pin")
     token = finish_login(browser, rp, {})
 
