@@ -278,6 +278,15 @@ def test_revoking_asks_first_and_a_no_changes_nothing(app):
         assert AuditEvent.query.filter_by(event="key.revoked").count() == 0
 
 
+def test_a_key_id_that_begins_with_a_dash_is_taken_as_the_key_id(app):
+    runner = app.test_cli_runner()
+    for args in (["-4G5fJRDEsmG4IjHgm8w"], ["-4G5fJRDEsmG4IjHgm8w", "--yes"], ["--yes", "-4G5f"]):
+        result = runner.invoke(args=["keys", "revoke", *args], input="n\n")
+        # Not click's usage error (exit 2, "No such option"): the command itself answers.
+        assert result.exit_code == 1, result.output
+        assert "-4G5f" in result.output and "No such option" not in result.output
+
+
 def test_a_revoked_key_stops_signing_leaves_jwks_and_is_audited(app, frozen_clock):
     with app.app_context():
         leaked = keys.signing_key("ES256", clock.now()).kid

@@ -99,6 +99,10 @@ def submit():
         )
     except SendError as error:
         db.session.rollback()
+        # The password was right: its attempt settles as such, or SMS refused for a day would
+        # count every right password toward the account's lock (and its hard limit).
+        lockout.settle_password_attempt(user, True, clock.now())
+        db.session.commit()
         current_app.logger.warning("PIN SMS for login not sent: %s", error)
         key, status = sms_error(error)
         return login_page(username=username[:64], back=back, error=key, status=status)

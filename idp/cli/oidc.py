@@ -211,7 +211,9 @@ def rotate(alg):
     click.echo(f"new {alg} key {row.kid}: published now, signs from {row.active_at.isoformat()}")
 
 
-@keys_group.command("revoke")
+# A key id is a JWK thumbprint (base64url), which may begin with "-": taken as the key id, not
+# refused as an unknown option.
+@keys_group.command("revoke", context_settings={"ignore_unknown_options": True})
 @click.argument("kid")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @with_appcontext
