@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, sync_playwright
 
 from idp.demo.servers import BackgroundServer, free_port
@@ -52,6 +53,17 @@ def new_page(browser, language: str) -> Page:
     return context.new_page()
 
 
+def screenshot(page: Page, path: Path) -> None:
+    """The whole page as a PNG. Headless Chromium now and then answers "Unable to capture
+    screenshot" for a page that has just been navigated to: once loaded, a second try takes it."""
+    page.wait_for_load_state("load")
+    try:
+        page.screenshot(path=str(path), full_page=True)
+    except PlaywrightError:
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(path), full_page=True)
+
+
 class Steps:
     """Screenshots and an accessibility check (axe-core) of every page the journey shows."""
 
@@ -64,7 +76,7 @@ class Steps:
 
     def record(self, name: str) -> None:
         self.count += 1
-        self.page.screenshot(path=str(self.folder / f"{self.count:02d}-{name}.png"), full_page=True)
+        screenshot(self.page, self.folder / f"{self.count:02d}-{name}.png")
         self.page.add_script_tag(path=str(AXE))
         result = self.page.evaluate("async () => JSON.stringify(await axe.run(document))")
         serious = [

@@ -7,7 +7,15 @@ and -en) taken."""
 
 import pytest
 
-from tests.browser.conftest import ROOT, SCREENSHOTS, Steps, new_page, tab_to, wait_for_focus
+from tests.browser.conftest import (
+    ROOT,
+    SCREENSHOTS,
+    Steps,
+    new_page,
+    screenshot,
+    tab_to,
+    wait_for_focus,
+)
 from tests.conftest import PASSWORD, activate
 
 NEW_PASSWORD = "a changed password made of many words"
@@ -31,9 +39,7 @@ TEXTS = {
 
 
 def readme_screenshot(page, name: str, language: str) -> None:
-    page.screenshot(
-        path=str(ROOT / "docs" / "screenshots" / f"{name}-{language}.png"), full_page=True
-    )
+    screenshot(page, ROOT / "docs" / "screenshots" / f"{name}-{language}.png")
 
 
 def type_pin(page, outbox) -> None:

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from idp.demo.servers import BackgroundServer, free_port
-from tests.browser.conftest import ROOT, new_page, newest_pin
+from tests.browser.conftest import ROOT, new_page, newest_pin, screenshot
 from tests.conftest import PASSWORD, invite
 from tests.oidc_fixtures import LiveIdp, RelyingParty
 
@@ -156,7 +156,7 @@ def test_passkey_register_sign_in_fall_back_remove(browser, localhost_idp, outbo
     page.click('button[name="register"]')
     page.wait_for_url(lambda url: "done=added" in url)
     assert "Laptop" in page.content()
-    page.screenshot(path=str(SCREENSHOTS / "20-passkeys.png"), full_page=True)
+    screenshot(page, SCREENSHOTS / "20-passkeys.png")
 
     # Password + passkey at the relying party: no SMS.
     sign_out(page, base)
@@ -164,7 +164,7 @@ def test_passkey_register_sign_in_fall_back_remove(browser, localhost_idp, outbo
     page.goto(rp.authorization_url())
     type_password(page)
     page.wait_for_url("**/login/passkey")
-    page.screenshot(path=str(SCREENSHOTS / "21-login-passkey.png"), full_page=True)
+    screenshot(page, SCREENSHOTS / "21-login-passkey.png")
     claims = sign_in_at_rp(page, rp, base, callbacks, factor="passkey")
     assert claims["amr"] == ["pwd", "hwk", "mfa"]
     assert claims["acr"] == "https://refeds.org/profile/mfa"

@@ -5,7 +5,15 @@ axe-core, and the README's screenshots (docs/screenshots/password-forgot-de.png,
 import pytest
 
 from idp.platform import background
-from tests.browser.conftest import ROOT, SCREENSHOTS, Steps, new_page, tab_to, wait_for_focus
+from tests.browser.conftest import (
+    ROOT,
+    SCREENSHOTS,
+    Steps,
+    new_page,
+    screenshot,
+    tab_to,
+    wait_for_focus,
+)
 from tests.conftest import activate
 
 NEW_PASSWORD = "a forgotten one replaced by this passphrase"
@@ -35,10 +43,7 @@ def test_the_forgotten_password_with_the_keyboard_alone(browser, live_idp, outbo
     tab_to(page, text["link"])
     page.keyboard.press("Enter")
     page.wait_for_url("**/password/forgot")
-    page.screenshot(
-        path=str(ROOT / "docs" / "screenshots" / f"password-forgot-{language}.png"),
-        full_page=True,
-    )
+    screenshot(page, ROOT / "docs" / "screenshots" / f"password-forgot-{language}.png")
     steps.record("forgot")
     wait_for_focus(page, "username")
     page.keyboard.type("anna")

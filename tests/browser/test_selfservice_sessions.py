@@ -4,7 +4,7 @@ README's screenshots (docs/screenshots/sessions-de.png, sessions-en.png) taken."
 
 import pytest
 
-from tests.browser.conftest import ROOT, SCREENSHOTS, Steps
+from tests.browser.conftest import ROOT, SCREENSHOTS, Steps, screenshot
 from tests.conftest import PASSWORD, activate, login
 
 PHONE = (
@@ -69,9 +69,7 @@ def test_sessions_page_in_the_browser(browser, live_idp, outbox, language):
     page.get_by_role("heading", name=text["title"], level=1).wait_for()
     assert page.get_by_text(text["wrong"]).count() == 1
     assert page.locator("li.session").count() == 2
-    page.screenshot(
-        path=str(ROOT / "docs" / "screenshots" / f"sessions-{language}.png"), full_page=True
-    )
+    screenshot(page, ROOT / "docs" / "screenshots" / f"sessions-{language}.png")
     steps.record("sessions")
 
     page.locator("li.session:not(.current)").get_by_role("button", name=text["end"]).click()
