@@ -18,6 +18,7 @@ import requests
 from sqlalchemy import text
 
 from idp import create_app
+from idp.oidc import keys
 from idp.platform.extensions import db
 from tests.cluster import running_cluster
 from tests.conftest import PASSWORD, POSTGRES_URI, Outbox, activate, empty_tables
@@ -333,3 +334,36 @@ def test_a_rolling_restart_under_load_loses_no_request(idp, cluster, browser):
     assert sorted(count for _, count in live) == [1] * LOAD_CLIENTS
     for family in families:
         assert refresh(rp, family["refresh_token"]).status_code == 200
+
+
+def test_a_revoked_key_is_out_of_use_on_every_instance_when_the_command_returns(
+    idp, cluster, browser, operator_app
+):
+    rp = relying_party(idp)
+    token = rp.sign_in(browser)["access_token"]
+    leaked = keys._header(token)["kid"]
+    # Every worker of both instances has the key cached (a few requests reach each).
+    for instance in cluster.instances:
+        assert published_kids(idp, cluster.pinned(instance)) == {leaked}
+        assert {userinfo_status(idp, token, cluster.pinned(instance)) for _ in range(6)} == {200}
+    runner = operator_app.test_cli_runner()
+    assert runner.invoke(args=["keys", "rotate"]).exit_code == 0
+
+    revoked = runner.invoke(args=["keys", "revoke", leaked, "--yes"])
+
+    assert revoked.exit_code == 0, revoked.output
+    assert "no longer published or accepted by any server process" in revoked.stdout
+    for instance in cluster.instances:
+        assert leaked not in published_kids(idp, cluster.pinned(instance))
+        assert {userinfo_status(idp, token, cluster.pinned(instance)) for _ in range(6)} == {401}
+    fresh = rp.sign_in(browser)["access_token"]
+    assert keys._header(fresh)["kid"] != leaked
+
+
+def published_kids(idp: LiveIdp, headers: dict) -> set[str]:
+    """The key ids in JWKS over a few requests (which reach several workers)."""
+    return {
+        key["kid"]
+        for _ in range(6)
+        for key in requests.get(idp.url("/jwks.json"), headers=headers, timeout=10).json()["keys"]
+    }

@@ -278,6 +278,22 @@ def test_revoking_asks_first_and_a_no_changes_nothing(app):
         assert AuditEvent.query.filter_by(event="key.revoked").count() == 0
 
 
+def test_a_key_revoked_before_it_signs_leaves_the_current_key_signing(app, frozen_clock):
+    with app.app_context():
+        current = keys.signing_key("ES256", clock.now()).kid
+    assert run(app, "keys", "rotate").exit_code == 0
+    with app.app_context():
+        pending = SigningKey.query.filter(SigningKey.kid != current).one().kid
+    assert run(app, "keys", "revoke", pending, "--yes").exit_code == 0
+    # Past the moment the revoked key was to take over: the current key signs on, and no key
+    # was made on the spot without a lead time.
+    frozen_clock.advance(seconds=app.config["KEY_PUBLISH_LEAD_TIME"] + 1)
+    with app.app_context():
+        now = clock.now()
+        assert keys.signing_key("ES256", now).kid == current
+        assert [key["kid"] for key in keys.jwks(now)["keys"]] == [current]
+
+
 def test_a_key_id_that_begins_with_a_dash_is_taken_as_the_key_id(app):
     runner = app.test_cli_runner()
     for args in (["-4G5fJRDEsmG4IjHgm8w"], ["-4G5fJRDEsmG4IjHgm8w", "--yes"], ["--yes", "-4G5f"]):

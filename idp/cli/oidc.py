@@ -1,6 +1,7 @@
 """The operator's commands for OpenID Connect: `idp clients ...` and `idp keys ...`."""
 
 import json
+import time
 
 import click
 from flask.cli import with_appcontext
@@ -237,10 +238,11 @@ def revoke(kid, yes):
         successor=successor.kid if successor else None,
     )
     db.session.commit()
-    recheck = int(keys.KEY_RECHECK_INTERVAL.total_seconds())
+    # Every server process reads its keys again once its copy is that old: after the wait, none
+    # signs with this key, publishes it or accepts what it signed.
+    time.sleep(keys.KEY_RECHECK_INTERVAL.total_seconds())
     click.echo(
-        f"revoked {row.alg} key {row.kid}: no longer published or accepted; every server "
-        f"process stops using it within {recheck} s"
+        f"revoked {row.alg} key {row.kid}: no longer published or accepted by any server process"
     )
     if successor:
         click.echo(f"{row.alg} key {successor.kid} signs from now on")

@@ -6,10 +6,13 @@ relying parties that cache JWKS know it before they meet it. A retired key stays
 everything it signed has expired.
 
 Every process keeps what it read of the keys (the signing key, decrypted; the published keys,
-parsed; the JWKS document) until the next change it knows of, and looks again at least every
-KEY_RECHECK_INTERVAL: a key that another process adds is published in JWKS at once and signs
-only after the lead time, so a recheck interval well below the lead time switches every worker
-on time. Without this cache each token would cost a query, a decryption and a key import."""
+parsed; the JWKS document) until the next change it knows of, and reads them again once it has
+used them for KEY_RECHECK_INTERVAL: a key that another process adds is published in JWKS at once
+and signs only after the lead time, so every worker switches on time; a key that an operator
+revokes in another process is out of use everywhere one interval after the commit, which is what
+`idp keys revoke` waits before it says so. One second keeps that wait short and costs a busy
+worker three small queries a second; without the cache each token would cost a query, a
+decryption and a key import."""
 
 import base64
 import hashlib
@@ -41,7 +44,7 @@ KEY_TYPES = {"ES256": (ECKey, "P-256"), "RS256": (RSAKey, 2048)}
 # Keyed by the encryption key too: an app with another secret (a test's second app, a changed
 # setting) must not sign with what this one decrypted.
 _private_keys: dict[tuple[bytes, str], ECKey | RSAKey] = {}
-KEY_RECHECK_INTERVAL = timedelta(seconds=60)
+KEY_RECHECK_INTERVAL = timedelta(seconds=1)
 # A token with a kid we do not know makes us read the published keys again (another process may
 # have just added one), but not more often than this: anyone can send such tokens, unsigned.
 UNKNOWN_KID_RELOAD_INTERVAL = timedelta(seconds=5)
@@ -171,7 +174,8 @@ def revoke(kid: str, now: datetime) -> tuple[SigningKey, SigningKey | None]:
     time: a relying party that has not fetched it yet refetches JWKS for an unknown kid, a
     leaked key that keeps signing is worse. Returns the key and that successor, if any.
 
-    This process forgets its cached keys now; every other one within the recheck interval."""
+    This process forgets its cached keys now; every other one within KEY_RECHECK_INTERVAL of
+    the commit."""
     row = db.session.scalar(select(SigningKey).where(SigningKey.kid == kid))
     if row is None:
         raise UserError(f"no signing key {kid!r}: `idp keys list` shows them")
@@ -190,12 +194,28 @@ def revoke(kid: str, now: datetime) -> tuple[SigningKey, SigningKey | None]:
                 f"`idp keys rotate --alg {row.alg}`, then revoke it"
             )
         successor.active_at = now
+    elif row.active_at > now:
+        _hand_over_past(row)
     db.session.delete(row)
     db.session.flush()
     for cached in [cached for cached in _private_keys if cached[1] == kid]:
         _private_keys.pop(cached, None)
     forget_cached_keys()
     return row, successor
+
+
+def _hand_over_past(pending: SigningKey) -> None:
+    """A key revoked before it signs: the key it was to replace signs on until the pending
+    key's own successor takes over (or for good), rather than retiring into a moment with no
+    key, which would leave the first request after it to make one without a lead time."""
+    predecessor = db.session.scalar(
+        select(SigningKey)
+        .where(SigningKey.alg == pending.alg, SigningKey.active_at < pending.active_at)
+        .order_by(SigningKey.active_at.desc(), SigningKey.id.desc())
+        .limit(1)
+    )
+    if predecessor is not None:
+        predecessor.retired_at = pending.retired_at
 
 
 def _current_signing_key(alg: str, now: datetime) -> SigningKey | None:
