@@ -154,7 +154,8 @@ class VonageState:
     """What the fake answers and what it received."""
 
     # "ok", a Vonage status such as "2" (missing parameters) or "9" (quota exceeded),
-    # "http500", or "hang" (answers only after the test is over).
+    # "http500", "hang" (answers only after the test is over) or "trickle" (answers at once,
+    # a byte every half second: no read waits long, the whole answer takes a minute).
     mode: str = "ok"
     # Seconds before any answer (a slow provider); the message counts as received at once.
     delay: float = 0.0
@@ -190,6 +191,9 @@ class VonageHandler(BaseHTTPRequestHandler):
         if state.mode == "http500":
             self.answer(500, {"type": "about:blank", "title": "Internal Server Error"})
             return
+        if state.mode == "trickle":
+            self.trickle(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" * 10)
+            return
         status = "0" if state.mode == "ok" else state.mode
         message = {"to": form.get("to"), "status": status}
         if status == "0":
@@ -206,6 +210,13 @@ class VonageHandler(BaseHTTPRequestHandler):
                 status, "Rejected"
             )
         self.answer(200, {"message-count": "1", "messages": [message]})
+
+    def trickle(self, data: bytes) -> None:
+        for index in range(len(data)):
+            if self.server.state.released.wait(0.5):
+                return
+            self.wfile.write(data[index : index + 1])
+            self.wfile.flush()
 
     def answer(self, status: int, body: dict) -> None:
         data = json.dumps(body).encode()

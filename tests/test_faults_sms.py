@@ -48,12 +48,13 @@ def test_a_slow_vonage_within_the_timeout_delivers_the_pin_once(
     assert len(vonage.state.received) == 1
 
 
-@pytest.mark.parametrize("mode", ["hang", "http500"])
+@pytest.mark.parametrize("mode", ["hang", "http500", "trickle"])
 def test_vonage_slower_than_the_timeout_or_failing_gets_a_clear_page_and_one_post(
     real_senders_app, smtp_server, vonage, mode
 ):
-    """Past SMS_TIMEOUT (or a 500 from Vonage): a 503 page that says the SMS could not be
-    sent, in about SMS_TIMEOUT, and the SDK posted once: nothing retried it."""
+    """Past SMS_TIMEOUT (or a 500 from Vonage, or an answer that comes a byte at a time, each
+    within the SDK's read timeout): a 503 page that says the SMS could not be sent, in about
+    SMS_TIMEOUT, and the SDK posted once: nothing retried it."""
     activated(real_senders_app, smtp_server, vonage, "anna", "+4915112345678")
     vonage.state.received.clear()
     vonage.state.mode = mode

@@ -1,6 +1,8 @@
 """SMS senders: vonage (production, through the official SDK), console and file (development)."""
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as NoAnswerInTime
 from importlib.metadata import version
 
 from idp.errors import ConfigurationError, SendError
@@ -10,6 +12,10 @@ from idp.senders.outbox import FileOutbox, print_loudly
 # The SDK logs request bodies (the PIN, the API secret) at DEBUG and error bodies at WARNING.
 for _name in ("vonage", "vonage_http_client", "vonage_sms"):
     logging.getLogger(_name).setLevel(logging.ERROR)
+
+# Threads that make the SDK's calls, a request waiting for its own call at most SMS_TIMEOUT.
+# More than a worker's request threads, so that sends do not queue while Vonage is well.
+SEND_THREADS = 16
 
 
 def build(config):
@@ -36,6 +42,11 @@ class VonageSmsSender:
                 "IDP_SMS_BACKEND=vonage needs IDP_VONAGE_API_KEY and IDP_VONAGE_API_SECRET"
             )
         self.sender_id = config["VONAGE_SMS_FROM"]
+        # The SDK's timeout bounds the connect and each read, not the whole answer: a provider
+        # that trickles its answer would hold the request's thread as long as it liked. The
+        # call runs in a thread of this pool instead, and the request waits SMS_TIMEOUT for it.
+        self.timeout = config["SMS_TIMEOUT"]
+        self.calls = ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="vonage")
         self.sms = SmsApi(
             HttpClient(
                 Auth(api_key=config["VONAGE_API_KEY"], api_secret=config["VONAGE_API_SECRET"]),
@@ -53,10 +64,16 @@ class VonageSmsSender:
     def send(self, message: Sms) -> SmsReceipt:
         from vonage_sms import SmsMessage
 
+        call = self.calls.submit(
+            self.sms.send,
+            SmsMessage(to=message.to.lstrip("+"), from_=self.sender_id, text=message.text),
+        )
         try:
-            response = self.sms.send(
-                SmsMessage(to=message.to.lstrip("+"), from_=self.sender_id, text=message.text)
-            )
+            response = call.result(timeout=self.timeout)
+        except NoAnswerInTime:
+            # Still queued behind calls that hang: then it is never posted, as the person reads.
+            call.cancel()
+            raise SendError(f"Vonage SMS failed: Timeout, no answer in {self.timeout} s") from None
         except Exception as error:  # the SDK raises many types; all mean "not sent"
             raise SendError(f"Vonage SMS failed: {type(error).__name__}") from None
         sent = response.messages[0] if response.messages else None
