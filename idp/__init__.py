@@ -10,7 +10,12 @@ from idp.platform.database import configure_engine_options, init_database
 from idp.platform.resources import resource_dir
 
 
-def create_app(environment: str | None = None, overrides: Mapping | None = None) -> Flask:
+def create_app(
+    environment: str | None = None, overrides: Mapping | None = None, *, serving_only: bool = False
+) -> Flask:
+    """The app. `serving_only` for the one gunicorn serves (idp.wsgi): without the operator's
+    commands and the migrations (Alembic), which the commands, the demo and the tests use and a
+    serving worker never does; loading them would cost each worker about 12 MiB."""
     app = Flask(
         __name__,
         instance_path=os.environ.get("IDP_INSTANCE_PATH") or None,
@@ -24,7 +29,7 @@ def create_app(environment: str | None = None, overrides: Mapping | None = None)
     from idp.accounts.passwords import PasswordHashing
     from idp.oidc.discovery import precompute_discovery
     from idp.platform import background
-    from idp.platform.extensions import babel, csrf, db, migrate
+    from idp.platform.extensions import babel, csrf, db
     from idp.platform.i18n import select_locale
     from idp.platform.web import FlowCookieSessions
     from idp.senders import init_senders
@@ -33,7 +38,16 @@ def create_app(environment: str | None = None, overrides: Mapping | None = None)
     db.init_app(app)
     with app.app_context():
         init_database(app, db.engine)
-    migrate.init_app(app, db, directory=str(resource_dir("migrations")))
+    if not serving_only:
+        from flask_migrate import Migrate
+
+        Migrate(
+            app,
+            db,
+            directory=str(resource_dir("migrations")),
+            render_as_batch=True,
+            compare_type=True,
+        )
     babel.init_app(app, locale_selector=select_locale)
     csrf.init_app(app)
     init_senders(app)
@@ -50,9 +64,10 @@ def create_app(environment: str | None = None, overrides: Mapping | None = None)
     _configure_logging(app)
     _configure_monitoring(app)
 
-    from idp.cli import register_commands
+    if not serving_only:
+        from idp.cli import register_commands
 
-    register_commands(app)
+        register_commands(app)
     return app
 
 

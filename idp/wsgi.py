@@ -2,4 +2,5 @@
 
 from idp import create_app
 
-app = create_app()
+# Serving only: `idp db upgrade` migrates, beforehand.
+app = create_app(serving_only=True)

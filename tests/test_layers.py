@@ -81,3 +81,24 @@ def test_the_layer_contracts_are_kept():
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_the_served_app_loads_neither_the_migrations_nor_the_commands():
+    """What gunicorn serves (idp.wsgi) carries no Alembic and no operator commands: a serving
+    worker never runs them, and they would cost it about 12 MiB (docs/performance.md)."""
+    probe = (
+        "import sys; import idp.wsgi; "
+        "print(sorted({m.split('.')[0] if not m.startswith('idp.') else '.'.join(m.split('.')[:2])"
+        " for m in sys.modules} & {'alembic', 'flask_migrate', 'idp.cli', 'idp.demo'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "IDP_CONFIG": "testing"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[-1] == "[]"
