@@ -108,6 +108,18 @@ def test_login_posts_per_network_count_the_whole_slash_24(make_app):
     assert try_login(from_address(app.test_client(), "203.0.114.1")).status_code != 429
 
 
+def test_login_posts_per_network_count_the_whole_ipv6_slash_48(make_app):
+    """A /48 holds 65,536 /64s, and anyone gets one from a tunnel broker: every /64 of it
+    counts against the one network."""
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_LOGIN_PER_NETWORK="4 per minute")
+    statuses = [
+        try_login(from_address(app.test_client(), f"2001:db8:7:{subnet:x}::1")).status_code
+        for subnet in range(1, 7)
+    ]
+    assert statuses.count(429) == 2
+    assert try_login(from_address(app.test_client(), "2001:db8:8::1")).status_code != 429
+
+
 def test_guesses_from_elsewhere_do_not_lock_the_owner_out_at_home(make_app, outbox):
     app = make_app(LOCKOUT_THRESHOLD=5)
     home = from_address(app.test_client(), "198.51.100.10")

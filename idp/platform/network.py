@@ -1,8 +1,9 @@
 """Networks: the client networks that rate limits are keyed by, and the addresses that the
 identity provider's own requests (back-channel logout) must never reach.
 
-Client networks: one attacker rarely has addresses in more than one /24 (IPv4) or /64 (IPv6),
-so limits keyed by network hold against address hopping.
+Client networks: one attacker rarely has addresses in more than one /24 (IPv4) or /48 (IPv6),
+so limits keyed by network hold against address hopping. Not /64 for IPv6: a /48 of 65,536
+/64s is what a tunnel broker hands anyone for free, and what many hosters give a server.
 
 Forbidden targets: a URI that an operator registers, or a DNS answer for its name, must not
 turn the identity provider into a client of its own link or of the cloud's metadata service,
@@ -67,7 +68,7 @@ def network_of(address: str | None) -> str:
         parsed = ipaddress.ip_address(address)
     except ValueError:
         return address
-    prefix = 24 if parsed.version == 4 else 64
+    prefix = 24 if parsed.version == 4 else 48
     return str(ipaddress.ip_network(f"{parsed}/{prefix}", strict=False))
 
 
