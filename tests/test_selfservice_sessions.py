@@ -133,7 +133,7 @@ def test_the_page_lists_the_live_sessions_this_one_marked(app, client, outbox, f
     ]
     assert "This browser" in listed[0]["text"]
     assert "203.0.113.0/24" in listed[0]["text"]
-    assert "2001:db8:1:2::/64" in listed[1]["text"]
+    assert "2001:db8:1::/48" in listed[1]["text"]
     # The network only, never the address; no session's token or sid, nor any other id.
     assert "203.0.113.7" not in page.text and "2001:db8:1:2::5" not in page.text
     with app.app_context():
@@ -581,6 +581,43 @@ def test_activity_names_security_events_newest_first_and_only_the_newest(
         ["Sign-in refused: too many attempts from this network", "192.0.2.0/24"],
     ]
     assert "root" not in laptop.get(PAGE).text
+
+
+def test_activity_names_refused_changes_and_resets_and_a_hard_lock(
+    app, client, outbox, frozen_clock
+):
+    """What someone else tried with her account shows too: a mobile number change refused, a
+    password reset refused, the lock that only support lifts."""
+    activate(app, client, outbox)
+    with app.app_context():
+        anna = db.session.scalar(db.select(User).where(User.username == "anna"))
+        start = clock.now() + timedelta(seconds=30)
+        happened = [
+            ("phone.change_failed", "user", "192.0.2.1", {"reason": "password"}),
+            ("phone.change_failed", "user", "192.0.2.2", {"reason": "session"}),
+            ("password.reset_refused", "user", "192.0.2.3", {"reason": "rate_limited"}),
+            ("lockout.hard_locked", "system", None, {"step": "pin", "failures": 100}),
+        ]
+        for n, (event, actor, ip, details) in enumerate(happened):
+            audit.record(
+                event, now=start + timedelta(minutes=n), actor=actor, user=anna, ip=ip, **details
+            )
+        db.session.commit()
+    frozen_clock.advance(hours=1)
+    laptop = signed_in(app, outbox)
+    whats = [row.split(" | ")[1:] for row in activity_rows(laptop.get(PAGE, headers=EN).text)]
+    assert whats[1:5] == [
+        [
+            "Locked after 100 wrong SMS PINs in a row, until support lifts it (by the system)",
+            "–",
+        ],
+        ["Password reset refused: requested too often", "192.0.2.0/24"],
+        ["Mobile number change refused: confirmed in a browser not signed in", "192.0.2.0/24"],
+        ["Mobile number change refused: wrong current password", "192.0.2.0/24"],
+    ]
+    german = laptop.get(PAGE, headers={"Accept-Language": "de"}).text
+    assert "Änderung der Mobilnummer abgelehnt: aktuelles Passwort falsch" in german
+    assert "Gesperrt nach 100 falschen SMS-PINs in Folge" in german
 
 
 @pytest.mark.parametrize(

@@ -213,6 +213,35 @@ def _password_change_failed(details: dict) -> str:
     return str(_l("Password change refused: wrong current password"))
 
 
+def _phone_change_failed(details: dict) -> str:
+    reason = details.get("reason")
+    if reason == "locked":
+        return str(_l("Mobile number change refused: locked after wrong passwords"))
+    if reason == "password":
+        return str(_l("Mobile number change refused: wrong current password"))
+    return str(_l("Mobile number change refused: confirmed in a browser not signed in"))
+
+
+def _password_reset_refused(details: dict) -> str:
+    if details.get("reason") == "rate_limited":
+        return str(_l("Password reset refused: requested too often"))
+    return str(_l("Password reset refused"))
+
+
+def _hard_locked(details: dict) -> str:
+    failures = details.get("failures") or "…"
+    if details.get("step") == "pin":
+        return gettext(
+            "Locked after %(failures)s wrong SMS PINs in a row, until support lifts it",
+            failures=failures,
+        )
+    return gettext(
+        "Locked after %(failures)s wrong passwords in a row, until support lifts it or the "
+        "password is reset",
+        failures=failures,
+    )
+
+
 def _phone_changed(details: dict) -> str:
     return gettext("Mobile number changed to %(phone)s", phone=details.get("new") or "…")
 
@@ -231,8 +260,11 @@ SHOWN: dict[str, tuple[Callable[[dict], str], bool]] = {
     "password.changed": (_fixed(_l("Password changed")), False),
     "password.change_failed": (_password_change_failed, True),
     "password.reset_requested": (_fixed(_l("Password reset requested")), False),
+    "password.reset_refused": (_password_reset_refused, True),
     "password.reset": (_fixed(_l("Password reset")), False),
     "user.phone_changed": (_phone_changed, False),
+    "phone.change_failed": (_phone_change_failed, True),
+    "lockout.hard_locked": (_hard_locked, True),
     "user.activated": (_fixed(_l("Access activated")), False),
     "user.disabled": (_fixed(_l("Access disabled")), False),
     "user.enabled": (_fixed(_l("Access enabled again")), False),
