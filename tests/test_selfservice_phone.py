@@ -221,6 +221,18 @@ def test_the_pin_goes_to_the_current_number_first_and_nothing_changes_yet(app, s
     assert phone_of(app) == OLD
 
 
+def test_the_pin_pages_lead_back_to_the_account_and_leaving_changes_nothing(app, signed_in, outbox):
+    ask(signed_in)
+    page = signed_in.get("/pin", headers={"Accept-Language": "en"})
+    assert '<a href="/account">Back to your account</a>' in page.text
+    assert signed_in.get("/account").status_code == 200
+    assert phone_of(app) == OLD
+    # Still open where she left it, until it expires or a new change replaces it.
+    assert pin(signed_in, pin_in(newest_sms(outbox))).headers["Location"] == "/pin"
+    page = signed_in.get("/pin", headers={"Accept-Language": "en"})
+    assert '<a href="/account">Back to your account</a>' in page.text
+
+
 def test_a_wrong_pin_at_the_current_number_sends_nothing_to_the_new_one(app, signed_in, outbox):
     ask(signed_in)
     first = newest_sms(outbox)
@@ -231,6 +243,7 @@ def test_a_wrong_pin_at_the_current_number_sends_nothing_to_the_new_one(app, sig
     ]
     assert answers[-1].status_code == 410
     assert "Ihre Mobilnummer wurde nicht geändert." in answers[-1].text
+    assert '<a href="/account">Zurück zu Ihrem Zugang</a>' in answers[-1].text
     assert all(sms["to"] != NEW for sms in outbox.sms())
     assert pin_with(signed_in, token, pin_in(first)).status_code in (400, 410)
     assert phone_of(app) == OLD
