@@ -188,13 +188,18 @@ def print_outcome(outcome: Outcome, seconds: float) -> None:
 def print_memory(watch: MemoryWatch, seconds: float) -> None:
     warm = seconds * WARM_UP_SHARE
     print(f"\nresident memory per worker, MiB (sampled every {MEMORY_SAMPLE_SECONDS:.0f} s):")
+    print("  (settled: the median of the first and of the last tenth of the samples after the")
+    print("  warm-up; a single sample may catch a login's 19 MiB argon2 buffer in flight)")
     for pid, samples in sorted(watch.samples.items()):
         after_warm_up = [mib for at, mib in samples if at >= warm] or [samples[-1][1]]
+        tenth = max(1, len(after_warm_up) // 10)
+        settled = statistics.median(after_warm_up[:tenth])
+        settled_at_end = statistics.median(after_warm_up[-tenth:])
         print(
-            f"  worker {pid}: start {samples[0][1]:.0f}, after warm-up ({warm:.0f} s) "
-            f"{after_warm_up[0]:.0f}, end {samples[-1][1]:.0f}, "
+            f"  worker {pid}: start {samples[0][1]:.0f}, settled after warm-up ({warm:.0f} s) "
+            f"{settled:.0f}, settled at the end {settled_at_end:.0f}, "
             f"max {max(mib for _, mib in samples):.0f}, "
-            f"growth after warm-up {after_warm_up[-1] - after_warm_up[0]:+.1f}"
+            f"growth after warm-up {settled_at_end - settled:+.1f}"
         )
 
 
