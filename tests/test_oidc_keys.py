@@ -59,6 +59,8 @@ def signed_by_new_key(make_app, now) -> str:
 def test_unknown_kids_reload_the_keys_at_most_once_per_interval(
     app, make_app, reloads, monkeypatch
 ):
+    # However slow this machine: the keys read stay fresh by the monotonic clock meanwhile.
+    monkeypatch.setattr(keys, "KEY_RECHECK_INTERVAL", timedelta(hours=1))
     with app.app_context():
         now = clock.now()
         keys.sign({"sub": "s"}, alg="ES256", now=now)
@@ -116,3 +118,23 @@ def test_requests_with_random_kids_cause_at_most_one_reload(idp, reloads, monkey
         )
         assert logout.status_code == 400
     assert len(reloads) - before <= 1
+
+
+def test_a_caller_with_an_old_moment_signs_with_the_successor_once_the_interval_is_over(
+    app, make_app, monkeypatch
+):
+    """The logout poller signs a batch at one moment: the keys it read are as old as the
+    monotonic clock says, not as its `now`; what `idp keys revoke` waits for holds for it too."""
+    monkeypatch.setattr(keys, "KEY_RECHECK_INTERVAL", timedelta(milliseconds=200))
+    with app.app_context():
+        moment = clock.now()
+        leaked = keys._header(keys.sign({"sub": "s"}, alg="ES256", now=moment))["kid"]
+        db.session.remove()
+    operator = make_app()  # another process: this one's cache knows nothing of it
+    runner = operator.test_cli_runner()
+    assert runner.invoke(args=["keys", "rotate"]).exit_code == 0
+    assert runner.invoke(args=["keys", "revoke", leaked, "--yes"]).exit_code == 0
+    with app.app_context():
+        token = keys.sign({"sub": "s"}, alg="ES256", now=moment)
+        assert keys._header(token)["kid"] != leaked
+        assert leaked not in keys.jwks_document(moment).decode()

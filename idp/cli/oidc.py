@@ -242,7 +242,9 @@ def revoke(kid, yes):
     # signs with this key, publishes it or accepts what it signed.
     time.sleep(keys.KEY_RECHECK_INTERVAL.total_seconds())
     click.echo(
-        f"revoked {row.alg} key {row.kid}: no longer published or accepted by any server process"
+        f"revoked {row.alg} key {row.kid}: no longer published or accepted by any server process;"
+        f" relying parties drop it from their copy of JWKS when they fetch it again (they may"
+        f" keep one for {policy.JWKS_MAX_AGE_SECONDS} s)"
     )
     if successor:
         click.echo(f"{row.alg} key {successor.kid} signs from now on")

@@ -18,6 +18,7 @@ import base64
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -61,6 +62,7 @@ class _Signer:
     key: ECKey | RSAKey
     loaded_at: datetime
     until: datetime
+    read_at: float  # time.monotonic() when read
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class _Published:
     jwks: bytes
     loaded_at: datetime
     until: datetime
+    read_at: float  # time.monotonic() when read
 
 
 class UndecryptableKeys(RuntimeError):
@@ -312,7 +315,13 @@ def _recheck_at(now: datetime, *moments: datetime | None) -> datetime:
 
 
 def _fresh(entry, now: datetime) -> bool:
-    return entry is not None and entry.loaded_at <= now < entry.until
+    """Usable at `now` (which decides the key: a successor's start, a retired key's end) and
+    read less than KEY_RECHECK_INTERVAL ago by the monotonic clock: a caller with an older `now`
+    (a loop that signs many tokens at one moment) or a wall clock set back must not stretch
+    what `idp keys revoke` waits for."""
+    if entry is None or not entry.loaded_at <= now < entry.until:
+        return False
+    return time.monotonic() - entry.read_at < KEY_RECHECK_INTERVAL.total_seconds()
 
 
 def _signer(alg: str, now: datetime) -> _Signer:
@@ -326,7 +335,12 @@ def _signer(alg: str, now: datetime) -> _Signer:
             )
         )
         signer = _Signer(
-            row.kid, row.alg, _private_key(row), now, _recheck_at(now, row.retired_at, successor)
+            row.kid,
+            row.alg,
+            _private_key(row),
+            now,
+            _recheck_at(now, row.retired_at, successor),
+            time.monotonic(),
         )
         _cache()[("signer", alg)] = signer
     return signer
@@ -346,6 +360,7 @@ def _published(now: datetime) -> _Published:
             jwks=json.dumps({"keys": [row.public_jwk for row in rows]}).encode(),
             loaded_at=now,
             until=_recheck_at(now, *leaves),
+            read_at=time.monotonic(),
         )
         _cache()["published"] = cached
     return cached
