@@ -134,6 +134,22 @@ def test_guesses_from_elsewhere_do_not_lock_the_owner_out_at_home(make_app, outb
     assert try_login(from_address(app.test_client(), "198.51.100.77")).status_code == 303
 
 
+def test_the_home_network_over_ipv6_is_her_own_slash_64_not_the_providers_slash_48(
+    make_app, outbox
+):
+    """The limits count a /48, but being at home is narrower: a stranger in another /64 of
+    her provider's /48 is bound by the lock that guesses from elsewhere set."""
+    app = make_app(LOCKOUT_THRESHOLD=5)
+    home = from_address(app.test_client(), "2001:db8:5:1::10")
+    activate(app, home, outbox)
+    login(home, outbox)
+    for n in range(20):
+        try_login(from_address(app.test_client(), f"2001:db8:{n + 100:x}::1"), password="wrong 42")
+    neighbour = try_login(from_address(app.test_client(), "2001:db8:5:2::1"))
+    assert neighbour.status_code == 200 and "Anmeldung ist fehlgeschlagen" in neighbour.text
+    assert try_login(from_address(app.test_client(), "2001:db8:5:1::77")).status_code == 303
+
+
 def test_password_attempts_per_account_and_address(make_app, outbox):
     app = make_app(LOGIN_ATTEMPTS_PER_ACCOUNT_AND_NETWORK="3 per 15 minutes", LOCKOUT_THRESHOLD=100)
     outbox_app_client = app.test_client()

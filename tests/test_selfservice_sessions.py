@@ -133,7 +133,7 @@ def test_the_page_lists_the_live_sessions_this_one_marked(app, client, outbox, f
     ]
     assert "This browser" in listed[0]["text"]
     assert "203.0.113.0/24" in listed[0]["text"]
-    assert "2001:db8:1::/48" in listed[1]["text"]
+    assert "2001:db8:1:2::/64" in listed[1]["text"]
     # The network only, never the address; no session's token or sid, nor any other id.
     assert "203.0.113.7" not in page.text and "2001:db8:1:2::5" not in page.text
     with app.app_context():

@@ -1,9 +1,13 @@
 """Networks: the client networks that rate limits are keyed by, and the addresses that the
 identity provider's own requests (back-channel logout) must never reach.
 
-Client networks: one attacker rarely has addresses in more than one /24 (IPv4) or /48 (IPv6),
-so limits keyed by network hold against address hopping. Not /64 for IPv6: a /48 of 65,536
-/64s is what a tunnel broker hands anyone for free, and what many hosters give a server.
+Client networks, two of them. The counters that hold an attacker back (limit_network_of) take a
+/24 (IPv4) or a /48 (IPv6): one attacker rarely has addresses in more than one, so they hold
+against address hopping; not a /64, since a /48 of 65,536 /64s is what a tunnel broker hands
+anyone for free and many hosters give a server. What spares a person or names her place
+(network_of: the home network that a lock set from elsewhere does not bind, the network a page
+or mail shows) takes a /24 or a /64, a line's own: a /48 may be a whole provider's pool, and
+an attacker there must not count as at home.
 
 Forbidden targets: a URI that an operator registers, or a DNS answer for its name, must not
 turn the identity provider into a client of its own link or of the cloud's metadata service,
@@ -62,13 +66,23 @@ IPV4_CARRYING_NETWORKS = {
 
 
 def network_of(address: str | None) -> str:
+    """The client's own network (/24, /64): where she is at home, what pages show."""
+    return _network(address, ipv6_prefix=64)
+
+
+def limit_network_of(address: str | None) -> str:
+    """The network that rate limits count by (/24, /48)."""
+    return _network(address, ipv6_prefix=48)
+
+
+def _network(address: str | None, *, ipv6_prefix: int) -> str:
     if not address:
         return "unknown"
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
         return address
-    prefix = 24 if parsed.version == 4 else 48
+    prefix = 24 if parsed.version == 4 else ipv6_prefix
     return str(ipaddress.ip_network(f"{parsed}/{prefix}", strict=False))
 
 

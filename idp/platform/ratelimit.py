@@ -15,7 +15,7 @@ from limits.strategies import MovingWindowRateLimiter
 from redis.exceptions import RedisError
 
 from idp.errors import ConfigurationError
-from idp.platform.network import network_of
+from idp.platform.network import limit_network_of
 
 
 def client_ip() -> str:
@@ -23,7 +23,7 @@ def client_ip() -> str:
 
 
 def client_network() -> str:
-    return network_of(client_ip())
+    return limit_network_of(client_ip())
 
 
 # What the shared counters raise when their storage (Redis) cannot be reached or fails.
@@ -153,7 +153,7 @@ def take_pending_authorization(ip: str | None) -> int | None:
     strategy = MovingWindowRateLimiter(counters())
     for setting, key in (
         ("PENDING_AUTHORIZATIONS_PER_IP", ip or "unknown"),
-        ("PENDING_AUTHORIZATIONS_PER_NETWORK", network_of(ip)),
+        ("PENDING_AUTHORIZATIONS_PER_NETWORK", limit_network_of(ip)),
     ):
         for limit in parse_many(current_app.config[setting]):
             if not strategy.hit(limit, "pending-authorization", setting, key):
@@ -170,7 +170,7 @@ def take_password_reset(account: str, ip: str | None) -> bool:
     strategy = MovingWindowRateLimiter(counters())
     config = current_app.config
     limits = [
-        (limit, ("password-reset", account, network_of(ip)))
+        (limit, ("password-reset", account, limit_network_of(ip)))
         for limit in parse_many(config["PASSWORD_RESET_PER_ACCOUNT_AND_NETWORK"])
     ] + [
         (limit, ("password-reset", account))
@@ -189,7 +189,7 @@ def _login_limit():
 
 
 def _login_key(account: str, ip: str | None) -> tuple[str, str, str, str]:
-    return "login", account, str(counters().get(_epoch_key(account))), network_of(ip)
+    return "login", account, str(counters().get(_epoch_key(account))), limit_network_of(ip)
 
 
 def _epoch_key(account: str) -> str:
