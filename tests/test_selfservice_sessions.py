@@ -539,13 +539,13 @@ def test_activity_names_security_events_newest_first_and_only_the_newest(
     with app.app_context():
         anna = db.session.scalar(db.select(User).where(User.username == "anna"))
         start = clock.now() + timedelta(seconds=30)
-        for _ in range(25):
+        for n in range(25):  # each from another network: 25 lines
             audit.record(
                 "login.failed",
                 now=start,
                 actor="user",
                 user=anna,
-                ip="192.0.2.9",
+                ip=f"192.0.{n}.9",
                 reason="throttled",
             )
         happened = [
@@ -578,9 +578,40 @@ def test_activity_names_security_events_newest_first_and_only_the_newest(
         ["Mobile number changed to +49 … 99 (by support)", "–"],
         ["Password reset", "192.0.2.0/24"],
         ["Password reset requested (by support)", "–"],
-        ["Sign-in refused: too many attempts from this network", "192.0.2.0/24"],
+        ["Sign-in refused: too many attempts from this network", "192.0.24.0/24"],
     ]
     assert "root" not in laptop.get(PAGE).text
+
+
+def test_a_run_of_one_event_is_one_line_and_pushes_no_other_off_the_list(
+    app, client, outbox, frozen_clock
+):
+    """Anyone can ask for her password reset again and again: the refusals are one line."""
+    activate(app, client, outbox)
+    with app.app_context():
+        anna = db.session.scalar(db.select(User).where(User.username == "anna"))
+        start = clock.now() + timedelta(seconds=30)
+        audit.record("password.change_failed", now=start, actor="user", user=anna, ip="192.0.2.1")
+        for n in range(150):
+            audit.record(
+                "password.reset_refused",
+                now=start + timedelta(seconds=n + 1),
+                actor="user",
+                user=anna,
+                ip="198.51.100.7",
+                reason="rate_limited",
+            )
+        db.session.commit()
+    frozen_clock.advance(hours=1)
+    laptop = signed_in(app, outbox)
+    whats = [row.split(" | ")[1:] for row in activity_rows(laptop.get(PAGE, headers=EN).text)]
+    assert whats[1:] == [
+        ["Password reset refused: requested too often (150 times)", "198.51.100.0/24"],
+        ["Password change refused: wrong current password", "192.0.2.0/24"],
+        ["Access activated", "127.0.0.0/24"],
+    ]
+    german = laptop.get(PAGE, headers={"Accept-Language": "de"}).text
+    assert "(150-mal)" in german
 
 
 def test_activity_names_refused_changes_and_resets_and_a_hard_lock(

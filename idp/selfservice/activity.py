@@ -7,7 +7,7 @@ token nor the `sid` that relying parties see, and worth nothing anywhere else. I
 among the account's own sessions only, so that a changed value can reach no other account's."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import ua_parser
@@ -33,6 +33,8 @@ HANDLE_LENGTH = 32
 # collect many); "end all" ends them all the same.
 MAX_LISTED = 50
 RECENT_EVENTS = 20
+# Rows read for the list, per line it shows: runs of one event make one line.
+ROWS_READ_PER_ENTRY = 10
 
 
 # --- Sessions ---------------------------------------------------------------------------------
@@ -182,10 +184,11 @@ def local_datetime(moment: datetime) -> str:
 @dataclass(frozen=True)
 class ActivityEntry:
     what: str
-    when: datetime
+    when: datetime  # the newest, when it happened several times in a row
     network: str | None
     by: str | None
     failed: bool
+    times: int = 1
 
 
 LOGIN_FAILURES = {
@@ -290,18 +293,28 @@ def recent_events(user: User, limit: int = RECENT_EVENTS) -> list[ActivityEntry]
         select(AuditEvent)
         .where(AuditEvent.user_id == user.id, AuditEvent.event.in_(list(SHOWN)))
         .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
-        .limit(limit)
+        .limit(limit * ROWS_READ_PER_ENTRY)
     ).all()
-    entries = []
+    entries: list[ActivityEntry] = []
     for row in rows:
         text, failed = SHOWN[row.event]
-        entries.append(
-            ActivityEntry(
-                what=text(row.details or {}),
-                when=row.created_at,
-                network=network_of(row.ip) if row.ip else None,
-                by=_by(row.actor),
-                failed=failed,
-            )
+        entry = ActivityEntry(
+            what=text(row.details or {}),
+            when=row.created_at,
+            network=network_of(row.ip) if row.ip else None,
+            by=_by(row.actor),
+            failed=failed,
         )
+        # Anyone can make refused events for her name (a reset asked for again and again): a
+        # run of the same one is one line, so that it cannot push the others off the list.
+        if entries and _line(entries[-1]) == _line(entry):
+            entries[-1] = replace(entries[-1], times=entries[-1].times + 1)
+        elif len(entries) == limit:
+            break
+        else:
+            entries.append(entry)
     return entries
+
+
+def _line(entry: ActivityEntry) -> tuple:
+    return entry.what, entry.network, entry.by, entry.failed
