@@ -517,3 +517,24 @@ def test_failing_smtp_keeps_the_old_link(command, make_app, smtp_server, certifi
     with app.app_context():
         assert [i.state for i in db.session.scalars(db.select(Invitation))] == ["sent"]
     assert app.test_client().get(link).status_code == 200
+
+
+def test_a_send_that_vonage_accepts_after_the_timeout_is_logged(caplog):
+    """The person read "not sent"; the operator learns that it was, and billed."""
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    from idp.senders import sms
+
+    accepted, failed = Future(), Future()
+    accepted.set_result(
+        SimpleNamespace(
+            messages=[SimpleNamespace(status="0", message_id="0A1B", message_price="0.0333")]
+        )
+    )
+    failed.set_exception(TimeoutError())
+    caplog.set_level(logging.INFO, logger="idp")
+    sms._log_late_answer(accepted)
+    sms._log_late_answer(failed)
+    assert "accepted after the timeout (message 0A1B, EUR 0.0333)" in caplog.text
+    assert "answered after the timeout: not sent" in caplog.text

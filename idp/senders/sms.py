@@ -16,6 +16,7 @@ for _name in ("vonage", "vonage_http_client", "vonage_sms"):
 # Threads that make the SDK's calls, a request waiting for its own call at most SMS_TIMEOUT.
 # More than a worker's request threads, so that sends do not queue while Vonage is well.
 SEND_THREADS = 16
+LOG = logging.getLogger("idp")
 
 
 def build(config):
@@ -72,7 +73,9 @@ class VonageSmsSender:
             response = call.result(timeout=self.timeout)
         except NoAnswerInTime:
             # Still queued behind calls that hang: then it is never posted, as the person reads.
-            call.cancel()
+            # Already posted: Vonage may still deliver it; the log says so when it answers.
+            if not call.cancel():
+                call.add_done_callback(_log_late_answer)
             raise SendError(f"Vonage SMS failed: Timeout, no answer in {self.timeout} s") from None
         except Exception as error:  # the SDK raises many types; all mean "not sent"
             raise SendError(f"Vonage SMS failed: {type(error).__name__}") from None
@@ -80,6 +83,22 @@ class VonageSmsSender:
         if sent is None or sent.status != "0":
             raise SendError(f"Vonage SMS rejected with status {getattr(sent, 'status', None)!r}")
         return SmsReceipt(message_id=sent.message_id, price=sent.message_price)
+
+
+def _log_late_answer(call) -> None:
+    """A send that timed out for the person: whether Vonage took it after all (it is billed
+    then, and its PIN, rolled back, is no longer valid)."""
+    error = call.exception()
+    messages = None if error else call.result().messages
+    if messages and messages[0].status == "0":
+        LOG.warning(
+            "Vonage SMS accepted after the timeout (message %s, EUR %s): delivered, and not in"
+            " the hourly EUR budget",
+            messages[0].message_id,
+            messages[0].message_price,
+        )
+    else:
+        LOG.info("Vonage SMS answered after the timeout: not sent")
 
 
 class ConsoleSmsSender:
