@@ -77,7 +77,8 @@ VONAGE_API_SECRET = None
 VONAGE_SMS_FROM = "ecotel"
 # Host of Vonage's SMS REST API; tests point it at a local TLS fake.
 VONAGE_REST_HOST = "rest.nexmo.com"
-# Seconds to wait for Vonage before the send counts as failed.
+# Seconds to wait for Vonage in all. A send it took without answering by then counts as sent
+# but unconfirmed: its PIN stays valid, and the PIN page says the SMS may come late.
 SMS_TIMEOUT = 10
 
 # Where the file mail and SMS backends write. Unset: "outbox" in the instance folder.

@@ -21,6 +21,16 @@ class SendError(RuntimeError):
     """The message could not be handed over; nothing about it may be assumed delivered."""
 
 
+class SendUnconfirmed(SendError):
+    """The provider has the message but did not answer in time: it may still be delivered,
+    and billed, later. `when_answered(fn)` has fn called with the receipt (in another thread)
+    if the provider accepts it after all."""
+
+    def __init__(self, message: str, when_answered):
+        super().__init__(message)
+        self.when_answered = when_answered
+
+
 class HashingBusy(Exception):
     """Every argon2 slot stayed taken for ARGON2_WAIT_SECONDS: answered with 503 and
     Retry-After; nothing it was about is written (see login.check_password)."""

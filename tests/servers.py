@@ -154,8 +154,9 @@ class VonageState:
     """What the fake answers and what it received."""
 
     # "ok", a Vonage status such as "2" (missing parameters) or "9" (quota exceeded),
-    # "http500", "hang" (answers only after the test is over) or "trickle" (answers at once,
-    # a byte every half second: no read waits long, the whole answer takes a minute).
+    # "http500", "hang" (answers only after the test is over), "trickle" (answers at once,
+    # a byte every half second: no read waits long, the whole answer takes a minute) or "late"
+    # (accepts it, the answer a byte every 10 ms: in all about 3 s).
     mode: str = "ok"
     # Seconds before any answer (a slow provider); the message counts as received at once.
     delay: float = 0.0
@@ -194,7 +195,7 @@ class VonageHandler(BaseHTTPRequestHandler):
         if state.mode == "trickle":
             self.trickle(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" * 10)
             return
-        status = "0" if state.mode == "ok" else state.mode
+        status = "0" if state.mode in ("ok", "late") else state.mode
         message = {"to": form.get("to"), "status": status}
         if status == "0":
             message.update(
@@ -209,11 +210,17 @@ class VonageHandler(BaseHTTPRequestHandler):
             message["error-text"] = {"2": "Missing from param", "9": "Quota Exceeded"}.get(
                 status, "Rejected"
             )
-        self.answer(200, {"message-count": "1", "messages": [message]})
+        body = {"message-count": "1", "messages": [message]}
+        if state.mode == "late":
+            data = json.dumps(body).encode()
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            self.trickle(head + data, every=0.01)
+            return
+        self.answer(200, body)
 
-    def trickle(self, data: bytes) -> None:
+    def trickle(self, data: bytes, every: float = 0.5) -> None:
         for index in range(len(data)):
-            if self.server.state.released.wait(0.5):
+            if self.server.state.released.wait(every):
                 return
             self.wfile.write(data[index : index + 1])
             self.wfile.flush()

@@ -45,6 +45,11 @@ PINS_SENT = Counter("idp_pins_sent_total", "PIN SMS handed to the provider.", ["
 PIN_SEND_FAILURES = Counter(
     "idp_pin_send_failures_total", "PIN SMS the provider did not accept.", ["purpose"]
 )
+PINS_UNCONFIRMED = Counter(
+    "idp_pins_unconfirmed_total",
+    "PIN SMS the provider took but did not confirm within SMS_TIMEOUT (they may come late).",
+    ["purpose"],
+)
 SMS_COST = Counter("idp_sms_cost_eur_total", "What the SMS provider reported as charged, in EUR.")
 SMS_BUDGET_EXCEEDED = Counter(
     "idp_sms_budget_exceeded_total",

@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as NoAnswerInTime
 from importlib.metadata import version
 
-from idp.errors import ConfigurationError, SendError
+from idp.errors import ConfigurationError, SendError, SendUnconfirmed
 from idp.senders.messages import Sms, SmsReceipt
 from idp.senders.outbox import FileOutbox, print_loudly
 
@@ -73,32 +73,42 @@ class VonageSmsSender:
             response = call.result(timeout=self.timeout)
         except NoAnswerInTime:
             # Still queued behind calls that hang: then it is never posted, as the person reads.
-            # Already posted: Vonage may still deliver it; the log says so when it answers.
-            if not call.cancel():
-                call.add_done_callback(_log_late_answer)
-            raise SendError(f"Vonage SMS failed: Timeout, no answer in {self.timeout} s") from None
+            if call.cancel():
+                raise SendError(f"Vonage SMS not sent: queued for {self.timeout} s") from None
+            # Already posted: Vonage may still deliver it (and bill it).
+            raise SendUnconfirmed(
+                f"Vonage SMS unconfirmed: no answer in {self.timeout} s",
+                lambda accepted: call.add_done_callback(lambda done: _late_answer(done, accepted)),
+            ) from None
         except Exception as error:  # the SDK raises many types; all mean "not sent"
             raise SendError(f"Vonage SMS failed: {type(error).__name__}") from None
-        sent = response.messages[0] if response.messages else None
-        if sent is None or sent.status != "0":
-            raise SendError(f"Vonage SMS rejected with status {getattr(sent, 'status', None)!r}")
-        return SmsReceipt(message_id=sent.message_id, price=sent.message_price)
+        return _receipt(response)
 
 
-def _log_late_answer(call) -> None:
-    """A send that timed out for the person: whether Vonage took it after all (it is billed
-    then, and its PIN, rolled back, is no longer valid)."""
-    error = call.exception()
-    messages = None if error else call.result().messages
-    if messages and messages[0].status == "0":
-        LOG.warning(
-            "Vonage SMS accepted after the timeout (message %s, EUR %s): delivered, and not in"
-            " the hourly EUR budget",
-            messages[0].message_id,
-            messages[0].message_price,
-        )
-    else:
-        LOG.info("Vonage SMS answered after the timeout: not sent")
+def _receipt(response) -> SmsReceipt:
+    sent = response.messages[0] if response.messages else None
+    if sent is None or sent.status != "0":
+        raise SendError(f"Vonage SMS rejected with status {getattr(sent, 'status', None)!r}")
+    return SmsReceipt(message_id=sent.message_id, price=sent.message_price)
+
+
+def _late_answer(call, accepted) -> None:
+    """Vonage's answer to a send that had timed out: `accepted` gets the receipt if it took
+    the SMS (delivered and billed after all)."""
+    try:
+        receipt = _receipt(call.result())
+    except Exception as error:  # the SDK's own, or SendError: not sent either way
+        LOG.info("Vonage SMS unconfirmed, not accepted afterwards (%s)", type(error).__name__)
+        return
+    LOG.warning(
+        "Vonage SMS accepted after the timeout (message %s, EUR %s)",
+        receipt.message_id,
+        receipt.price,
+    )
+    try:
+        accepted(receipt)
+    except Exception as error:  # in Vonage's thread: no request to answer, one line to log
+        LOG.warning("Vonage SMS accepted after the timeout, not counted: %s", error)
 
 
 class ConsoleSmsSender:

@@ -14,11 +14,11 @@ from idp.authn import lockout, transactions
 from idp.authn.factors.sms import pins
 from idp.authn.factors.sms.models import PinChallenge
 from idp.authn.models import AuthTransaction, TransactionPurpose, TransactionState
-from idp.errors import PinsLocked, SendError
+from idp.errors import PinsLocked, SendError, SendUnconfirmed
 from idp.platform import metrics
 from idp.platform.extensions import db
 from idp.platform.secrets import same
-from idp.senders import Sms, send_sms, sms_guard
+from idp.senders import Sms, SmsReceipt, send_sms, sms_guard
 
 
 class PinResult(enum.Enum):
@@ -60,10 +60,13 @@ def recipient(transaction: AuthTransaction) -> str:
     return transaction.user.phone
 
 
-def send_pin(transaction: AuthTransaction, now: datetime) -> None:
+def send_pin(transaction: AuthTransaction, now: datetime) -> bool:
     """Creates a new PIN (older ones stop counting) and sends it. Raises PinCooldown within
     the cooldown of the account's last PIN, having sent nothing; raises SendError, and then the
-    caller rolls back: no PIN exists that was not sent (and no cooldown runs)."""
+    caller rolls back: no PIN exists that was not sent (and no cooldown runs). Returns False
+    when the provider took the SMS without confirming it in time: it may still arrive, so its
+    PIN stays valid and the cooldown runs (asking again at once would send and bill a second
+    SMS before the first could come)."""
     claim_pin_slot(transaction, now)
     pin = pins.new_pin()
     challenge = PinChallenge(
@@ -80,8 +83,9 @@ def send_pin(transaction: AuthTransaction, now: datetime) -> None:
     transaction.last_pin_sent_at = now
     # Raises SmsRefused (a SendError) before the provider is called: pumping costs us nothing.
     to = recipient(transaction)
+    guard = sms_guard.guard()
     # Each number's caps count its own PINs, a new number's too (pumping through phone changes).
-    sms_guard.guard().reserve(to, transaction.user.subject, new_number=to != transaction.user.phone)
+    guard.reserve(to, transaction.user.subject, new_number=to != transaction.user.phone)
     try:
         receipt = send_sms(
             Sms(
@@ -89,19 +93,42 @@ def send_pin(transaction: AuthTransaction, now: datetime) -> None:
                 text=pins.sms_text(transaction.user, pin, transaction.purpose),
             )
         )
+    except SendUnconfirmed as unconfirmed:
+        metrics.PINS_UNCONFIRMED.labels(purpose=transaction.purpose).inc()
+        challenge.unconfirmed = True
+        unconfirmed.when_answered(lambda late: _count_cost(guard, late))
+        return False
     except SendError:
         metrics.PIN_SEND_FAILURES.labels(purpose=transaction.purpose).inc()
         raise
     metrics.PINS_SENT.labels(purpose=transaction.purpose).inc()
+    _count_cost(guard, receipt)
+    return True
+
+
+def _count_cost(guard: sms_guard.SmsGuard, receipt: SmsReceipt) -> None:
+    """What the provider charged, in the metric and in the hourly money budget."""
     metrics.record_sms_cost(receipt.price)
-    sms_guard.guard().record_cost(receipt.price)
+    guard.record_cost(receipt.price)
+
+
+def delivery_unconfirmed(transaction: AuthTransaction) -> bool:
+    """The transaction's newest PIN went to the provider unconfirmed: it may come late."""
+    return bool(
+        db.session.scalar(
+            select(PinChallenge.unconfirmed)
+            .where(PinChallenge.transaction_id == transaction.id)
+            .order_by(PinChallenge.id.desc())
+            .limit(1)
+        )
+    )
 
 
 def send_first_pin(transaction: AuthTransaction, now: datetime, ip: str | None) -> None:
     """The PIN of a new login or activation, unless the cooldown of the account's last PIN
     holds it back (restarting is no way around the wait)."""
     try:
-        send_pin(transaction, now)
+        confirmed = send_pin(transaction, now)
     except PinCooldown as cooldown:
         audit.record(
             "pin.held",
@@ -120,6 +147,7 @@ def send_first_pin(transaction: AuthTransaction, now: datetime, ip: str | None) 
         user=transaction.user,
         ip=ip,
         purpose=str(transaction.purpose),
+        **({} if confirmed else {"unconfirmed": True}),
     )
 
 
@@ -151,10 +179,10 @@ def resend_wait(transaction: AuthTransaction, now: datetime) -> int:
     return max(0, int((ready - now).total_seconds() + 0.999))
 
 
-def resend_pin(transaction: AuthTransaction, now: datetime) -> None:
+def resend_pin(transaction: AuthTransaction, now: datetime) -> bool:
     """A new PIN on request. Raises ResendRefused: once the transaction is over, while wrong
     PINs lock the account (its PINs are refused anyway: sending more would only cost money),
-    past PIN_MAX_RESENDS, or within the cooldown; SendError as send_pin."""
+    past PIN_MAX_RESENDS, or within the cooldown; SendError, and returns, as send_pin."""
     # The transaction's row before the account's, as a PIN try and its completion take them:
     # a resend and a try at once then wait for each other instead of deadlocking.
     state, pins_sent = db.session.execute(
@@ -168,7 +196,7 @@ def resend_pin(transaction: AuthTransaction, now: datetime) -> None:
         raise ResendRefused("locked")
     if pins_sent > current_app.config["PIN_MAX_RESENDS"]:
         raise ResendRefused("limit")
-    send_pin(transaction, now)
+    return send_pin(transaction, now)
 
 
 def verify(transaction: AuthTransaction, typed: str, now: datetime) -> PinResult:

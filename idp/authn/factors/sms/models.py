@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import Boolean, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.platform.columns import UTCDateTime, utcnow
@@ -23,3 +23,5 @@ class PinChallenge(db.Model):
     pin_digest: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The provider took the SMS but did not answer in time: it may arrive late, or never.
+    unconfirmed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

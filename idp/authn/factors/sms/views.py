@@ -26,6 +26,7 @@ def pin_page(transaction, *, error=None, notice=None, status=200):
             purpose=transaction.purpose,
             phone=masked_phone(challenges.recipient(transaction)),
             pin_sent=transaction.pins_sent > 0,
+            unconfirmed=challenges.delivery_unconfirmed(transaction),
             resend_wait=challenges.resend_wait(transaction, now),
             error=error,
             notice=notice,
@@ -88,7 +89,7 @@ def submit():
 
 def resend(transaction):
     try:
-        challenges.resend_pin(transaction, clock.now())
+        confirmed = challenges.resend_pin(transaction, clock.now())
     except ResendRefused as refused:
         db.session.rollback()
         return pin_page(transaction, error=f"resend_{refused.reason}", status=429)
@@ -105,6 +106,7 @@ def resend(transaction):
         ip=client_ip(),
         purpose=transaction.purpose,
         resend=True,
+        **({} if confirmed else {"unconfirmed": True}),
     )
     db.session.commit()
     return pin_page(transaction, notice="resent")
