@@ -3,15 +3,14 @@
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
-from idp import audit
 from idp.authn.step_ended import ended_page
-from idp.authn.web import current_session, set_session_cookie, sms_error
-from idp.errors import PinsLocked, SendError
+from idp.authn.web import current_session, set_session_cookie
 from idp.platform import clock
 from idp.platform.extensions import db
 from idp.platform.ratelimit import limit_posts
-from idp.platform.web import client_ip, end_flow, start_flow
+from idp.platform.web import client_ip, end_flow
 from idp.selfservice import password_change
+from idp.selfservice.change_start import start_change
 from idp.selfservice.password_change import Refused
 
 bp = Blueprint("account_password", __name__)
@@ -50,33 +49,19 @@ def submit():
     session = current_session()
     if session is None:
         return to_login()
-    user, now = session.user, clock.now()
-    try:
-        result = password_change.begin(
-            user,
+    return start_change(
+        "password change",
+        session.user,
+        lambda: password_change.begin(
+            session.user,
             request.form.get("current_password", ""),
             request.form.get("password", ""),
             request.form.get("password_confirm", ""),
-            now,
+            clock.now(),
             client_ip(),
-        )
-    except PinsLocked as locked:
-        db.session.commit()  # the right password settled its attempt
-        return form_page(session, Refused("pins_locked", status=429, until=locked.until))
-    except SendError as error:
-        db.session.rollback()
-        current_app.logger.warning("PIN SMS for a password change not sent: %s", error)
-        audit.record("pin.send_failed", now=now, actor="user", user=user, ip=client_ip())
-        db.session.commit()
-        key, status = sms_error(error)
-        return form_page(session, Refused(key, status=status))
-    if isinstance(result, Refused):
-        db.session.commit()  # a wrong current password stays counted, and on record
-        return form_page(session, result)
-    _, transaction_token = result
-    db.session.commit()
-    start_flow(transaction_token)
-    return redirect(url_for("pin.form"), code=303)
+        ),
+        lambda refused: form_page(session, refused),
+    )
 
 
 def finish_password_change(transaction):

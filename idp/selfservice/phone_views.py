@@ -18,12 +18,13 @@ from idp.accounts import users
 from idp.authn import transactions
 from idp.authn.factors.sms.views import pin_page
 from idp.authn.web import current_session, sms_error
-from idp.errors import PinsLocked, SendError, UserError
+from idp.errors import SendError, UserError
 from idp.platform import clock
 from idp.platform.extensions import db
 from idp.platform.ratelimit import limit_posts
 from idp.platform.web import client_ip, end_flow, start_flow
 from idp.selfservice import phone_change
+from idp.selfservice.change_start import start_change
 from idp.selfservice.phone_change import Refused
 
 bp = Blueprint("account_phone", __name__)
@@ -64,28 +65,20 @@ def submit():
     session = current_session()
     if session is None:
         return to_login()
-    user, now = session.user, clock.now()
     # What she typed comes back in the form, shortened: never the password.
     typed = request.form.get("phone", "")[: phone_change.MAX_TYPED]
-    try:
-        result = phone_change.begin(
-            user, request.form.get("phone", ""), request.form.get("password", ""), now, client_ip()
-        )
-    except PinsLocked as locked:
-        db.session.commit()  # the right password settled its attempt
-        return form_page(user, Refused("pins_locked", status=429, until=locked.until), phone=typed)
-    except SendError as error:
-        db.session.rollback()
-        current_app.logger.warning("PIN SMS for a phone change not sent: %s", error)
-        key, status = sms_error(error)
-        return form_page(user, Refused(key, status=status), phone=typed)
-    if isinstance(result, Refused):
-        db.session.commit()  # a wrong current password stays counted, and on record
-        return form_page(user, result, phone=typed)
-    _, transaction_token = result
-    db.session.commit()
-    start_flow(transaction_token)
-    return redirect(url_for("pin.form"), code=303)
+    return start_change(
+        "phone change",
+        session.user,
+        lambda: phone_change.begin(
+            session.user,
+            request.form.get("phone", ""),
+            request.form.get("password", ""),
+            clock.now(),
+            client_ip(),
+        ),
+        lambda refused: form_page(session.user, refused, phone=typed),
+    )
 
 
 def own_session(transaction):
