@@ -41,7 +41,7 @@ def free_ports() -> DemoPorts:
     return DemoPorts(free_port(), free_port(), free_port())
 
 
-def demo_process(instance: Path, ports: DemoPorts) -> subprocess.Popen:
+def demo_process(instance: Path, ports: DemoPorts, *options: str) -> subprocess.Popen:
     """`idp demo` as a developer starts it, in its own instance folder (database, outbox)."""
     environment = {
         **os.environ,
@@ -54,6 +54,7 @@ def demo_process(instance: Path, ports: DemoPorts) -> subprocess.Popen:
             del environment[name]
     command = [sys.executable, "-m", "idp", "demo", "--port", str(ports.idp)]
     command += ["--eservice-port", str(ports.eservice), "--cloudphone-port", str(ports.cloudphone)]
+    command += options
     return subprocess.Popen(
         command,
         cwd=ROOT,
@@ -319,6 +320,29 @@ def test_the_signed_out_portal_does_not_say_signed_in(eservice):
     assert "Anmeldung über den Identity Provider" in german and "angemeldet" not in german
     english = browser.get("/", headers={"Accept-Language": "en"}).text
     assert "sign-in through the identity provider" in english and "signed in" not in english
+
+
+def test_the_passkey_demo_is_at_localhost_and_says_how_to_add_one(tmp_path):
+    """Browsers take WebAuthn only at a domain: `idp demo --passkeys` names its apps at
+    http://localhost, its issuer is there, and it offers passkeys (the account's page)."""
+    ports = free_ports()
+    process = demo_process(tmp_path, ports, "--passkeys")
+    try:
+        output = wait_until_running(process)
+        for line in process.stdout:  # the addresses and the steps, up to their last line
+            output += line
+            if "Ctrl-C stops all three" in line:
+                break
+        assert f"http://localhost:{ports.eservice}/" in output
+        assert "127.0.0.1" not in output
+        assert "Passkeys" in output and "no SMS is sent" in output
+        issuer = f"http://localhost:{ports.idp}"
+        discovery = requests.get(f"{issuer}/.well-known/openid-configuration", timeout=10)
+        assert discovery.json()["issuer"] == issuer
+        assert requests.get(f"{issuer}/login/passkey", timeout=10).status_code != 404
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
 
 
 def test_the_demo_says_plainly_what_to_try():

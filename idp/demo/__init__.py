@@ -57,9 +57,18 @@ class DemoPorts:
     idp: int = 5000
     eservice: int = 5001
     cloudphone: int = 5002
+    # The name in the addresses (every server listens on 127.0.0.1). With passkeys it is
+    # "localhost": browsers take WebAuthn only at a domain, and http://localhost is a secure
+    # context.
+    host: str = "127.0.0.1"
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{getattr(self, name)}"
+        return f"http://{self.host}:{getattr(self, name)}"
+
+
+# What `idp demo --passkeys` changes: passkeys offered beside the SMS PIN, which stays the
+# default for an account without one.
+PASSKEY_SETTINGS = {"SECOND_FACTORS": ["sms", "passkey"]}
 
 
 def invite_demo_user() -> NextStep:
@@ -220,7 +229,7 @@ def reset_demo_data(config) -> None:
     shutil.rmtree(config["OUTBOX_DIR"], ignore_errors=True)
 
 
-def next_step_text(next_step: NextStep) -> str:
+def next_step_text(next_step: NextStep, *, passkeys: bool = False) -> str:
     """What to do now, after the addresses: the leaflet's journey from where the demo is."""
     username = DEMO_USER["username"]
     sign_in = [
@@ -231,6 +240,11 @@ def next_step_text(next_step: NextStep) -> str:
         'Press "cloud.phone öffnen" ("Open cloud.phone") in e:service: cloud.phone opens signed',
         "in (single sign-on, no new login). Book an option in e:service: it asks for password",
         "and PIN again. Sign out in e:service: cloud.phone is signed out too.",
+    ]
+    passkey = [
+        'Passkeys: in e:service press "Mein Zugang" ("My access"), then "Passkeys", and add one',
+        "(the browser asks for your fingerprint, face or screen lock). Sign out and sign in",
+        "again: after the password the passkey confirms the login, and no SMS is sent.",
     ]
     if next_step == NextStep.START_OVER:
         return f"{username} was disabled in an earlier run.\n{START_OVER}\nCtrl-C stops all three."
@@ -246,6 +260,8 @@ def next_step_text(next_step: NextStep) -> str:
             sign_in,
             single_sign_on,
         ]
+    if passkeys:
+        steps.append(passkey)
     lines = [intro]
     for number, step in enumerate(steps, start=1):
         lines.append(f"  {number}. {step[0]}")
@@ -260,17 +276,26 @@ def next_step_text(next_step: NextStep) -> str:
 @click.option(
     "--reset", is_flag=True, help="Start over: remove the demo's database and outbox first."
 )
+@click.option(
+    "--passkeys",
+    is_flag=True,
+    help="Offer passkeys beside the SMS PIN; the demo is then at http://localhost.",
+)
 @with_appcontext
-def demo_command(port: int, eservice_port: int, cloudphone_port: int, reset: bool) -> None:
+def demo_command(
+    port: int, eservice_port: int, cloudphone_port: int, reset: bool, passkeys: bool
+) -> None:
     """Run the identity provider with the e:service and cloud.phone demo portals."""
     if current_app.config["ENVIRONMENT"] == "production":
         raise click.ClickException("idp demo runs only with IDP_CONFIG=development")
-    ports = DemoPorts(port, eservice_port, cloudphone_port)
+    ports = DemoPorts(
+        port, eservice_port, cloudphone_port, host="localhost" if passkeys else "127.0.0.1"
+    )
     with running_alone(current_app.instance_path, ports):
         if reset:
             reset_demo_data(current_app.config)
         try:
-            servers, next_step = serve_demo(ports)
+            servers, next_step = serve_demo(ports, PASSKEY_SETTINGS if passkeys else None)
         except OSError as error:
             raise click.ClickException(
                 f"cannot start the demo: {error}; nothing was changed"
@@ -283,7 +308,7 @@ The demo is running:
   identity provider       {ports.url("idp")}/
   outbox (mails and SMS)  {ports.url("idp")}/_dev/outbox
 
-{next_step_text(next_step)}
+{next_step_text(next_step, passkeys=passkeys)}
 """
         )
         _serve_until_stopped(servers)

@@ -111,3 +111,24 @@ def tab_to(page: Page, text: str) -> None:
 def wait_for_focus(page: Page, name: str) -> None:
     # Once the browser applied autofocus, which a busy machine may do after the load event.
     page.wait_for_function(f"document.activeElement && document.activeElement.name === '{name}'")
+
+
+def add_virtual_authenticator(page):
+    """Chromium's virtual authenticator on the page: a platform authenticator (CTAP2,
+    internal) with resident keys and user verification, which answers at once."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
+    return cdp

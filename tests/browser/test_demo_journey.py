@@ -4,9 +4,16 @@ fresh PIN (step-up), and logout from e:service ending cloud.phone's session too.
 
 import pytest
 
-from idp.demo import DemoPorts, serve_demo
+from idp.demo import PASSKEY_SETTINGS, DemoPorts, serve_demo
 from idp.demo.servers import free_port
-from tests.browser.conftest import SCREENSHOTS, Steps, new_page, newest_link, newest_pin
+from tests.browser.conftest import (
+    SCREENSHOTS,
+    Steps,
+    add_virtual_authenticator,
+    new_page,
+    newest_link,
+    newest_pin,
+)
 from tests.conftest import PASSWORD
 
 TEXTS = {
@@ -42,18 +49,20 @@ TEXTS = {
 }
 
 
-@pytest.fixture
-def demo(tmp_path, database_uri, make_app):
+def serving_demo(tmp_path, database_uri, make_app, ports, overrides=None):
     # The demo starts on an empty database, as `idp demo` does: no key or account that an
     # earlier test of this process left behind (under another secret key) may meet it.
     with make_app().app_context():
         from tests.conftest import empty_tables
 
         empty_tables()
-    ports = DemoPorts(free_port(), free_port(), free_port())
     servers, _ = serve_demo(
         ports,
-        {"SQLALCHEMY_DATABASE_URI": database_uri, "OUTBOX_DIR": str(tmp_path / "outbox")},
+        {
+            "SQLALCHEMY_DATABASE_URI": database_uri,
+            "OUTBOX_DIR": str(tmp_path / "outbox"),
+            **(overrides or {}),
+        },
     )
     yield ports
     for server in servers:
@@ -63,6 +72,19 @@ def demo(tmp_path, database_uri, make_app):
         from tests.conftest import empty_tables
 
         empty_tables()
+
+
+@pytest.fixture
+def demo(tmp_path, database_uri, make_app):
+    ports = DemoPorts(free_port(), free_port(), free_port())
+    yield from serving_demo(tmp_path, database_uri, make_app, ports)
+
+
+@pytest.fixture
+def passkey_demo(tmp_path, database_uri, make_app):
+    """As `idp demo --passkeys`: at http://localhost, passkeys offered beside the SMS."""
+    ports = DemoPorts(free_port(), free_port(), free_port(), host="localhost")
+    yield from serving_demo(tmp_path, database_uri, make_app, ports, PASSKEY_SETTINGS)
 
 
 def sign_in(page, steps, outbox, text, name):
@@ -170,3 +192,51 @@ def test_the_back_button_after_the_login_leads_back_to_eservice(browser, demo):
         page.go_back()
         page.get_by_role("heading", name="Hauptmenü").wait_for()
         assert page.url.startswith(demo.url("eservice"))
+
+
+def sms_count(page, outbox) -> int:
+    page.goto(outbox)
+    return page.locator("article", has_text="SMS").count()
+
+
+def test_a_passkey_added_from_eservice_confirms_the_next_login_there(browser, passkey_demo):
+    """`idp demo --passkeys` as its text says: activation, e:service with password + PIN, "My
+    access", "Passkeys", add one; signed out and in again at e:service, the passkey confirms
+    the login after the password and no SMS is sent."""
+    demo, text = passkey_demo, TEXTS["de"]
+    outbox = f"{demo.url('idp')}/_dev/outbox"
+    page = new_page(browser, "de")
+    add_virtual_authenticator(page)
+    page.goto(newest_link(page, outbox, "/activate/"))
+    page.fill("#password", PASSWORD)
+    page.fill("#password_confirm", PASSWORD)
+    page.get_by_role("button", name=text["save"]).click()
+    pin = newest_pin(page, outbox)
+    page.go_back()
+    page.fill("#pin", pin)
+    page.get_by_role("button", name=text["confirm"], exact=True).click()
+    page.goto(demo.url("eservice") + "/")
+    page.get_by_role("link", name=text["sign in"]).click()
+    sign_in(page, None, outbox, text, "login")
+    page.get_by_role("heading", name=text["main menu"]).wait_for()
+
+    page.get_by_role("link", name="Mein Zugang").click()
+    page.get_by_role("link", name="Passkeys").click()
+    page.fill("#name", "Laptop")
+    page.click('button[name="register"]')
+    page.wait_for_url(lambda url: "done=added" in url)
+
+    page.goto(demo.url("eservice") + "/")
+    page.get_by_role("button", name=text["sign out"]).click()
+    page.wait_for_url(demo.url("eservice") + "/signed-out")
+    sms_before = sms_count(page, outbox)
+    page.goto(demo.url("eservice") + "/")
+    page.get_by_role("link", name=text["sign in"]).click()
+    page.fill("#username", "anna")
+    page.fill("#password", PASSWORD)
+    page.get_by_role("button", name=text["next"]).click()
+    page.wait_for_url("**/login/passkey")
+    page.click('button[name="passkey"]')
+    page.get_by_role("heading", name=text["main menu"]).wait_for()
+    assert page.url.startswith(demo.url("eservice"))
+    assert sms_count(page, outbox) == sms_before

@@ -14,7 +14,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from idp.demo.servers import BackgroundServer, free_port
-from tests.browser.conftest import ROOT, new_page, newest_pin, screenshot
+from tests.browser.conftest import (
+    ROOT,
+    add_virtual_authenticator,
+    new_page,
+    newest_pin,
+    screenshot,
+)
 from tests.conftest import PASSWORD, invite
 from tests.oidc_fixtures import LiveIdp, RelyingParty
 
@@ -33,25 +39,6 @@ def localhost_idp(make_app):
     server = BackgroundServer(app, port).start()
     yield LiveIdp(app, f"http://localhost:{port}")
     server.stop()
-
-
-def add_virtual_authenticator(page):
-    cdp = page.context.new_cdp_session(page)
-    cdp.send("WebAuthn.enable")
-    cdp.send(
-        "WebAuthn.addVirtualAuthenticator",
-        {
-            "options": {
-                "protocol": "ctap2",
-                "transport": "internal",
-                "hasResidentKey": True,
-                "hasUserVerification": True,
-                "isUserVerified": True,
-                "automaticPresenceSimulation": True,
-            }
-        },
-    )
-    return cdp
 
 
 def type_password(page):
