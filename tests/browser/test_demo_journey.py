@@ -169,10 +169,9 @@ def test_the_leaflet_journey_through_both_portals(browser, demo, language):
     assert {name: found for name, found in steps.violations.items() if found} == {}
 
 
-def test_the_back_button_after_the_login_leads_back_to_eservice(browser, demo):
-    text = TEXTS["de"]
+def activate_and_sign_in(page, demo, text) -> None:
+    """Anna's activation from the outbox, then e:service with password + PIN: its main menu."""
     outbox = f"{demo.url('idp')}/_dev/outbox"
-    page = new_page(browser, "de")
     page.goto(newest_link(page, outbox, "/activate/"))
     page.fill("#password", PASSWORD)
     page.fill("#password_confirm", PASSWORD)
@@ -181,11 +180,15 @@ def test_the_back_button_after_the_login_leads_back_to_eservice(browser, demo):
     page.go_back()
     page.fill("#pin", pin)
     page.get_by_role("button", name=text["confirm"], exact=True).click()
-
     page.goto(demo.url("eservice") + "/")
-    page.get_by_role("link", name="Anmelden").click()
+    page.get_by_role("link", name=text["sign in"]).click()
     sign_in(page, None, outbox, text, "login")
-    page.get_by_role("heading", name="Hauptmenü").wait_for()
+    page.get_by_role("heading", name=text["main menu"]).wait_for()
+
+
+def test_the_back_button_after_the_login_leads_back_to_eservice(browser, demo):
+    page = new_page(browser, "de")
+    activate_and_sign_in(page, demo, TEXTS["de"])
 
     # Back to the PIN page, then to the login page: each leads on to e:service.
     for _ in range(2):
@@ -207,18 +210,7 @@ def test_a_passkey_added_from_eservice_confirms_the_next_login_there(browser, pa
     outbox = f"{demo.url('idp')}/_dev/outbox"
     page = new_page(browser, "de")
     add_virtual_authenticator(page)
-    page.goto(newest_link(page, outbox, "/activate/"))
-    page.fill("#password", PASSWORD)
-    page.fill("#password_confirm", PASSWORD)
-    page.get_by_role("button", name=text["save"]).click()
-    pin = newest_pin(page, outbox)
-    page.go_back()
-    page.fill("#pin", pin)
-    page.get_by_role("button", name=text["confirm"], exact=True).click()
-    page.goto(demo.url("eservice") + "/")
-    page.get_by_role("link", name=text["sign in"]).click()
-    sign_in(page, None, outbox, text, "login")
-    page.get_by_role("heading", name=text["main menu"]).wait_for()
+    activate_and_sign_in(page, demo, text)
 
     page.get_by_role("link", name="Mein Zugang").click()
     page.get_by_role("link", name="Passkeys").click()
